@@ -1,0 +1,82 @@
+"""The one place that owns Numba options.
+
+Every compiled function in the project is created through :func:`jit` (serial)
+or :func:`pjit` (may use ``prange``). Options fixed here:
+
+* ``cache=True``: compiled machine code is stored on disk next to the source
+  (``__pycache__``) so a second process loads it instead of recompiling.
+* ``fastmath=False``: results must be bit-identical with the JIT on and off
+  and across thread counts, so no re-association or contraction.
+* ``error_model="numpy"``: division by zero gives inf/nan instead of raising,
+  as NumPy does, so the no-JIT path behaves the same.
+* ``nogil=True``: kernels release the GIL.
+
+:func:`compile_stats` sums cache hits and misses over every dispatcher made
+here, so a test can assert that a second process does not recompile.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numba
+
+JIT_DISABLED: bool = bool(numba.config.DISABLE_JIT)
+
+_DISPATCHERS: list = []
+
+_BASE_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
+
+
+def _wrap(fn: Callable | None, parallel: bool, **extra):
+    options = dict(_BASE_OPTIONS, parallel=parallel, **extra)
+
+    def decorate(f: Callable):
+        dispatcher = numba.njit(**options)(f)
+        if not JIT_DISABLED:
+            _DISPATCHERS.append(dispatcher)
+        return dispatcher
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def jit(fn: Callable | None = None, **extra):
+    """Compile ``fn`` in nopython mode with the project's options (serial)."""
+    return _wrap(fn, parallel=False, **extra)
+
+
+def pjit(fn: Callable | None = None, **extra):
+    """Like :func:`jit` but with ``parallel=True`` so ``numba.prange`` runs on threads.
+
+    Kernels compiled this way must not depend on scheduling: no floating-point
+    reductions across ``prange`` iterations, no shared writes.
+    """
+    return _wrap(fn, parallel=True, **extra)
+
+
+def compile_stats() -> dict:
+    """Cache hits and misses over every compiled function created so far.
+
+    A *miss* means the function was compiled in this process; a *hit* means
+    machine code was loaded from the on-disk cache.
+    """
+    hits = misses = 0
+    for d in _DISPATCHERS:
+        stats = d.stats
+        hits += sum(stats.cache_hits.values())
+        misses += sum(stats.cache_misses.values())
+    return {"cache_hits": hits, "cache_misses": misses,
+            "functions": len(_DISPATCHERS), "jit_disabled": JIT_DISABLED}
+
+
+def set_threads(n: int | None) -> int:
+    """Set the number of Numba threads (None: leave as is). Returns the count in use."""
+    if JIT_DISABLED:
+        return 1
+    if n is not None:
+        n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(n)
+    return numba.get_num_threads()
+
+
+__all__ = ["jit", "pjit", "compile_stats", "set_threads", "JIT_DISABLED"]
