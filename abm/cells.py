@@ -1,0 +1,166 @@
+"""Cell storage as columns (structure of arrays) with an occupancy map.
+
+All agents live in one :class:`CellTable`; kernels receive its flat column
+arrays. Rows ``0..n-1`` are in use; a dead cell is marked ``kind = DEAD`` and
+its row is reclaimed by :meth:`CellTable.compact`, which keeps the order of
+the surviving rows. Every cell has a unique, never reused ``id`` that keys its
+random numbers, so results do not depend on row order.
+
+Occupancy: ``occ[site]`` is the row of the tissue cell (tumour, CAR-T,
+myeloid) at that site or -1. Endothelial cells line vessel sites and are not
+in the occupancy map: a vessel site holds its lining plus at most one tissue
+cell, which is how cells enter and leave the patch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Cell kinds (the ``kind`` column).
+DEAD = -1
+TUMOUR = 0
+CART = 1
+MYELOID = 2
+ENDOTHELIAL = 3
+KIND_NAMES = {TUMOUR: "tumour", CART: "cart", MYELOID: "myeloid", ENDOTHELIAL: "endothelial"}
+
+# Phenotype codes per kind (the ``phenotype`` column).
+TUMOUR_ALIVE, TUMOUR_DYING = 0, 1
+CART_NAIVE, CART_EFFECTOR, CART_MEMORY, CART_EXHAUSTED = 0, 1, 2, 3
+MYELOID_RESIDENT, MYELOID_RECRUITED = 0, 1
+
+#: Column name -> (dtype, fill value, unit, description).
+COLUMNS: dict[str, tuple[np.dtype, object, str, str]] = {
+    "id": (np.int64, -1, "-", "unique cell id (keys the random streams; never reused)"),
+    "kind": (np.int8, DEAD, "-", "cell kind: 0 tumour, 1 CAR-T, 2 myeloid, 3 endothelial, -1 dead"),
+    "site": (np.int64, -1, "-", "flat lattice site index"),
+    "phenotype": (np.int8, 0, "-", "kind-specific state code (see abm.cells)"),
+    "activation": (np.float64, 0.0, "1", "activation level in [0, 1]"),
+    "antigen": (np.float64, 0.0, "molecules/cell", "target antigen density (tumour)"),
+    "engagements": (np.int32, 0, "-", "engagements since last rest (CAR-T)"),
+    "divisions_left": (np.int32, 0, "-", "remaining division potential"),
+    "target": (np.int64, -1, "-", "site of the engaged target, -1 if none"),
+    "timer": (np.float64, 0.0, "h", "time spent in the current state"),
+    "store": (np.float64, 0.0, "1", "releasable store (endothelial Weibel-Palade bodies)"),
+}
+
+
+class CellTable:
+    """Columns of all agents, with capacity growth, compaction and occupancy.
+
+    Args:
+        n_sites: number of lattice sites (size of the occupancy map).
+        capacity: initial number of rows allocated.
+    """
+
+    def __init__(self, n_sites: int, capacity: int = 1024):
+        self.n = 0
+        self.next_id = 0
+        self.capacity = max(16, int(capacity))
+        for name, (dtype, fill, _, _) in COLUMNS.items():
+            setattr(self, name, np.full(self.capacity, fill, dtype=dtype))
+        self.occ = np.full(n_sites, -1, dtype=np.int64)
+
+    # -- capacity -------------------------------------------------------------
+    def ensure_capacity(self, extra: int) -> None:
+        """Grow (doubling) so that ``extra`` more rows fit after row ``n``."""
+        need = self.n + int(extra)
+        if need <= self.capacity:
+            return
+        new_cap = self.capacity
+        while new_cap < need:
+            new_cap *= 2
+        for name, (dtype, fill, _, _) in COLUMNS.items():
+            old = getattr(self, name)
+            col = np.full(new_cap, fill, dtype=dtype)
+            col[: self.n] = old[: self.n]
+            setattr(self, name, col)
+        self.capacity = new_cap
+
+    def add(self, kind: int, sites: np.ndarray, **values) -> np.ndarray:
+        """Append cells of one kind at ``sites``; returns their row indices.
+
+        Tissue cells (not endothelial) are entered in the occupancy map; their
+        sites must be free. Other columns take ``values`` (scalars or arrays).
+        """
+        sites = np.asarray(sites, dtype=np.int64)
+        k = len(sites)
+        self.ensure_capacity(k)
+        rows = np.arange(self.n, self.n + k, dtype=np.int64)
+        if kind != ENDOTHELIAL:
+            if np.any(self.occ[sites] >= 0) or len(np.unique(sites)) != k:
+                raise ValueError("CellTable.add: a target site is already occupied")
+            self.occ[sites] = rows
+        self.id[rows] = np.arange(self.next_id, self.next_id + k, dtype=np.int64)
+        self.kind[rows] = kind
+        self.site[rows] = sites
+        for name, v in values.items():
+            getattr(self, name)[rows] = v
+        self.n += k
+        self.next_id += k
+        return rows
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Mark rows dead and free their sites (rows are reclaimed by :meth:`compact`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        tissue = rows[self.kind[rows] != ENDOTHELIAL]
+        self.occ[self.site[tissue]] = -1
+        self.kind[rows] = DEAD
+        self.site[rows] = -1
+
+    def compact(self) -> None:
+        """Drop dead rows, keeping the order of live ones; rebuild occupancy."""
+        live = np.flatnonzero(self.kind[: self.n] != DEAD)
+        m = len(live)
+        for name, (dtype, fill, _, _) in COLUMNS.items():
+            col = getattr(self, name)
+            col[:m] = col[live]
+            col[m: self.n] = fill
+        self.n = m
+        self.rebuild_occupancy()
+
+    def rebuild_occupancy(self) -> None:
+        self.occ[:] = -1
+        rows = np.flatnonzero((self.kind[: self.n] != DEAD) & (self.kind[: self.n] != ENDOTHELIAL))
+        self.occ[self.site[rows]] = rows
+
+    # -- queries -------------------------------------------------------------
+    def rows_of(self, kind: int) -> np.ndarray:
+        return np.flatnonzero(self.kind[: self.n] == kind)
+
+    def count(self, kind: int, phenotype: int | None = None) -> int:
+        mask = self.kind[: self.n] == kind
+        if phenotype is not None:
+            mask &= self.phenotype[: self.n] == phenotype
+        return int(np.count_nonzero(mask))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Views of the used part of every column."""
+        return {name: getattr(self, name)[: self.n] for name in COLUMNS}
+
+    def load_columns(self, cols: dict[str, np.ndarray], next_id: int) -> None:
+        """Replace the contents with ``cols`` (e.g. from a checkpoint)."""
+        n = len(cols["id"])
+        self.n = 0
+        self.ensure_capacity(n)
+        for name, (dtype, fill, _, _) in COLUMNS.items():
+            col = getattr(self, name)
+            col[:] = fill
+            col[:n] = np.asarray(cols[name], dtype=dtype)
+        self.n = n
+        self.next_id = int(next_id)
+        self.rebuild_occupancy()
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError unless occupancy and table agree (one cell per site)."""
+        n = self.n
+        kind = self.kind[:n]
+        tissue = np.flatnonzero((kind != DEAD) & (kind != ENDOTHELIAL))
+        sites = self.site[tissue]
+        assert np.all(sites >= 0), "a live tissue cell has no site"
+        assert len(np.unique(sites)) == len(sites), "two tissue cells share a site"
+        assert np.array_equal(self.occ[sites], tissue), "occupancy does not point at its cell"
+        assert np.count_nonzero(self.occ >= 0) == len(tissue), "occupancy holds stale entries"
+        ids = self.id[np.flatnonzero(kind != DEAD)]
+        assert len(np.unique(ids)) == len(ids), "duplicate cell ids"
+        assert np.all(ids < self.next_id), "cell id beyond next_id"

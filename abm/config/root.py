@@ -1,0 +1,117 @@
+"""The root configuration: every section of a run, resolved and frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from abm.config.schema import Section, param, section
+from abm.lattice import LatticeParams
+from abm.model.cart import ProductParams
+from abm.model.fields import FieldParams
+from abm.model.tumour import TumourParams
+
+#: Tumour cells per mL of tumour tissue, used to convert a volume to a burden.
+CELLS_PER_ML = 1e9
+
+
+@dataclass(frozen=True)
+class RunParams(Section):
+    """Time axis, seed, recording and threads of one run."""
+
+    name: str = param("default", unit="-", doc="run name (output folder under the output dir)")
+    seed: int | None = param(None, unit="-", ge=0, lt=2**63,
+                             doc="run seed; drawn and recorded when absent")
+    replicate: int = param(0, unit="-", ge=0, doc="replicate index within a batch")
+    start_day: float = param(-5.0, unit="day", ge=-30, le=0,
+                             doc="first simulated day relative to infusion (day 0)")
+    end_day: float = param(28.0, unit="day", gt=0, le=365, doc="last simulated day")
+    dt_min: float = param(6.0, unit="min", gt=0, le=60, doc="agent step")
+    record_every_min: float = param(60.0, unit="min", gt=0, doc="time-series record interval")
+    snapshot_every_h: float = param(24.0, unit="h", gt=0, doc="field and cell snapshot interval")
+    checkpoint_every_h: float = param(24.0, unit="h", gt=0, doc="checkpoint interval")
+    threads: int | None = param(None, unit="-", ge=1, le=256,
+                                doc="Numba threads (results do not depend on it)")
+
+    def check(self, fail):
+        for key in ("record_every_min", "snapshot_every_h", "checkpoint_every_h"):
+            minutes = getattr(self, key) * (60.0 if key.endswith("_h") else 1.0)
+            ratio = minutes / self.dt_min
+            if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+                fail(key, f"must be a whole multiple of run.dt_min = {self.dt_min} min "
+                          f"(got {getattr(self, key)})")
+        if self.snapshot_every_h * 60.0 < self.record_every_min:
+            fail("snapshot_every_h", "must not be shorter than run.record_every_min")
+
+    @property
+    def dt_s(self) -> float:
+        return self.dt_min * 60.0
+
+    @property
+    def n_steps(self) -> int:
+        return int(round((self.end_day - self.start_day) * 1440.0 / self.dt_min))
+
+    def every_steps(self, minutes: float) -> int:
+        return int(round(minutes / self.dt_min))
+
+
+@dataclass(frozen=True)
+class PatientParams(Section):
+    """Patient covariates. Tumour burden may be given in cells or as a volume in mL."""
+
+    tumour_burden_cells: float | None = param(None, unit="cells", ge=1e6, le=1e13,
+                                              doc="total tumour cells B (default 9.5e10)")
+    tumour_volume_ml: float | None = param(None, unit="mL", gt=0, le=1e4,
+                                           doc="tumour volume; B = volume x 1e9 cells/mL")
+    weight_kg: float = param(70.0, unit="kg", gt=1, le=300, doc="body weight")
+    baseline_endothelial_activation: float = param(0.0, unit="1", ge=0, le=1,
+                                                   doc="pre-existing endothelial activation")
+
+    def check(self, fail):
+        if self.tumour_burden_cells is not None and self.tumour_volume_ml is not None:
+            fail("tumour_volume_ml", "cannot be given together with patient.tumour_burden_cells; "
+                                     "give one of them")
+
+    @property
+    def burden_cells(self) -> float:
+        if self.tumour_burden_cells is not None:
+            return self.tumour_burden_cells
+        if self.tumour_volume_ml is not None:
+            return self.tumour_volume_ml * CELLS_PER_ML
+        return 9.5e10
+
+
+@dataclass(frozen=True)
+class OutputParams(Section):
+    """What a run writes."""
+
+    dir: str = param("runs", unit="-", doc="output directory (relative to the working directory)")
+    fields: bool = param(True, unit="-", doc="write field snapshots")
+    cells: bool = param(True, unit="-", doc="write cell snapshots")
+    compression: int = param(4, unit="-", ge=0, le=9, doc="gzip level of snapshot datasets")
+
+
+@dataclass(frozen=True)
+class Config(Section):
+    """A complete, validated, frozen run configuration."""
+
+    run: RunParams = section(RunParams)
+    lattice: LatticeParams = section(LatticeParams)
+    patient: PatientParams = section(PatientParams)
+    product: ProductParams = section(ProductParams)
+    tumour: TumourParams = section(TumourParams)
+    fields: FieldParams = section(FieldParams)
+    output: OutputParams = section(OutputParams)
+
+    def check(self, fail):
+        n_sites = 1
+        for s in self.lattice.shape:
+            n_sites *= s
+        free = n_sites * (1.0 - self.lattice.vessel_fraction)
+        if self.tumour.initial_cells > free:
+            fail("tumour.initial_cells", f"must fit into the {int(free)} non-vessel sites of "
+                                         f"lattice.shape {list(self.lattice.shape)} "
+                                         f"(got {self.tumour.initial_cells})")
+        if self.fields.solver == "explicit" and self.lattice.shape and len(self.lattice.shape) == 3 \
+                and max(self.lattice.shape) > 256:
+            fail("fields.solver", "'explicit' on a 3D lattice larger than 256 per side would need "
+                                  "thousands of sub-steps per step; use 'implicit'")

@@ -1,0 +1,1 @@
+"""Output files: HDF5 writer, reader, checkpoints and provenance."""

@@ -1,0 +1,155 @@
+"""Simulation: steps a :class:`~abm.state.State` in a fixed, documented order.
+
+Subsystems are :class:`Process` objects, each stepped in one phase of the
+step; writers and recorders are callables fired by triggers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from typing import Callable
+
+from abm.config import Config
+from abm.state import State
+from abm.triggers import Trigger, as_trigger
+
+#: Phases of one step, in order (see :meth:`Simulation.run`).
+PHASES = ("blood_to_tissue", "agents", "fields", "tissue_to_blood", "patient")
+
+
+class Process:
+    """A rule or subsystem advanced once per step in one phase.
+
+    Subclasses set ``phase`` (one of :data:`PHASES`), implement :meth:`step`,
+    and may add named scalars to each time-series record in :meth:`record`.
+    """
+
+    phase: str = "agents"
+
+    def __init__(self, sim: "Simulation"):
+        self.sim = sim
+
+    def step(self, state: State) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def record(self, state: State, row: dict) -> None:
+        """Add this subsystem's recorded scalars to ``row``."""
+
+
+def resolve_seed(seed: int | None) -> int:
+    """Return ``seed``, or a fresh random 63-bit seed when it is None."""
+    return int(seed) if seed is not None else secrets.randbits(63)
+
+
+class Simulation:
+    """One virtual patient.
+
+    Args:
+        config: resolved configuration.
+        seed: overrides ``config.run.seed``; if both are absent a seed is drawn
+            and recorded in ``self.seed``.
+        processes: process classes to use instead of :func:`default_processes`.
+    """
+
+    def __init__(self, config: Config, seed: int | None = None, processes=None,
+                 initialise: bool = True):
+        self.config = config
+        self.seed = resolve_seed(seed if seed is not None else config.run.seed)
+        self.state = State(config, self.seed)
+        if initialise:
+            self.state.initialise()
+        classes = processes if processes is not None else default_processes(config)
+        self.processes = [cls(self) for cls in classes]
+        for p in self.processes:
+            if p.phase not in PHASES:
+                raise ValueError(f"{type(p).__name__}.phase must be one of {PHASES}")
+        self._writers: list[tuple[Trigger, Callable[["Simulation"], None]]] = []
+        self.timings = {"simulate_s": 0.0, "write_s": 0.0, "first_step_s": 0.0}
+
+    @property
+    def n_steps(self) -> int:
+        return self.config.run.n_steps
+
+    def add_writer(self, trigger, fn: Callable[["Simulation"], None]) -> None:
+        """Call ``fn(sim)`` after every step on which ``trigger`` fires (int: every N steps)."""
+        self._writers.append((as_trigger(trigger), fn))
+
+    def record_row(self) -> dict:
+        """One time-series record: time, step, cell counts and every process's scalars."""
+        s = self.state
+        row = {"time": s.time_day, "step": s.step}
+        row.update({f"n_{k}": v for k, v in s.counts().items()})
+        for p in self.processes:
+            p.record(s, row)
+        return row
+
+    def step(self) -> None:
+        """Advance one ``dt`` (see :meth:`run` for the order)."""
+        s = self.state
+        for phase in PHASES:
+            for p in self.processes:
+                if p.phase == phase:
+                    p.step(s)
+        s.step += 1
+
+    def fire_writers(self) -> None:
+        t0 = time.perf_counter()
+        for trig, fn in self._writers:
+            if trig(self.state.step):
+                fn(self)
+        self.timings["write_s"] += time.perf_counter() - t0
+
+    def run(self, steps: int | None = None, progress: bool = False) -> None:
+        """Advance ``steps`` steps (default: to ``run.end_day``).
+
+        Order of one step of length ``dt``::
+
+            for each step:
+                1. blood_to_tissue: CAR-T and monocyte extravasation at vessel
+                   sites; cytokine exchange with plasma at vessel sites
+                2. agents: sense, decide, act for every cell (engage, kill,
+                   divide, die, move, secrete, take up)
+                3. fields: sources and sinks, then implicit diffusion-decay of
+                   all species together
+                4. tissue_to_blood: patch efflux scaled by S = B / n_T0; blood
+                   ODEs (cytokines, myeloid pool, CAR-T, lymphocytes,
+                   metabolites, drugs)
+                5. patient: physiology, brain barrier, clinician decisions,
+                   CRS and ICANS grading, event log
+                step += 1
+                6. writers whose trigger fires at the new step: time-series
+                   record, snapshot, checkpoint
+
+        Writers are also fired once before the first step when the run starts
+        at step 0, so the initial state is recorded.
+        """
+        if steps is None:
+            steps = self.n_steps - self.state.step
+        if self.state.step == 0:
+            self.fire_writers()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, unit="step", file=sys.stderr, mininterval=0.5,
+                       desc=self.config.run.name, leave=False)
+        for i in range(steps):
+            t0 = time.perf_counter()
+            self.step()
+            dt = time.perf_counter() - t0
+            if self.state.step == 1:
+                self.timings["first_step_s"] = dt
+            self.timings["simulate_s"] += dt
+            self.fire_writers()
+            if bar is not None:
+                bar.update(1)
+                if i % 24 == 0:
+                    bar.set_postfix(day=f"{self.state.time_day:.1f}")
+        if bar is not None:
+            bar.close()
+
+
+def default_processes(config: Config) -> list[type[Process]]:
+    """The processes of a full model run, in registration order within each phase."""
+    return []
