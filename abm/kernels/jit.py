@@ -3,8 +3,13 @@
 Every compiled function in the project is created through :func:`jit` (serial)
 or :func:`pjit` (may use ``prange``). Options fixed here:
 
-* ``cache=True``: compiled machine code is stored on disk next to the source
-  (``__pycache__``) so a second process loads it instead of recompiling.
+* ``cache=True``: compiled machine code is stored on disk so a second process
+  loads it instead of recompiling. Numba checks only the timestamp of the file
+  that defines a function, not of the kernels it calls, so a cached kernel can
+  go stale when a callee in another file changes. The cache therefore lives in
+  a folder keyed by a hash of every source file in ``abm/kernels`` (and the
+  Numba version): ``$NUMBA_CACHE_DIR/<hash>`` if that variable is set, else
+  ``~/.cache/cart-abm/numba/<hash>``. Any kernel edit starts a fresh cache.
 * ``fastmath=False``: results must be bit-identical with the JIT on and off
   and across thread counts, so no re-association or contraction.
 * ``error_model="numpy"``: division by zero gives inf/nan instead of raising,
@@ -17,11 +22,32 @@ here, so a test can assert that a second process does not recompile.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Callable
 
 import numba
 
 JIT_DISABLED: bool = bool(numba.config.DISABLE_JIT)
+
+
+def _kernel_source_hash() -> str:
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cart-abm", "numba")
+    return os.path.join(base, _kernel_source_hash())
+
+
+CACHE_DIR: str = _cache_dir()
+numba.config.CACHE_DIR = CACHE_DIR
 
 _DISPATCHERS: list = []
 
