@@ -152,4 +152,5 @@ class Simulation:
 
 def default_processes(config: Config) -> list[type[Process]]:
     """The processes of a full model run, in registration order within each phase."""
-    return []
+    from abm.model.patient import PATIENT_PROCESSES
+    return [*PATIENT_PROCESSES]

@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from abm.config.schema import Section, param, section
 from abm.lattice import LatticeParams
+from abm.model.blood import BloodParams, LymphodepletionParams
 from abm.model.cart import ProductParams
+from abm.model.clinician import ClinicianParams
+from abm.model.drugs import DrugParams
 from abm.model.fields import FieldParams
+from abm.model.physiology import PhysiologyParams
 from abm.model.tumour import TumourParams
 
 #: Tumour cells per mL of tumour tissue, used to convert a volume to a burden.
@@ -65,6 +69,8 @@ class PatientParams(Section):
     weight_kg: float = param(70.0, unit="kg", gt=1, le=300, doc="body weight")
     baseline_endothelial_activation: float = param(0.0, unit="1", ge=0, le=1,
                                                    doc="pre-existing endothelial activation")
+    random_effects: bool = param(True, unit="-",
+                                 doc="draw per-patient random effects from the seed (false: typical patient)")
 
     def check(self, fail):
         if self.tumour_burden_cells is not None and self.tumour_volume_ml is not None:
@@ -100,6 +106,11 @@ class Config(Section):
     product: ProductParams = section(ProductParams)
     tumour: TumourParams = section(TumourParams)
     fields: FieldParams = section(FieldParams)
+    blood: BloodParams = section(BloodParams)
+    lymphodepletion: LymphodepletionParams = section(LymphodepletionParams)
+    physiology: PhysiologyParams = section(PhysiologyParams)
+    drugs: DrugParams = section(DrugParams)
+    clinician: ClinicianParams = section(ClinicianParams)
     output: OutputParams = section(OutputParams)
 
     def check(self, fail):

@@ -1,0 +1,79 @@
+"""The patient-level processes: drugs, blood, physiology, clinician and CRS grade.
+
+The models live in their own modules (:mod:`abm.model.drugs`,
+:mod:`abm.model.blood`, :mod:`abm.model.physiology`,
+:mod:`abm.model.clinician`) next to their parameter sections; those modules
+are imported by the configuration, so they cannot import the simulation core.
+The thin :class:`~abm.simulation.Process` wrappers here plug them into a
+:class:`~abm.simulation.Simulation`.
+
+Order within a step (registration order within each phase)::
+
+    tissue_to_blood:  DrugProcess       PK over dt; il6r_occupancy, steroid_effect, il1r_blockade
+                      BloodProcess      patch coupling (x S), infusion, plasma cytokines, myeloid pool,
+                                        CAR-T pools, lymphocytes and IL-7/IL-15, metabolites, ANG/VWF
+    patient:          PhysiologyProcess temperature, systemic endothelial activation, fluids, vitals
+                      ClinicianProcess  ward assessment, support and drugs, vitals with the new support
+                      CRSProcess        ASTCT CRS grade, episodes, events
+"""
+
+from __future__ import annotations
+
+from abm.model.blood import Blood
+from abm.model.clinician import Clinician, CRSGrade
+from abm.model.drugs import Drugs
+from abm.model.physiology import Physiology
+from abm.simulation import Process
+
+
+class _ModelProcess(Process):
+    """A process that delegates to a model object built from the simulation."""
+
+    model_class: type = object
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        self.model = self.model_class(sim)
+
+    def step(self, state):
+        self.model.step(state)
+
+    def record(self, state, row):
+        self.model.record(state, row)
+
+    def endpoints(self, state, out):
+        self.model.endpoints(state, out)
+
+
+class DrugProcess(_ModelProcess):
+    """Drug PK/PD (:class:`abm.model.drugs.Drugs`)."""
+
+    phase, model_class, meta = Drugs.phase, Drugs, Drugs.meta
+
+
+class BloodProcess(_ModelProcess):
+    """The blood compartment (:class:`abm.model.blood.Blood`)."""
+
+    phase, model_class, meta = Blood.phase, Blood, Blood.meta
+
+
+class PhysiologyProcess(_ModelProcess):
+    """Temperature, leak, MAP, SpO2 (:class:`abm.model.physiology.Physiology`)."""
+
+    phase, model_class, meta = Physiology.phase, Physiology, Physiology.meta
+
+
+class ClinicianProcess(_ModelProcess):
+    """The virtual clinician (:class:`abm.model.clinician.Clinician`)."""
+
+    phase, model_class, meta = Clinician.phase, Clinician, Clinician.meta
+
+
+class CRSProcess(_ModelProcess):
+    """The continuous ASTCT CRS grade (:class:`abm.model.clinician.CRSGrade`)."""
+
+    phase, model_class, meta = CRSGrade.phase, CRSGrade, CRSGrade.meta
+
+
+#: Registered by :func:`abm.simulation.default_processes`, in this order.
+PATIENT_PROCESSES = [DrugProcess, BloodProcess, PhysiologyProcess, ClinicianProcess, CRSProcess]
