@@ -41,7 +41,9 @@ required once tocilizumab or a steroid was given at or after CRS onset. An
 episode starts at the first grade >= 1 and resolves after
 ``resolution_hold_h`` at grade 0 (the resolution time is the start of that
 stretch). Onset, resolution, duration and maximum grade are scalars; onset,
-each new episode maximum and resolution are appended to ``state.events``.
+each new episode maximum and resolution are appended to ``state.events``
+(a resolution when it is known, i.e. ``resolution_hold_h`` after the
+resolution time given in its detail, so event times never go backwards).
 """
 
 from __future__ import annotations
@@ -479,8 +481,9 @@ class CRSGrade:
                 s["crs_active"] = 0.0
                 s["crs_resolved_day"] = end
                 s["crs_duration_completed_days"] += end - s["crs_episode_onset_day"]
-                _event(state, end, "crs_resolved", int(s["crs_episode_max_grade"]),
-                       f"episode {int(s['crs_episodes'])} lasted {end - s['crs_episode_onset_day']:.2f} days")
+                _event(state, t, "crs_resolved", int(s["crs_episode_max_grade"]),
+                       f"episode {int(s['crs_episodes'])}: grade 0 since day {end:.3f}, "
+                       f"lasted {end - s['crs_episode_onset_day']:.2f} days")
         running = 0.0
         if s["crs_active"] == 1.0:
             end = s["crs_zero_since_day"] if s["crs_zero_since_day"] == s["crs_zero_since_day"] else t

@@ -93,8 +93,8 @@ class PhysiologyParams(Section):
     steroid_antipyretic_imax: float = param(0.5, unit="1", ge=0, le=1, doc="maximal antipyretic steroid effect")
     # systemic endothelial activation
     endothelial_il6_ec50_pg_ml: float = param(150.0, unit="pg/mL", gt=0, doc="IL-6 signalling potency")
-    endothelial_ifng_ec50_pg_ml: float = param(150.0, unit="pg/mL", gt=0, doc="IFN-gamma potency")
-    endothelial_il1_ec50_pg_ml: float = param(30.0, unit="pg/mL", gt=0, doc="IL-1 potency")
+    endothelial_ifng_ec50_pg_ml: float = param(500.0, unit="pg/mL", gt=0, doc="IFN-gamma potency")
+    endothelial_il1_ec50_pg_ml: float = param(100.0, unit="pg/mL", gt=0, doc="IL-1 potency")
     endothelial_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of activation")
     endothelial_sensitivity_sd: float = param(0.3, unit="1", ge=0, le=3, doc="log-scale SD of sensitivity")
     endothelial_time_constant_h: float = param(6.0, unit="h", gt=0, doc="lag tau_E of systemic activation")
