@@ -170,9 +170,9 @@ class BloodParams(Section):
     infusion_day: float = param(0.0, unit="day", doc="day the product is infused into blood")
     cart_peak_after_days: float = param(1.0, unit="day", ge=0,
                                         doc="the CAR-T peak endpoint ignores this long after infusion")
-    cart_blood_to_tissue_per_day: float = param(1.0, unit="1/day", ge=0,
+    cart_blood_to_tissue_per_day: float = param(0.5, unit="1/day", ge=0,
                                                 doc="CAR-T homing from blood to non-tumour tissues")
-    cart_tissue_to_blood_per_day: float = param(0.05, unit="1/day", ge=0,
+    cart_tissue_to_blood_per_day: float = param(0.02, unit="1/day", ge=0,
                                                 doc="CAR-T return from non-tumour tissues to blood")
     cart_blood_death_per_day: float = param(0.1, unit="1/day", ge=0, doc="CAR-T death in blood")
     cart_tissue_death_per_day: float = param(0.15, unit="1/day", ge=0,

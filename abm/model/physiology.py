@@ -6,10 +6,12 @@ patient's healthy baseline (``(C - C0)+``), IL-6 as signalling
 ``IL-6 (1 - occ)`` (tocilizumab IL-6R occupancy) and IL-1 as
 ``IL-1 (1 - il1r_blockade)`` (anakinra).
 
-Temperature (IL-6 is the necessary endogenous pyrogen, IL-1 a co-signal:
-Chai 1996, Cartmell 2000; human endotoxaemia +1.5-2 C; parameters.md 6a)::
+Temperature (IL-6 is the necessary endogenous pyrogen -- IL-6-deficient mice
+get no fever from IL-1 -- and IL-1 a co-signal that potentiates it: Chai
+1996, Cartmell 2000; human endotoxaemia +1.5-2 C; parameters.md 6a). So
+blocking IL-6 signalling (tocilizumab) removes fever whatever the IL-1::
 
-    x_T = sens_T [ (IL6sig - IL6_0)+ / EC_T6 + (IL1sig - IL1_0)+ / EC_T1 ]
+    x_T = sens_T (IL6sig - IL6_0)+ / EC_T6 * (1 + (IL1sig - IL1_0)+ / EC_T1)
     T*  = T0 + dT_max h_n(x_T) (1 - Imax_ap E_steroid)        h_n(x) = x^n/(1 + x^n)
     dT/dt = (T* - T) / tau_T                                   (lag compartment, 1-3 h)
 
@@ -86,7 +88,8 @@ class PhysiologyParams(Section):
     temperature_baseline_sd: float = param(0.2, unit="degC", ge=0, le=2, doc="SD of T0 across patients")
     fever_max_c: float = param(3.0, unit="degC", ge=0, le=6, doc="maximal cytokine-driven rise dT_max (2.5-3)")
     fever_il6_ec50_pg_ml: float = param(30.0, unit="pg/mL", gt=0, doc="IL-6 signalling above baseline for half dT_max")
-    fever_il1_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0, doc="IL-1 above baseline for half dT_max")
+    fever_il1_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0,
+                                        doc="IL-1 above baseline that doubles the IL-6 pyrogen drive")
     fever_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of the fever map")
     fever_sensitivity_sd: float = param(0.3, unit="1", ge=0, le=3, doc="log-scale SD of pyrogen sensitivity")
     fever_lag_h: float = param(1.5, unit="h", gt=0, doc="time constant of the temperature lag compartment")
@@ -245,7 +248,7 @@ class Physiology:
         il1 = self._excess(s, "il1", 1.0 - s.get("il1r_blockade", 0.0))
         ifng = self._excess(s, "ifng")
         # temperature
-        x_t = v.fever_sens * (il6 / p.fever_il6_ec50_pg_ml + il1 / p.fever_il1_ec50_pg_ml)
+        x_t = v.fever_sens * il6 / p.fever_il6_ec50_pg_ml * (1.0 + il1 / p.fever_il1_ec50_pg_ml)
         target_t = v.t0 + p.fever_max_c * hill(x_t, 1.0, p.fever_hill) * (
             1.0 - p.steroid_antipyretic_imax * steroid)
         s["temperature_c"] = relax_to(s["temperature_c"], target_t, 1.0 / p.fever_lag_h, dt)
