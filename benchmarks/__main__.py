@@ -36,12 +36,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         module = importlib.import_module(REGISTRY[name])
+        load_before = machine_info()["loadavg"]
         t0 = time.perf_counter()
         result = module.run(quick=args.quick)
         result.setdefault("name", name)
         result["quick"] = args.quick
         result["wall_s"] = time.perf_counter() - t0
         result["machine"] = machine_info()
+        result["machine"]["loadavg_before"] = load_before
         path = out / f"{name}.json"
         path.write_text(json.dumps(result, indent=2, default=float))
         print(f"## {result.get('title', name)}\n")

@@ -86,7 +86,7 @@ from abm.kernels import diffusion as d
 out = {}
 def first(name, fn):
     t = time.perf_counter(); fn(); out[name] = time.perf_counter() - t
-c = np.random.rand(6, 16, 16); n = 256; z = np.zeros((6, n))
+c = np.random.rand(6, 96, 96); n = 96 * 96; z = np.zeros((6, n))  # > 1 source-sink block
 for par in (False, True):
     tag = "parallel" if par else "serial"
     first(f"implicit {tag}", lambda: d.make_implicit_stepper(c.shape, 10, 360, 20, 1e-4, parallel=par)(c))

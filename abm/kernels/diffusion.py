@@ -556,7 +556,15 @@ def _check_field(arr, shape, name="conc"):
 
 
 class _FieldStepper:
-    """Shared geometry, validation and boundary-value handling."""
+    """Shared geometry, validation and boundary-value handling.
+
+    Attributes:
+        shape: the field shape ``(F, ny, nx)`` or ``(F, nz, ny, nx)``.
+        ndim: 2 or 3. n_species: ``F``.
+        h_um, dt_s: lattice edge (um) and step (s).
+        D_um2_s, decay_per_s: ``(F,)`` arrays.
+        boundary: "noflux" or "fixed". parallel: whether threads may be used.
+    """
 
     def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel):
         self.shape = _check_geometry(shape, h_um, dt_s, boundary)
@@ -595,7 +603,13 @@ class _FieldStepper:
 
 
 class ImplicitStepper(_FieldStepper):
-    """LOD backward-Euler diffusion with exact decay; see :func:`make_implicit_stepper`."""
+    """LOD backward-Euler diffusion with exact decay; see :func:`make_implicit_stepper`.
+
+    Attributes (besides those of the base): ``Px, Qx, Gx`` (and ``y``, ``z``)
+    the precomputed Thomas coefficients per species (:func:`thomas_coefficients`);
+    ``Px`` carries the decay factor. Holds no scratch: safe to call from
+    several threads on different arrays.
+    """
 
     def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel):
         super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
@@ -626,7 +640,13 @@ class ImplicitStepper(_FieldStepper):
 
 
 class ExplicitStepper(_FieldStepper):
-    """Forward-Euler stencil with sub-stepping; see :func:`make_explicit_stepper`."""
+    """Forward-Euler stencil with sub-stepping; see :func:`make_explicit_stepper`.
+
+    Attributes (besides those of the base): ``n_sub`` sub-steps per call of
+    ``dt_sub_s`` each, ``dt_stable_s = h^2 / (2 ndim D_max)``, ``safety``,
+    weights ``A = e^{-k tau}(1 - 2 ndim r)`` and ``B = e^{-k tau} r`` per
+    species. Owns a scratch array of the field's size: one call at a time.
+    """
 
     def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, safety):
         super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
@@ -676,7 +696,13 @@ class ExplicitStepper(_FieldStepper):
 
 
 class SourceSinkStepper:
-    """Exact pointwise secretion / uptake / blood exchange; see :func:`make_source_sink_stepper`."""
+    """Pointwise secretion / uptake / blood exchange; see :func:`make_source_sink_stepper`.
+
+    Attributes: ``shape``, ``n_species``, ``n_sites``, ``h_um``, ``dt_s``,
+    ``voxel_volume_ml`` (``h^3 1e-12``), ``exchange_per_s``, ``decay_per_s``
+    (zeros unless given), ``method``, ``parallel``. Owns the per-block
+    partial sums: one call at a time.
+    """
 
     def __init__(self, shape, h_um, dt_s, exchange_per_s, decay_per_s, parallel, method):
         if method not in SOURCE_SINK_METHODS:
