@@ -19,9 +19,10 @@ counted exactly once, here:
   acid into the extracellular fluid.
 
 Because one patch cell stands for ``S`` (~10^7) patient cells, a single entry
-can exceed what is left in blood; the shortfall is kept as a debt
+can exceed what is left in blood; the shortfall is taken from the non-tumour
+tissue pool that refills the circulation, and beyond that kept as a debt
 (``blood_cart_debt_cells``) repaid from later gains, so the total is
-conserved exactly and blood never goes negative.
+conserved exactly and no pool ever goes negative.
 
 Blood ODEs (phase ``tissue_to_blood``; each advanced exactly over ``dt`` with
 its rates frozen at the start of the step, see :mod:`abm.model.odes`)
@@ -442,12 +443,22 @@ class Blood:
 
     @staticmethod
     def _gain_cart(s: dict, n: float) -> None:
-        """Add ``n`` (may be negative) cells to blood, keeping a debt instead of going below 0."""
+        """Add ``n`` cells to blood (``n < 0``: cells leave for the patch).
+
+        A loss larger than the blood pool is taken from the non-tumour tissue
+        pool (the circulation it refills), and beyond that kept as a debt
+        that later gains repay first; nothing ever goes below 0.
+        """
         x = s["blood_cart_cells"] - s["blood_cart_debt_cells"] + n
         if x >= 0.0:
             s["blood_cart_cells"], s["blood_cart_debt_cells"] = x, 0.0
+            return
+        s["blood_cart_cells"] = 0.0
+        y = s["tissue_cart_cells"] + x
+        if y >= 0.0:
+            s["tissue_cart_cells"], s["blood_cart_debt_cells"] = y, 0.0
         else:
-            s["blood_cart_cells"], s["blood_cart_debt_cells"] = 0.0, -x
+            s["tissue_cart_cells"], s["blood_cart_debt_cells"] = 0.0, -y
 
     def _cytokines(self, s: dict) -> None:
         b, dt = self.p, self.dt_s
