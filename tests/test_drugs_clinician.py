@@ -317,6 +317,34 @@ def test_refractory_grade_2_gets_dexamethasone_after_24h():
     assert "refractory" in dex[0][3]
 
 
+def test_refractoriness_counts_from_the_current_episode():
+    """Tocilizumab in an earlier episode does not make a new grade-2 episode refractory at once."""
+    cfg = config({"run": {"end_day": 6.0}, "clinician": {"map_noise_sd_mmhg": 0.0, "max_boluses_per_24h": 10}})
+    # an IL-6 burst (fever, hypotension: grade 2, tocilizumab), then 3 days later an
+    # IFN-gamma-driven leak (tocilizumab still on board: masked, fluids, grade 2)
+    burst = clamp({"il6": 400.0}, t_on=0.2, t_off=0.6)
+
+    class Second(Process):
+        phase = "tissue_to_blood"
+
+        def step(self, state):
+            if 3.2 <= state.time_day < 5.0:
+                state.scalars["plasma_ifng"] = 700.0
+
+    sim = Simulation(cfg, processes=[burst, Second, DrugProcess, *CLINICAL])
+    ts = run_recorded(sim, every=10)
+    ev = sim.state.events
+    assert sum(1 for e in ev if e[1] == "crs_onset") == 2
+    tcz = [e[0] for e in ev if e[1] == "tocilizumab"]
+    assert any(t > 3.0 for t in tcz) and any(t < 1.0 for t in tcz)
+    assert ts["crs_max_grade"][-1] == 2
+    dex = [e for e in ev if e[1] == "dexamethasone"]
+    # refractory: 24 h after the second episode's first tocilizumab, not at once
+    second_tcz = min(t for t in tcz if t > 3.0)
+    assert dex and dex[0][0] == pytest.approx(second_tcz + 1.0, abs=1.01 / 24)
+    assert "refractory" in dex[0][3]
+
+
 def test_icans_triggers_dexamethasone():
     class Icans(Process):
         phase = "tissue_to_blood"

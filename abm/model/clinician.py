@@ -27,7 +27,7 @@ and acts:
   between doses, at most ``tocilizumab_max_doses_24h`` in 24 h and
   ``tocilizumab_max_doses`` in all; dexamethasone ``dex_mg`` every
   ``dex_interval_h`` while CRS >= ``dex_min_grade``, or CRS >= 2 for
-  ``dex_refractory_h`` after the first tocilizumab (refractory), or ICANS >=
+  ``dex_refractory_h`` after the episode's first tocilizumab (refractory), or ICANS >=
   ``dex_icans_min_grade`` (``icans_grade`` scalar), ``dex_grade4_mg`` at grade 4;
   methylprednisolone ``mp_mg`` daily at grade >= ``mp_min_grade``; anakinra
   (optional) for CRS >= ``anakinra_min_grade`` after tocilizumab;
@@ -240,6 +240,7 @@ class Clinician:
             s["clin_hemo_changed_day"] = -math.inf
             s["clin_o2_changed_day"] = -math.inf
             s["clin_map_ok_since_day"] = NAN
+            s["clin_tcz_episode_first_day"] = NAN
             s["clin_last_bolus_day"] = -math.inf
             for i in range(self.c.max_boluses_per_24h):
                 s[f"clin_bolus_day_{i}"] = -math.inf
@@ -374,6 +375,10 @@ class Clinician:
         mg = min(c.tocilizumab_max_mg, c.tocilizumab_mg_per_kg * self.weight)
         drugs.give(state, "tocilizumab", mg, why)
         self._slot_use(s, "clin_tcz_day_", c.tocilizumab_max_doses_24h, t)
+        # first dose of the current CRS episode (refractoriness is counted from it)
+        first, onset = s["clin_tcz_episode_first_day"], s.get("crs_episode_onset_day", NAN)
+        if s.get("crs_active", 0.0) == 0.0 or first != first or not (onset == onset and first >= onset):
+            s["clin_tcz_episode_first_day"] = t
 
     def _drugs(self, state, s: dict, t: float) -> None:
         c = self.c
@@ -389,8 +394,8 @@ class Clinician:
                 and self._slot_free(s, "clin_tcz_day_", c.tocilizumab_max_doses_24h, t)):
             self._give_tocilizumab(state, s, t, f"CRS grade {grade}")
         if c.dexamethasone:
-            refractory = (grade >= 2 and s.get("tocilizumab_doses", 0.0) > 0
-                          and t - s.get("tocilizumab_first_day", math.inf) >= c.dex_refractory_h / 24.0 - 1e-9)
+            refractory = (grade >= 2 and t - s["clin_tcz_episode_first_day"] >= c.dex_refractory_h / 24.0 - 1e-9
+                          if s["clin_tcz_episode_first_day"] == s["clin_tcz_episode_first_day"] else False)
             if (grade >= c.dex_min_grade or refractory or icans >= c.dex_icans_min_grade) \
                     and due("dexamethasone", c.dex_interval_h):
                 mg = c.dex_grade4_mg if grade >= 4 else c.dex_mg
