@@ -3,14 +3,15 @@
 CRS is graded from fever and from the *support the clinician gives* for
 hypotension and hypoxia, never from raw vital signs:
 
-======  ==========  ===============================================  =====================================================
-grade   fever       hypotension                                       hypoxia
-======  ==========  ===============================================  =====================================================
-1       >= 38.0 C   none                                             none
-2       >= 38.0 C   not requiring vasopressors (fluids)              low-flow nasal cannula (<= 6 L/min) or blow-by
-3       >= 38.0 C   one vasopressor with or without vasopressin      high-flow (> 6 L/min), facemask, non-rebreather, Venturi
-4       >= 38.0 C   multiple vasopressors (excluding vasopressin)    positive pressure (CPAP, BiPAP, mechanical ventilation)
-======  ==========  ===============================================  =====================================================
+=====  =========  ==========================================  ==========================================
+grade  fever      hypotension                                 hypoxia
+=====  =========  ==========================================  ==========================================
+1      >= 38.0 C  none                                        none
+2      >= 38.0 C  not requiring vasopressors (fluids)         low-flow cannula (<= 6 L/min) or blow-by
+3      >= 38.0 C  one vasopressor, with or without            high-flow (> 6 L/min), facemask,
+                  vasopressin                                 non-rebreather or Venturi mask
+4      >= 38.0 C  multiple vasopressors (not vasopressin)     positive pressure (CPAP, BiPAP, ventilation)
+=====  =========  ==========================================  ==========================================
 
 Rules (PMC8021214 Table 1 and footnotes; ``docs/patient.md``):
 

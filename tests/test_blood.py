@@ -10,7 +10,7 @@ from scipy.linalg import expm
 
 from abm.config import config_from_dict
 from abm.model import odes
-from abm.model.blood import PLASMA_SPECIES, Blood, patient_scale
+from abm.model.blood import PLASMA_SPECIES, patient_scale
 from abm.model.patient import BloodProcess
 from abm.simulation import Process, Simulation
 

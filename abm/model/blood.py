@@ -380,10 +380,10 @@ class Blood:
         s["plasma_il6_peak"] = s["plasma_il6"]
         self._derived(s)
 
-    def _derived(self, s: dict) -> None:
+    def _derived(self, s: dict, t: float = -math.inf) -> None:
+        """Reported quantities and running peaks at time ``t`` (day)."""
         b = self.p
         s["blood_cart_per_ul"] = s["blood_cart_cells"] / (b.blood_volume_ml * 1000.0)
-        t = s.get("_blood_time_day", -math.inf)
         if t >= b.infusion_day + b.cart_peak_after_days and s["blood_cart_per_ul"] > s["blood_cart_peak_per_ul"]:
             s["blood_cart_peak_per_ul"] = s["blood_cart_per_ul"]
             s["blood_cart_peak_day"] = t
@@ -406,8 +406,7 @@ class Blood:
         self._cart(s)
         self._lymphocytes(s, t0)
         self._markers(s)
-        s["_blood_time_day"] = t0 + self.dt_day
-        self._derived(s)
+        self._derived(s, t0 + self.dt_day)
 
     def _coupling(self, s: dict, t0: float) -> None:
         """Patch <-> blood transfers of this step and the infusion, each counted once."""
