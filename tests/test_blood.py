@@ -118,6 +118,17 @@ def test_lymphocytes_recover_over_weeks_and_cart_consume_il7_15():
     assert sim2.state.scalars["plasma_il7_15"] < s["plasma_il7_15"]
 
 
+def test_run_starting_after_lymphodepletion_starts_depleted():
+    full = make({"run": {"start_day": -5.0, "end_day": 2.0}, "blood": {"infusion_day": 500.0}})
+    full.run(steps=5 * 240)                                # to day 0
+    late = make({"run": {"start_day": 0.0, "end_day": 2.0}, "blood": {"infusion_day": 500.0}})
+    a, b = full.state.scalars, late.state.scalars
+    assert b["lymphocytes_cells"] == pytest.approx(a["lymphocytes_cells"], rel=1e-9)
+    assert b["blood_monocytes_per_ul"] == pytest.approx(a["blood_monocytes_per_ul"], rel=1e-9)
+    assert b["plasma_il7_15"] == pytest.approx(a["plasma_il7_15"], rel=1e-9)
+    assert b["baseline_il7_15"] == pytest.approx(a["baseline_il7_15"], rel=1e-12)
+
+
 def test_no_lymphodepletion_keeps_baseline():
     sim = make({"lymphodepletion": {"enabled": False}, "blood": {"infusion_day": 500.0},
                 "run": {"start_day": -5.0, "end_day": 1.0}})

@@ -63,6 +63,9 @@ Host lymphocytes ``N`` (cells, body total) with lymphodepletion (Flu/Cy, days
 
     dN/dt = r N (1 - N/N0) - k_LD(t) N,   k_LD = -ln(1 - depth)/duration in the window
 
+(a run that starts after the regimen began starts from N, monocytes and the
+IL-7/IL-15 quasi-steady state the regimen has produced by then)
+
 IL-7/IL-15 (one homeostatic species) with a cellular sink::
 
     dC/dt = p - (k + q N + q_T (C_b + C_t)) C      =>  steady state C = p / (k + q N)
@@ -292,6 +295,7 @@ class Blood:
         self.S = patient_scale(cfg)
         self.dt_s = cfg.run.dt_s
         self.dt_day = cfg.run.dt_min / 1440.0
+        self.sim_start_day = cfg.run.start_day
         self.vp = b.plasma_volume_ml
         self.dose = cfg.product.dose_cells
         self.cart_steroid_imax = cfg.product.steroid_max_suppression
@@ -368,6 +372,15 @@ class Blood:
         s["lysed_patient_cells"] = 0.0
         s["lymphocytes_cells"] = self.n0
         s["blood_monocytes_per_ul"] = self.ld.monocytes_baseline_per_ul
+        # a run that starts after lymphodepletion began starts from its effect
+        # (same updates and order as in step(), without the patch and CAR-T)
+        t0 = self.sim_start_day
+        t = min(self.ld.start_day, t0)
+        while t < t0 - 1e-12:
+            s["plasma_il7_15"] = relax(s["plasma_il7_15"], self.p7, self.k7 + self.q7 * s["lymphocytes_cells"],
+                                       self.dt_s)
+            self._lymphocytes(s, t)
+            t += self.dt_day
         for key, x0 in self.met0.items():
             s[key] = x0
         s["calcium_mg_dl"] = self.p.calcium_baseline_mg_dl
