@@ -30,6 +30,10 @@ class State:
         fields: float64 array ``(F,) + lattice.shape`` of concentrations in pg/mL,
             species in the order of :data:`abm.model.fields.SPECIES`.
         scalars: named float scalars of the well-mixed compartments.
+        events: event log of ``(time_day, kind, grade, detail)`` tuples.
+
+    Every attribute but ``config`` and ``lattice`` is saved in checkpoints
+    (:mod:`abm.io.checkpoint`), so all dynamic state of a run must live here.
     """
 
     def __init__(self, config: Config, seed: int):
@@ -40,6 +44,16 @@ class State:
         self.cells = CellTable(self.lattice.n_sites, capacity=2 * config.tumour.initial_cells + 1024)
         self.fields = np.zeros((len(SPECIES),) + self.lattice.shape, dtype=np.float64)
         self.scalars: dict[str, float] = {}
+        #: Event log, appended in step order: ``(time_day, kind, grade, detail)``
+        #: tuples (written to the file's ``/events`` group).
+        self.events: list[tuple[float, str, int, str]] = []
+        n_f, n_s = len(SPECIES), self.lattice.n_sites
+        #: Secretion into each field this step, pg/mL/s, ``(F, n_sites)``; cells add, fields consume.
+        self.sources = np.zeros((n_f, n_s), dtype=np.float64)
+        #: First-order uptake by cells this step, 1/s, ``(F, n_sites)``.
+        self.uptake = np.zeros((n_f, n_s), dtype=np.float64)
+        #: Vessel permeability per site (0 away from vessels; 1 = resting endothelium).
+        self.perm = np.zeros(n_s, dtype=np.float64)
 
     @property
     def dt_s(self) -> float:
@@ -66,6 +80,7 @@ class State:
         """
         lat, cfg, seed = self.lattice, self.config, self.seed
         self.cells.add(ENDOTHELIAL, lat.vessel_sites, store=1.0)
+        self.perm[lat.vessel_sites] = 1.0
         all_sites = np.arange(lat.n_sites, dtype=np.int64)
         zyx = lat.coords(all_sites).astype(np.float64)
         centre = (np.array(lat.zyx_shape, dtype=np.float64) - 1.0) / 2.0
@@ -81,6 +96,8 @@ class State:
         z = rng.normal_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 1)
         antigen = t.antigen_median_molecules * np.exp(t.antigen_log_sd * z)
         self.cells.antigen[rows] = np.where(u < t.antigen_negative_fraction, 0.0, antigen)
+        from abm.model.myeloid import place_residents
+        place_residents(self)
 
     def counts(self) -> dict[str, int]:
         c = self.cells
