@@ -151,10 +151,37 @@ class CellTable:
         self.next_id = int(next_id)
         self.rebuild_occupancy()
 
-    def check_invariants(self) -> None:
-        """Raise AssertionError unless occupancy and table agree (one cell per site)."""
+    #: When True, the agent processes call :meth:`check_invariants` after every
+    #: step (tests switch it on; it costs a few NumPy passes over the table).
+    check_each_step = False
+
+    def check_invariants(self, lattice=None) -> None:
+        """Raise AssertionError unless the table is consistent.
+
+        Always: occupancy and table agree (one tissue cell per site), ids are
+        unique, no site is left reserved, kinds and phenotype codes are valid,
+        activation and store lie in [0, 1], counters are non-negative.
+        With ``lattice``: endothelial cells line exactly the vessel sites (one
+        each), tumour cells are off vessel sites, and an engaged CAR-T cell's
+        target is a neighbour of its site.
+        """
         n = self.n
         kind = self.kind[:n]
+        assert np.all(np.isin(kind, (DEAD, TUMOUR, CART, MYELOID, ENDOTHELIAL))), "unknown kind"
+        assert not np.any(self.occ < -1), "a site is still reserved after the step"
+        live = kind != DEAD
+        ph = self.phenotype[:n]
+        max_code = {TUMOUR: TUMOUR_DYING, CART: CART_EXHAUSTED, MYELOID: MYELOID_RECRUITED,
+                    ENDOTHELIAL: 0}
+        for k, top in max_code.items():
+            m = kind == k
+            assert np.all((ph[m] >= 0) & (ph[m] <= top)), f"bad phenotype code for kind {k}"
+        act = self.activation[:n][live]
+        assert np.all((act >= 0.0) & (act <= 1.0)), "activation outside [0, 1]"
+        st = self.store[:n][live]
+        assert np.all((st >= 0.0) & (st <= 1.0)), "store outside [0, 1]"
+        assert np.all(self.engagements[:n][live] >= 0), "negative engagement count"
+        assert np.all(self.divisions_left[:n][live] >= 0), "negative division potential"
         tissue = np.flatnonzero((kind != DEAD) & (kind != ENDOTHELIAL))
         sites = self.site[tissue]
         assert np.all(sites >= 0), "a live tissue cell has no site"
@@ -164,3 +191,15 @@ class CellTable:
         ids = self.id[np.flatnonzero(kind != DEAD)]
         assert len(np.unique(ids)) == len(ids), "duplicate cell ids"
         assert np.all(ids < self.next_id), "cell id beyond next_id"
+        if lattice is None:
+            return
+        endo = np.flatnonzero(kind == ENDOTHELIAL)
+        assert np.array_equal(np.sort(self.site[endo]), lattice.vessel_sites), \
+            "endothelial cells do not line exactly the vessel sites"
+        tum = np.flatnonzero(kind == TUMOUR)
+        assert not np.any(lattice.vessel[self.site[tum]]), "a tumour cell sits on a vessel site"
+        cart = np.flatnonzero((kind == CART) & (self.target[:n] >= 0))
+        if len(cart):
+            nb = lattice.neighbours[self.site[cart]]
+            assert np.all((nb == self.target[cart][:, None]).any(axis=1)), \
+                "an engaged CAR-T cell is not next to its target"

@@ -152,5 +152,6 @@ class Simulation:
 
 def default_processes(config: Config) -> list[type[Process]]:
     """The processes of a full model run, in registration order within each phase."""
+    from abm.model.agents import AGENT_PROCESSES
     from abm.model.patient import PATIENT_PROCESSES
-    return [*PATIENT_PROCESSES]
+    return [*AGENT_PROCESSES, *PATIENT_PROCESSES]

@@ -22,6 +22,7 @@ from typing import Callable
 
 #: benchmark name -> module that defines ``run(quick) -> dict``
 REGISTRY: dict[str, str] = {
+    "agents": "benchmarks.bench_agents",
     "diffusion": "benchmarks.bench_diffusion",
 }
 

@@ -10,7 +10,9 @@ from abm.model.blood import BloodParams, LymphodepletionParams
 from abm.model.cart import ProductParams
 from abm.model.clinician import ClinicianParams
 from abm.model.drugs import DrugParams
+from abm.model.endothelium import EndothelialParams
 from abm.model.fields import FieldParams
+from abm.model.myeloid import MyeloidParams
 from abm.model.physiology import PhysiologyParams
 from abm.model.tumour import TumourParams
 
@@ -105,6 +107,8 @@ class Config(Section):
     patient: PatientParams = section(PatientParams)
     product: ProductParams = section(ProductParams)
     tumour: TumourParams = section(TumourParams)
+    myeloid: MyeloidParams = section(MyeloidParams)
+    endothelium: EndothelialParams = section(EndothelialParams)
     fields: FieldParams = section(FieldParams)
     blood: BloodParams = section(BloodParams)
     lymphodepletion: LymphodepletionParams = section(LymphodepletionParams)

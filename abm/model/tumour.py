@@ -1,10 +1,22 @@
-"""Tumour cell parameters (patch population, antigen, growth and lysis)."""
+"""Tumour cell parameters (patch population, antigen, growth and lysis).
+
+The per-cell rule is :mod:`abm.kernels.cells_tumour` (equations in its
+docstring): natural death (rate d), division into a free non-vessel neighbour
+(rate b, daughter antigen ``A exp(sigma_i Z)``), and for cells killed by a
+CAR-T a dying state left by lysis at rate ``1 / dying_time_h``, which removes
+the cell, releases ``damage_release_fg`` into the damage field and is counted
+for the blood model (tumour lysis metabolites).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from abm.config.schema import Section, param
+from abm.kernels import cells_tumour as K
+from abm.kernels.cells_common import event_prob
 
 
 @dataclass(frozen=True)
@@ -23,11 +35,27 @@ class TumourParams(Section):
                                   doc="standard deviation of ln(antigen density)")
     antigen_negative_fraction: float = param(0.02, unit="1", ge=0, le=1,
                                              doc="fraction of antigen-negative cells")
+    antigen_inherit_log_sd: float = param(0.1, unit="1", ge=0, le=5,
+                                          doc="sd of ln(daughter / mother antigen density)")
     dying_time_h: float = param(1.0, unit="h", gt=0, le=48,
-                                doc="mean time from a lethal hit to lysis")
+                                doc="mean time from a lethal hit to lysis (exponential)")
     damage_release_fg: float = param(5.0, unit="fg/cell", ge=0,
                                      doc="damage signal released into the voxel on lysis")
 
     def check(self, fail):
         if self.antigen_negative_fraction == 1.0:
             fail("antigen_negative_fraction", "is 1: no cell could ever be engaged; use < 1")
+
+
+def kernel_params(t: TumourParams, dt_s: float, voxel_ml: float) -> np.ndarray:
+    """Parameter vector of :func:`abm.kernels.cells_tumour.tumour_update`."""
+    day = 86400.0
+    v = np.zeros(K.T_N, dtype=np.float64)
+    v[K.T_P_DEATH] = event_prob(t.death_rate_per_day / day, dt_s)
+    v[K.T_P_DIVIDE] = event_prob(t.growth_rate_per_day / day, dt_s)
+    v[K.T_P_LYSIS] = event_prob(1.0 / (t.dying_time_h * 3600.0), dt_s)
+    v[K.T_ANTIGEN_SD] = t.antigen_inherit_log_sd
+    # fg released at once -> a source over one step: pg / mL / s
+    v[K.T_DAMAGE_SRC] = t.damage_release_fg * 1e-3 / voxel_ml / dt_s
+    v[K.T_DT_H] = dt_s / 3600.0
+    return v

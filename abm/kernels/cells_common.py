@@ -1,0 +1,349 @@
+"""Shared pieces of the cell-rule kernels.
+
+* Keyed random numbers: :func:`stream_key` hashes ``(seed, stream, step)``
+  once per kernel call; :func:`uniform` / :func:`normal` then finish the chain
+  with ``(cell id, draw)``. The numbers are bit-identical to
+  :func:`abm.kernels.rng.uniform` / :func:`abm.kernels.rng.normal` with the
+  same five keys (tested); splitting the chain only saves three of the five
+  mixing rounds per draw.
+* :func:`event_prob`: the per-step event rule ``p = 1 - exp(-rate dt)``.
+* :func:`hill`: ``x^n / (x^n + K^n)``.
+* Sublattice colouring: sites are coloured ``(z mod 3, y mod 3, x mod 3)``
+  (9 colours in 2D, 27 in 3D). Two sites of one colour are at least 3 sites
+  apart along some axis, so the closed Moore (or von Neumann) neighbourhoods
+  of two cells of one colour never overlap: cells of one colour can be
+  updated in any order or in parallel, each reading and writing only its own
+  neighbourhood, with the same result. For memory locality the lattice is
+  also cut into tiles (:func:`tile_layout`) with a 2 x 2 (x 2) tile colouring:
+  same-coloured tiles run in parallel, and inside a tile the site colours run
+  one after the other, so a tile's data stays in cache. Tile colours and
+  site colours are visited in orders drawn per step and pass from stream
+  ``COLOUR_ORDER``.
+* :func:`pick_free`: uniform choice of a free neighbour site.
+* :func:`site_sort_permutation`: the counting sort that keeps the cell table
+  in tile-major site order.
+
+Kernel modules import numpy, numba, math and the other kernels only; the cell
+kind and phenotype codes and the field species order are repeated here as
+compile-time constants and checked against :mod:`abm.cells` and
+:mod:`abm.model.fields` by the model layer at import time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from abm.kernels import rng as _rng
+from abm.kernels import streams
+from abm.kernels.jit import JIT_DISABLED, jit
+
+# -- codes shared with abm.cells (checked in abm.model.agents) -----------------
+DEAD, TUMOUR, CART, MYELOID, ENDOTHELIAL = -1, 0, 1, 2, 3
+TUMOUR_ALIVE, TUMOUR_DYING = 0, 1
+CART_NAIVE, CART_EFFECTOR, CART_MEMORY, CART_EXHAUSTED = 0, 1, 2, 3
+MYELOID_RESIDENT, MYELOID_RECRUITED = 0, 1
+
+# -- field species rows (order of abm.model.fields.SPECIES, checked) -----------
+F_IFNG, F_GMCSF, F_IL6, F_IL1, F_IL7_15, F_ANG2, F_DAMAGE = 0, 1, 2, 3, 4, 5, 6
+N_FIELDS = 7
+
+# -- occupancy markers ---------------------------------------------------------
+FREE = -1          # occ[site] of an empty site
+RESERVED = -2      # occ[site] of a site claimed by a daughter born this step
+
+# -- per-row event flags written by the agent pass (events column of scratch) --
+EV_KILL = 1          # this CAR-T killed its target this step
+EV_CART_DIED = 2     # this CAR-T died
+EV_EGRESS = 4        # this CAR-T left the patch through a vessel site
+EV_LYSED = 8         # this (killed) tumour cell lysed and was removed
+EV_TUMOUR_DIED = 16  # this tumour cell died naturally
+EV_MYELOID_DIED = 32  # this myeloid cell died
+EV_ENGAGED = 64      # this CAR-T formed a new engagement this step
+EV_EXHAUSTED = 128   # this CAR-T became exhausted this step
+EV_ARRESTED = 256    # this free CAR-T stopped on antigen contact (no movement this step)
+
+# --------------------------------------------------------------------------
+# keyed random numbers (bit-identical to abm.kernels.rng)
+# --------------------------------------------------------------------------
+
+_MASK = _rng._MASK
+_M = _rng._KEY_MUL
+_A = _rng._KEY_ADD
+
+if JIT_DISABLED:
+
+    def stream_key(seed, stream, step):
+        """Hash of ``(seed, stream, step)``: the first three rounds of the rng chain."""
+        h = _rng._mix((int(seed) * _M[0] + _A[0]) & _MASK)
+        h = _rng._mix(h ^ ((int(stream) * _M[1] + _A[1]) & _MASK))
+        return _rng._mix(h ^ ((int(step) * _M[2] + _A[2]) & _MASK))
+
+    def slot_word(key, cell, draw):
+        """The base word of slot ``(cell, draw)`` under ``key`` (last two rounds)."""
+        h = _rng._mix(key ^ ((int(cell) * _M[3] + _A[3]) & _MASK))
+        return _rng._mix(h ^ ((int(draw) * _M[4] + _A[4]) & _MASK))
+
+else:
+    _U_M0, _U_M1, _U_M2, _U_M3, _U_M4 = (np.uint64(m) for m in _M[:5])
+    _U_A0, _U_A1, _U_A2, _U_A3, _U_A4 = (np.uint64(a) for a in _A[:5])
+
+    @jit
+    def stream_key(seed, stream, step):
+        """Hash of ``(seed, stream, step)``: the first three rounds of the rng chain."""
+        h = _rng._mix(np.uint64(seed) * _U_M0 + _U_A0)
+        h = _rng._mix(h ^ (np.uint64(stream) * _U_M1 + _U_A1))
+        return _rng._mix(h ^ (np.uint64(step) * _U_M2 + _U_A2))
+
+    @jit
+    def slot_word(key, cell, draw):
+        """The base word of slot ``(cell, draw)`` under ``key`` (last two rounds)."""
+        h = _rng._mix(key ^ (np.uint64(cell) * _U_M3 + _U_A3))
+        return _rng._mix(h ^ (np.uint64(draw) * _U_M4 + _U_A4))
+
+
+@jit
+def uniform(key, cell, draw):
+    """Uniform [0, 1) equal to ``rng.uniform(seed, stream, step, cell, draw)``."""
+    return _rng._unit(slot_word(key, cell, draw))
+
+
+@jit
+def normal(key, cell, draw):
+    """Standard normal equal to ``rng.normal(seed, stream, step, cell, draw)``."""
+    w = slot_word(key, cell, draw)
+    u1 = _rng._unit_open(_rng._sub(w, 0))
+    u2 = _rng._unit(_rng._sub(w, 1))
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(_rng._TWO_PI * u2)
+
+
+@jit
+def event_prob(rate_per_s, dt_s):
+    """Probability ``1 - exp(-rate dt)`` that an event of rate ``rate_per_s`` fires in a step."""
+    x = rate_per_s * dt_s
+    if x > 0.0:
+        return -math.expm1(-x)
+    return 0.0
+
+
+@jit
+def hill(x, k, n):
+    """Hill term ``x^n / (x^n + k^n)`` for ``x >= 0`` (0 for ``x <= 0``).
+
+    Computed as ``r / (1 + r)`` with ``r = (x / k)^n``; ``n`` of 1 and 2 use
+    plain products, other exponents ``exp(n log(x / k))`` (same bits with the
+    JIT on and off).
+    """
+    if not (x > 0.0):
+        return 0.0
+    r = x / k
+    if n == 1.0:
+        pass
+    elif n == 2.0:
+        r = r * r
+    else:
+        r = math.exp(n * math.log(r))
+    return r / (1.0 + r)
+
+
+@jit
+def relax(x, target, f_up, f_down):
+    """Exact exponential relaxation of ``x`` toward ``target`` over one step.
+
+    ``f_up = exp(-k_up dt)`` is used when ``target > x`` (rising), ``f_down``
+    otherwise: ``x' = target + (x - target) f``.
+    """
+    f = f_up if target > x else f_down
+    return target + (x - target) * f
+
+
+# --------------------------------------------------------------------------
+# neighbourhoods and colouring
+# --------------------------------------------------------------------------
+
+
+def site_colours(zyx_shape) -> np.ndarray:
+    """Colour of every site, ``(z % 3) * 9 + (y % 3) * 3 + x % 3`` (int64)."""
+    nz, ny, nx = zyx_shape
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    return ((z % 3) * 9 + (y % 3) * 3 + (x % 3)).ravel().astype(np.int64)
+
+
+def n_colours(zyx_shape) -> int:
+    """Number of site colour classes: 9 for a 2D lattice, 27 for 3D."""
+    return 9 if zyx_shape[0] == 1 else 27
+
+
+def tile_layout(zyx_shape, tile: int):
+    """Tiles of ``tile`` sites per axis, coloured so that same-coloured tiles never touch.
+
+    Tiles get colour ``(tz % 2) * 4 + (ty % 2) * 2 + tx % 2`` (4 colours in 2D,
+    8 in 3D): two tiles of one colour are separated by a whole tile, so with
+    ``tile >= 2`` the closed neighbourhoods of cells in different same-colour
+    tiles never overlap and those tiles can be updated in parallel.
+
+    Returns:
+        key: int64 per site, ``tile_position * n_colours + site_colour``, where
+            tiles are numbered by (tile colour, tile index); sorting cells by
+            key groups them by tile, then by site colour class.
+        tile_start: int64 ``(n_tile_colours + 1,)``: tiles of colour ``k`` hold
+            positions ``tile_start[k]:tile_start[k + 1]``.
+        n_keys: number of keys (tiles x site colours).
+        rank: int64 per site, its position in tile-major order (tiles by
+            position, row-major inside a tile), the order of the table sort.
+    """
+    nz, ny, nx = zyx_shape
+    tz = tile if nz > 1 else 1
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    z, y, x = z.ravel(), y.ravel(), x.ravel()
+    ntz, nty, ntx = -(-nz // tz), -(-ny // tile), -(-nx // tile)
+    cz, cy, cx = z // tz, y // tile, x // tile
+    tile_of_site = (cz * nty + cy) * ntx + cx
+    tz_, ty_, tx_ = np.meshgrid(np.arange(ntz), np.arange(nty), np.arange(ntx), indexing="ij")
+    tile_colour = ((tz_ % 2) * 4 + (ty_ % 2) * 2 + (tx_ % 2)).ravel()
+    n_tc = 4 if nz == 1 else 8
+    order = np.lexsort((np.arange(tile_colour.size), tile_colour))
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    tile_start = np.zeros(n_tc + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tile_colour, minlength=n_tc), out=tile_start[1:])
+    nc = n_colours(zyx_shape)
+    pos = position[tile_of_site]
+    key = (pos * nc + site_colours(zyx_shape)).astype(np.int64)
+    sites = np.arange(nz * ny * nx)
+    rank = np.empty(sites.size, dtype=np.int64)
+    rank[np.lexsort((sites, pos))] = sites
+    return key, tile_start, int(order.size * nc), rank
+
+
+@jit
+def colour_order(seed, step, pass_id, out):
+    """Fill ``out`` with a random permutation of ``0..len(out)-1`` (Fisher-Yates).
+
+    Draws come from stream ``COLOUR_ORDER`` keyed by ``(step, cell=pass_id,
+    draw=i)``, so every pass of every step has its own order.
+    """
+    n = out.shape[0]
+    key = stream_key(seed, streams.COLOUR_ORDER, step)
+    for i in range(n):
+        out[i] = i
+    for i in range(n - 1, 0, -1):
+        j = int(uniform(key, pass_id, i) * (i + 1))
+        t = out[i]
+        out[i] = out[j]
+        out[j] = t
+
+
+@jit
+def _selected(k, tgt, motile_only):
+    if k != TUMOUR and k != CART and k != MYELOID:
+        return False
+    if motile_only:
+        if k == TUMOUR:
+            return False
+        if k == CART and tgt >= 0:
+            return False
+    return True
+
+
+@jit
+def build_classes(n, kind, site, target, key, motile_only, start, rows):
+    """Group live tissue cells by the key of their site (stable counting sort).
+
+    Args:
+        n: rows in use.
+        kind, site, target: cell columns.
+        key: key of every site (:func:`tile_layout`: tile, then site colour).
+        motile_only: if True keep only cells that may move (myeloid cells and
+            CAR-T cells without a target); else every tumour, CAR-T and
+            myeloid cell.
+        start: int64 ``(n_keys + 1,)`` output; key ``k`` holds
+            ``rows[start[k]:start[k + 1]]``.
+        rows: int64 output of length >= n.
+
+    Returns:
+        number of rows selected.
+    """
+    nk = start.shape[0] - 1
+    for c in range(nk + 1):
+        start[c] = 0
+    for r in range(n):
+        if _selected(kind[r], target[r], motile_only):
+            start[key[site[r]] + 1] += 1
+    for c in range(nk):
+        start[c + 1] += start[c]
+    cursor = start[:nk].copy()
+    for r in range(n):
+        if _selected(kind[r], target[r], motile_only):
+            c = key[site[r]]
+            rows[cursor[c]] = r
+            cursor[c] += 1
+    return start[nk]
+
+
+@jit
+def pick_free(s, neighbours, occ, vessel, allow_vessel, u):
+    """A free neighbour of site ``s`` chosen uniformly with the uniform ``u``, or -1.
+
+    Free means inside the lattice and ``occ == FREE``; vessel sites count only
+    when ``allow_vessel``.
+    """
+    kmax = neighbours.shape[1]
+    count = 0
+    for k in range(kmax):
+        t = neighbours[s, k]
+        if t >= 0 and occ[t] == FREE and (allow_vessel or not vessel[t]):
+            count += 1
+    if count == 0:
+        return -1
+    pick = int(u * count)
+    for k in range(kmax):
+        t = neighbours[s, k]
+        if t >= 0 and occ[t] == FREE and (allow_vessel or not vessel[t]):
+            if pick == 0:
+                return t
+            pick -= 1
+    return -1
+
+
+# --------------------------------------------------------------------------
+# housekeeping
+# --------------------------------------------------------------------------
+
+
+@jit
+def site_sort_permutation(n, kind, site, rank):
+    """Rows of live cells ordered by (endothelial first, then ``rank[site]``), stable.
+
+    A counting sort over ``2 * n_sites`` keys (``rank``: a permutation of the
+    sites, e.g. tile-major order from :func:`tile_layout`): endothelial cells
+    sit in the first block so that a vessel site's lining and its tissue cell
+    never interleave. Dead rows are dropped.
+    """
+    n_sites = rank.shape[0]
+    counts = np.zeros(2 * n_sites + 1, dtype=np.int64)
+    for r in range(n):
+        k = kind[r]
+        if k == DEAD:
+            continue
+        key = rank[site[r]] if k == ENDOTHELIAL else n_sites + rank[site[r]]
+        counts[key + 1] += 1
+    for i in range(2 * n_sites):
+        counts[i + 1] += counts[i]
+    perm = np.empty(counts[2 * n_sites], dtype=np.int64)
+    for r in range(n):
+        k = kind[r]
+        if k == DEAD:
+            continue
+        key = rank[site[r]] if k == ENDOTHELIAL else n_sites + rank[site[r]]
+        perm[counts[key]] = r
+        counts[key] += 1
+    return perm
+
+
+__all__ = [
+    "stream_key", "slot_word", "uniform", "normal", "event_prob", "hill", "relax",
+    "site_colours", "n_colours", "tile_layout", "colour_order", "build_classes", "pick_free",
+    "site_sort_permutation",
+]

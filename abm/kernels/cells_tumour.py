@@ -1,0 +1,81 @@
+"""Tumour cell rule (one cell, one step), called from the agent pass.
+
+Parameter vector ``tp`` (float64, built by :func:`abm.model.tumour.kernel_params`):
+
+======================  ==========================================================
+index                   meaning
+======================  ==========================================================
+``T_P_DEATH``           natural death probability per step, ``1 - exp(-d dt)``
+``T_P_DIVIDE``          division probability per step, ``1 - exp(-b dt)``
+``T_P_LYSIS``           lysis probability per step of a dying cell
+``T_ANTIGEN_SD``        log-sd of the daughter's antigen noise
+``T_DAMAGE_SRC``        damage source of one lysis, pg/mL/s for one step
+``T_DT_H``              step length in hours
+======================  ==========================================================
+
+Rule for an alive cell, in order: natural death (removed, no damage signal);
+else division into a uniformly chosen free non-vessel neighbour (the site is
+reserved at once, the daughter appended after the pass, its antigen
+``A' = A exp(sigma_i Z)``). A dying cell (killed by a CAR-T) ages its timer and
+lyses with rate ``1 / dying_time``: it is removed and its damage signal is
+added to the damage field source of its site.
+
+Streams: ``TUMOUR_DEATH`` (draw 0), ``TUMOUR_DIVIDE`` (draws 0, 1),
+``TUMOUR_ANTIGEN`` (draw 2: draws 0-1 belong to the set-up draw at step 0),
+``TUMOUR_LYSIS`` (draw 0); all keyed by the cell id.
+"""
+
+from __future__ import annotations
+
+import math
+
+from abm.kernels.cells_common import (DEAD, EV_LYSED, EV_TUMOUR_DIED, F_DAMAGE, FREE, RESERVED,
+                                      TUMOUR_DYING, normal, pick_free, uniform)
+from abm.kernels.jit import jit
+
+T_P_DEATH = 0
+T_P_DIVIDE = 1
+T_P_LYSIS = 2
+T_ANTIGEN_SD = 3
+T_DAMAGE_SRC = 4
+T_DT_H = 5
+T_N = 6
+
+# key tuple positions (see abm.kernels.cells_step.make_keys)
+K_TUMOUR_DEATH = 0
+K_TUMOUR_DIVIDE = 1
+K_TUMOUR_ANTIGEN = 2
+K_TUMOUR_LYSIS = 3
+
+
+@jit(inline="always")
+def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neighbours, vessel,
+                  sources, tp, birth_site, birth_value, events):
+    """Advance tumour cell in row ``r`` by one step (see module docstring)."""
+    cid = ids[r]
+    s = site[r]
+    if phenotype[r] == TUMOUR_DYING:
+        timer[r] += tp[T_DT_H]
+        if uniform(keys[K_TUMOUR_LYSIS], cid, 0) < tp[T_P_LYSIS]:
+            sources[F_DAMAGE, s] += tp[T_DAMAGE_SRC]
+            occ[s] = FREE
+            kind[r] = DEAD
+            site[r] = -1
+            events[r] |= EV_LYSED
+        return
+    if uniform(keys[K_TUMOUR_DEATH], cid, 0) < tp[T_P_DEATH]:
+        occ[s] = FREE
+        kind[r] = DEAD
+        site[r] = -1
+        events[r] |= EV_TUMOUR_DIED
+        return
+    timer[r] += tp[T_DT_H]
+    if uniform(keys[K_TUMOUR_DIVIDE], cid, 0) < tp[T_P_DIVIDE]:
+        t = pick_free(s, neighbours, occ, vessel, False, uniform(keys[K_TUMOUR_DIVIDE], cid, 1))
+        if t >= 0:
+            occ[t] = RESERVED
+            birth_site[r] = t
+            a = antigen[r]
+            if a > 0.0 and tp[T_ANTIGEN_SD] > 0.0:
+                a = a * math.exp(tp[T_ANTIGEN_SD] * normal(keys[K_TUMOUR_ANTIGEN], cid, 2))
+            birth_value[r] = a

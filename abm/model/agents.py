@@ -1,0 +1,352 @@
+"""Processes that run the cell rules: blood -> tissue entry and the agent phase.
+
+* :class:`Extravasation` (phase ``blood_to_tissue``): recomputes vessel
+  permeability from the endothelium and the local ANG-2, then lets blood
+  CAR-T cells and monocytes enter free vessel sites.
+* :class:`CellRules` (phase ``agents``): endothelium, tumour, CAR-T and
+  myeloid rules, movement, births, tallies -- one compiled call per step
+  (:func:`abm.kernels.cells_step.agent_step`).
+
+Inputs read from ``state.scalars`` (0 when absent): ``blood_cart_cells``
+(CAR-T cells in the patient's blood), ``steroid_effect`` (0..1),
+``il6r_occupancy`` (0..1), and optionally ``blood_monocytes_per_ul``.
+
+Outputs written to ``state.scalars`` each step, in patch units (multiply by
+``S = patient burden / n_T0``, :func:`patch_scale`, for the patient):
+
+* ``cart_entered_step`` / ``cart_entered_total``: CAR-T cells that entered;
+* ``cart_egressed_step`` / ``cart_egressed_total``: CAR-T cells that left;
+* ``monocytes_recruited_step`` / ``monocytes_recruited_total``;
+* ``tumour_lysed_step`` / ``tumour_lysed_total``: killed tumour cells lysed
+  (tumour-lysis metabolites);
+* ``cart_kills_step`` / ``cart_kills_total`` / ``cart_kills_interval`` (since
+  the last record boundary);
+* ``il6_secreted_cart_pg`` / ``il6_secreted_myeloid_pg``: cumulative IL-6
+  mass secreted in the patch by source;
+* ``vwf_released_pg`` / ``ang2_released_pg`` (cumulative) and
+  ``vwf_released_step_pg`` / ``ang2_released_step_pg``;
+* ``cart_died_total``, ``tumour_died_total``, ``myeloid_died_total``.
+
+Every dynamic quantity lives on the State (cell columns, ``perm``,
+``sources``, ``uptake``, ``scalars``); the processes hold constants,
+compiled kernels and scratch buffers whose contents never outlive a step, so
+a run resumed from a checkpoint continues bit for bit. Housekeeping (dropping
+dead rows and sorting the table in tile-major site order) happens on steps
+that are multiples of :data:`SORT_EVERY_STEPS`; daughters' ids are assigned in parent-id order,
+so the row order never changes which random numbers a cell draws.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+
+import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
+
+import abm.config  # noqa: F401  (imports the model sections first; avoids an import cycle)
+from abm import cells as C
+from abm.kernels import cells_cart as KC
+from abm.kernels import cells_common as KM
+from abm.kernels import cells_step as KS
+from abm.kernels.cells_endothelial import update_permeability, vessel_entry
+from abm.model import cart, endothelium, myeloid, tumour
+from abm.model.fields import SPECIES
+from abm.simulation import Process
+
+#: Housekeeping period: dead rows are dropped and rows sorted by site on steps
+#: ``step % SORT_EVERY_STEPS == 0``.
+SORT_EVERY_STEPS = 10
+
+#: Largest hop probability per movement pass; more passes are used above it.
+MAX_HOP_PROB = 0.75
+
+# the kernels repeat these codes as compile-time constants
+assert (KM.DEAD, KM.TUMOUR, KM.CART, KM.MYELOID, KM.ENDOTHELIAL) == (
+    C.DEAD, C.TUMOUR, C.CART, C.MYELOID, C.ENDOTHELIAL)
+assert (KM.TUMOUR_ALIVE, KM.TUMOUR_DYING) == (C.TUMOUR_ALIVE, C.TUMOUR_DYING)
+assert (KM.CART_NAIVE, KM.CART_EFFECTOR, KM.CART_MEMORY, KM.CART_EXHAUSTED) == (
+    C.CART_NAIVE, C.CART_EFFECTOR, C.CART_MEMORY, C.CART_EXHAUSTED)
+assert (KM.MYELOID_RESIDENT, KM.MYELOID_RECRUITED) == (C.MYELOID_RESIDENT, C.MYELOID_RECRUITED)
+assert SPECIES == ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2", "damage")
+assert (KM.F_IFNG, KM.F_GMCSF, KM.F_IL6, KM.F_IL1, KM.F_IL7_15, KM.F_ANG2, KM.F_DAMAGE) == tuple(
+    range(len(SPECIES)))
+
+
+def patch_scale(config) -> float:
+    """``S = B / n_T0``: patient cells represented by one patch cell."""
+    return config.patient.burden_cells / config.tumour.initial_cells
+
+
+def environment(state) -> np.ndarray:
+    """The environment vector of the kernels: steroid effect and IL-6R occupancy, clipped to [0, 1]."""
+    env = np.zeros(KC.ENV_N, dtype=np.float64)
+    env[KC.ENV_STEROID] = min(1.0, max(0.0, float(state.scalars.get("steroid_effect", 0.0))))
+    env[KC.ENV_IL6R] = min(1.0, max(0.0, float(state.scalars.get("il6r_occupancy", 0.0))))
+    return env
+
+
+def endothelial_params(config, dt_s: float, voxel_ml: float) -> np.ndarray:
+    return endothelium.kernel_params(config.endothelium,
+                                     config.patient.baseline_endothelial_activation,
+                                     dt_s, voxel_ml)
+
+
+def movement_plan(config, lattice) -> tuple[int, float, float]:
+    """Movement passes per step and hop probability per pass (CAR-T, myeloid).
+
+    A free cell at speed v makes ``lambda = v dt / mean hop`` hops per step on
+    average. With ``n = ceil(max lambda / MAX_HOP_PROB)`` passes, the hop
+    probability per pass is ``lambda / n``, so the expected number of hop
+    attempts per step equals ``lambda`` (blocked attempts, no free neighbour,
+    leave the cell in place).
+    """
+    dt = config.run.dt_s
+    lc = cart.hops_per_step(config.product.speed_um_per_min, dt, lattice.offsets, lattice.h_um)
+    lm = cart.hops_per_step(config.myeloid.speed_um_per_min, dt, lattice.offsets, lattice.h_um)
+    top = max(lc, lm)
+    if top <= 0.0:
+        return 0, 0.0, 0.0
+    n = int(math.ceil(top / MAX_HOP_PROB - 1e-12))
+    return n, lc / n, lm / n
+
+
+def sort_by_site(cells, rank=None) -> None:
+    """Drop dead rows and order the rest by (endothelial first, ``rank[site]``); rebuild occupancy.
+
+    ``rank`` is a permutation of the sites (default: the site index; the
+    processes use the tile-major order of :func:`abm.kernels.cells_common.tile_layout`).
+    """
+    n = cells.n
+    if rank is None:
+        rank = np.arange(cells.occ.shape[0], dtype=np.int64)
+    perm = KM.site_sort_permutation(n, cells.kind[:n], cells.site[:n], rank)
+    m = len(perm)
+    for name, (dtype, fill, _, _) in C.COLUMNS.items():
+        col = getattr(cells, name)
+        col[:m] = col[perm]
+        col[m:n] = fill
+    cells.n = m
+    cells.rebuild_occupancy()
+
+
+@contextlib.contextmanager
+def _quiet_compile(dispatcher):
+    """Silence Numba's 'parallel=True but no transformation' warning while compiling.
+
+    Only the first call of a dispatcher (no compiled or cached signature yet)
+    is wrapped; see the note above ``_update_range`` in
+    :mod:`abm.kernels.cells_step` for why those helpers use parallel=True.
+    """
+    if getattr(dispatcher, "signatures", True):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=NumbaPerformanceWarning)
+        yield
+
+
+def _add(scalars: dict, key: str, value) -> None:
+    scalars[key] = scalars.get(key, 0) + value
+
+
+class Extravasation(Process):
+    """CAR-T homing and monocyte recruitment at vessel sites (phase ``blood_to_tissue``).
+
+    Per free vessel site v and step: a CAR-T enters with probability
+    ``1 - exp(-lambda_T perm_v dt)``, ``lambda_T = h N_blood / (S n_v)`` (h =
+    ``product.homing_per_day``, ``N_blood = scalars["blood_cart_cells"]``,
+    ``n_v`` vessel sites), so that the patch receives ``h N_blood / S`` cells
+    per unit time through resting vessels; otherwise a monocyte enters with
+    probability ``1 - exp(-k_r (M / 400) (b + e_v) dt)``. Entering CAR-T cells
+    are naive-like with the product's full division potential; monocytes are
+    labelled recruited.
+    """
+
+    phase = "blood_to_tissue"
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        cfg, lat = sim.config, sim.state.lattice
+        self.dt = cfg.run.dt_s
+        self.ep = endothelial_params(cfg, self.dt, lat.voxel_ml)
+        self.vsites = lat.vessel_sites
+        self.S = patch_scale(cfg)
+        n_v = max(1, len(self.vsites))
+        self.k_home = cfg.product.homing_per_day / 86400.0 / (self.S * n_v)
+        self.k_mono = cfg.myeloid.recruit_per_vessel_per_day / 86400.0
+        self.mono_basal = cfg.myeloid.recruit_basal_activation
+        self.mono_default = cfg.myeloid.blood_monocytes_per_ul
+        self.max_div = cfg.product.max_divisions
+        self._out = np.zeros(len(self.vsites), dtype=np.int8)
+        self._e_at = np.zeros(lat.n_sites, dtype=np.float64)
+
+    def step(self, state):
+        c, sc = state.cells, state.scalars
+        erows = np.flatnonzero(c.kind[: c.n] == C.ENDOTHELIAL)
+        fields = state.fields.reshape(len(SPECIES), -1)
+        update_permeability(erows, c.site, c.activation, fields, state.perm, self.ep)
+        nc = nm = 0
+        if len(self.vsites):
+            self._e_at[c.site[erows]] = c.activation[erows]
+            n_blood = max(0.0, float(sc.get("blood_cart_cells", 0.0)))
+            mono = max(0.0, float(sc.get("blood_monocytes_per_ul", self.mono_default)))
+            lam_c = self.k_home * n_blood
+            lam_m = self.k_mono * mono / myeloid.REFERENCE_MONOCYTES_PER_UL
+            nc, nm = vessel_entry(state.seed, state.step, self.vsites, c.occ, state.perm,
+                                  self._e_at, lam_c, lam_m, self.mono_basal, self.dt, self._out)
+            nc, nm = int(nc), int(nm)
+            if nc:
+                c.add(C.CART, self.vsites[self._out == 1], phenotype=C.CART_NAIVE,
+                      divisions_left=self.max_div, target=-1)
+            if nm:
+                c.add(C.MYELOID, self.vsites[self._out == 2], phenotype=C.MYELOID_RECRUITED)
+        sc["cart_entered_step"] = nc
+        _add(sc, "cart_entered_total", nc)
+        sc["monocytes_recruited_step"] = nm
+        _add(sc, "monocytes_recruited_total", nm)
+
+    def record(self, state, row):
+        sc = state.scalars
+        row["cart_entered_total"] = int(sc.get("cart_entered_total", 0))
+        row["monocytes_recruited_total"] = int(sc.get("monocytes_recruited_total", 0))
+        row["blood_cart_cells_seen"] = float(sc.get("blood_cart_cells", 0.0))
+
+
+class CellRules(Process):
+    """Endothelial, tumour, CAR-T and myeloid rules (phase ``agents``)."""
+
+    phase = "agents"
+
+    #: Class-level switch: run :meth:`abm.cells.CellTable.check_invariants`
+    #: after every step (tests turn it on).
+    check_invariants = False
+    #: Steps with at least this many cells run their tile loops in parallel
+    #: (results do not depend on it; tests set 1 to exercise the threads).
+    par_min = KS.PAR_MIN
+    #: Tile edge in sites (2D; 3D uses :attr:`tile_3d`). Tiles set the update
+    #: order (tile colours, then site colours inside a tile), so changing it
+    #: changes the realisation, not the distribution.
+    tile_2d = 32
+    tile_3d = 12
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        cfg, lat = sim.config, sim.state.lattice
+        dt, vml = cfg.run.dt_s, lat.voxel_ml
+        self.tp = tumour.kernel_params(cfg.tumour, dt, vml)
+        self.cp = cart.kernel_params(cfg.product, dt, vml)
+        self.mp = myeloid.kernel_params(cfg.myeloid, dt, vml)
+        self.ep = endothelial_params(cfg, dt, vml)
+        self.n_move, self.p_cart, self.p_mye = movement_plan(cfg, lat)
+        tile = self.tile_2d if lat.ndim == 2 else self.tile_3d
+        self.site_key, self.tile_start, n_keys, self.rank = KM.tile_layout(lat.zyx_shape, tile)
+        self.vessel = lat.vessel.astype(np.bool_)
+        self.neighbours = lat.neighbours
+        nc = KM.n_colours(lat.zyx_shape)
+        self.record_every = max(1, cfg.run.every_steps(cfg.run.record_every_min))
+        # scratch (contents never outlive one step)
+        self._start = np.zeros(n_keys + 1, dtype=np.int64)
+        self._class_order = np.zeros(nc, dtype=np.int64)
+        self._tile_order = np.zeros(len(self.tile_start) - 1, dtype=np.int64)
+        self._counts = np.zeros(KS.N_COUNTS, dtype=np.int64)
+        self._sums = np.zeros(KS.N_SUMS, dtype=np.float64)
+        self._cap = -1
+
+    def _scratch(self, capacity: int) -> None:
+        if capacity != self._cap:
+            self._rows = np.zeros(capacity, dtype=np.int64)
+            self._birth_site = np.full(capacity, -1, dtype=np.int64)
+            self._birth_value = np.zeros(capacity, dtype=np.float64)
+            self._events = np.zeros(capacity, dtype=np.int32)
+            self._il6 = np.zeros(capacity, dtype=np.float64)
+            self._vwf = np.zeros(capacity, dtype=np.float64)
+            self._ang2 = np.zeros(capacity, dtype=np.float64)
+            self._cap = capacity
+
+    def step(self, state):
+        c, sc = state.cells, state.scalars
+        if state.step % SORT_EVERY_STEPS == 0:
+            sort_by_site(c, self.rank)
+        if state.step % self.record_every == 0:
+            sc["cart_kills_interval"] = 0
+        c.ensure_capacity(c.n)  # room for one daughter per row
+        self._scratch(c.capacity)
+        n = c.n
+        erows = np.flatnonzero(c.kind[:n] == C.ENDOTHELIAL)
+        fields = state.fields.reshape(len(SPECIES), -1)
+        with _quiet_compile(KS.agent_step):
+            new_n = KS.agent_step(
+                state.seed, state.step, n, c.next_id,
+                c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
+                c.divisions_left, c.target, c.timer, c.store,
+                c.occ, self.neighbours, self.vessel, self.site_key, self.tile_start, fields,
+                state.sources, state.uptake, state.perm,
+                self.tp, self.cp, self.mp, self.ep, environment(state), erows,
+                self.n_move, self.p_cart, self.p_mye, self.par_min,
+                self._start, self._rows, self._class_order, self._tile_order,
+                self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
+                self._ang2, self._counts, self._sums)
+        new_n = int(new_n)
+        c.next_id += new_n - n
+        c.n = new_n
+        k, s = self._counts, self._sums
+        kills = int(k[KS.N_KILLS])
+        sc["cart_kills_step"] = kills
+        _add(sc, "cart_kills_total", kills)
+        _add(sc, "cart_kills_interval", kills)
+        sc["cart_egressed_step"] = int(k[KS.N_EGRESS])
+        _add(sc, "cart_egressed_total", int(k[KS.N_EGRESS]))
+        sc["tumour_lysed_step"] = int(k[KS.N_LYSED])
+        _add(sc, "tumour_lysed_total", int(k[KS.N_LYSED]))
+        _add(sc, "cart_died_total", int(k[KS.N_CART_DIED]))
+        _add(sc, "tumour_died_total", int(k[KS.N_TUMOUR_DIED]))
+        _add(sc, "myeloid_died_total", int(k[KS.N_MYELOID_DIED]))
+        _add(sc, "cart_engagements_total", int(k[KS.N_ENGAGED]))
+        _add(sc, "cart_exhausted_total", int(k[KS.N_EXHAUSTED]))
+        _add(sc, "il6_secreted_cart_pg", float(s[KS.S_IL6_CART]))
+        _add(sc, "il6_secreted_myeloid_pg", float(s[KS.S_IL6_MYELOID]))
+        sc["vwf_released_step_pg"] = float(s[KS.S_VWF])
+        sc["ang2_released_step_pg"] = float(s[KS.S_ANG2])
+        _add(sc, "vwf_released_pg", float(s[KS.S_VWF]))
+        _add(sc, "ang2_released_pg", float(s[KS.S_ANG2]))
+        if self.check_invariants or C.CellTable.check_each_step:
+            c.check_invariants(state.lattice)
+
+    def record(self, state, row):
+        c, sc = state.cells, state.scalars
+        n = c.n
+        kind, ph, act = c.kind[:n], c.phenotype[:n], c.activation[:n]
+        cart_m = kind == C.CART
+        for code, name in ((C.CART_NAIVE, "naive"), (C.CART_EFFECTOR, "effector"),
+                           (C.CART_MEMORY, "memory"), (C.CART_EXHAUSTED, "exhausted")):
+            row[f"n_cart_{name}"] = int(np.count_nonzero(cart_m & (ph == code)))
+        row["n_cart_engaged"] = int(np.count_nonzero(cart_m & (c.target[:n] >= 0)))
+        row["cart_mean_activation"] = float(act[cart_m].mean()) if cart_m.any() else 0.0
+        tum = kind == C.TUMOUR
+        row["n_tumour_dying"] = int(np.count_nonzero(tum & (ph == C.TUMOUR_DYING)))
+        mye = kind == C.MYELOID
+        row["n_myeloid_resident"] = int(np.count_nonzero(mye & (ph == C.MYELOID_RESIDENT)))
+        row["n_myeloid_recruited"] = int(np.count_nonzero(mye & (ph == C.MYELOID_RECRUITED)))
+        row["n_myeloid_activated"] = int(np.count_nonzero(mye & (act > 0.5)))
+        row["myeloid_mean_activation"] = float(act[mye].mean()) if mye.any() else 0.0
+        endo = kind == C.ENDOTHELIAL
+        row["endothelial_mean_activation"] = float(act[endo].mean()) if endo.any() else 0.0
+        row["endothelial_mean_store"] = float(c.store[:n][endo].mean()) if endo.any() else 0.0
+        vs = state.lattice.vessel_sites
+        row["vessel_mean_permeability"] = float(state.perm[vs].mean()) if len(vs) else 0.0
+        for key in ("cart_kills_interval", "cart_kills_total", "tumour_lysed_total",
+                    "cart_egressed_total", "cart_died_total", "tumour_died_total",
+                    "myeloid_died_total", "cart_exhausted_total"):
+            row[key] = int(sc.get(key, 0))
+        for key in ("il6_secreted_cart_pg", "il6_secreted_myeloid_pg", "vwf_released_pg",
+                    "ang2_released_pg"):
+            row[key] = float(sc.get(key, 0.0))
+
+
+#: The processes of this module in step order.
+AGENT_PROCESSES = (Extravasation, CellRules)
+
+__all__ = ["Extravasation", "CellRules", "AGENT_PROCESSES", "patch_scale", "movement_plan",
+           "sort_by_site", "environment", "SORT_EVERY_STEPS"]

@@ -1,0 +1,192 @@
+"""Agent phase: tumour, CAR-T, myeloid and endothelial rules per step.
+
+A patch with ``N`` cells (80 % tumour, 10 % CAR-T, 10 % myeloid, plus the
+endothelium of 3 % vessel sites) at ~60 % site occupancy, cytokine fields
+set to moderate random levels, is stepped by
+:class:`abm.model.agents.CellRules` -- sensing, engagement, killing,
+division, death, secretion and uptake, movement (3 passes at the default
+speeds), births, tallies and the periodic sort by site. Reported per row:
+
+* ``first call (s)``: first step in this process (compile or cache load);
+  the cold compile is measured apart in a fresh process with an empty cache
+  (full runs only);
+* warm time per step: median and quartiles over reps;
+* ``updates/s``: live cells at the start of a step / time per step (one
+  agent update = one cell's full step, random draws, sensing and movement
+  included), and ``per thread``;
+* ``x Python``: the same rules interpreted by CPython (``NUMBA_DISABLE_JIT=1``,
+  a subprocess) on the smallest size, against the compiled rate at that size.
+
+Target (ARCHITECTURE.md): >= 2e7 agent updates/s per thread at 1e5 cells.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from benchmarks import time_call
+
+COLUMNS = ["cells", "lattice", "threads", "first call (s)", "median (ms)", "q1-q3 (ms)",
+           "updates/s", "per thread", "x Python"]
+TARGET_PER_THREAD = 2e7
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def build(n_cells: int, seed: int = 1):
+    """A Simulation (CellRules only) holding ``n_cells`` tissue cells in a mixed patch."""
+    from abm import cells as C
+    from abm.config import config_from_dict
+    from abm.model.agents import CellRules
+    from abm.model.fields import SPECIES
+    from abm.simulation import Simulation
+
+    side = int(math.ceil(math.sqrt(n_cells / 0.6)))
+    cfg = config_from_dict({
+        "run": {"start_day": 0.0, "end_day": 30.0, "seed": seed},
+        "lattice": {"shape": [side, side], "vessel_fraction": 0.03},
+        "tumour": {"initial_cells": 1}, "myeloid": {"resident_fraction": 0.0}})
+    sim = Simulation(cfg, processes=[CellRules])
+    st = sim.state
+    c, lat = st.cells, st.lattice
+    c.remove(np.flatnonzero(c.kind[: c.n] == C.TUMOUR))
+    c.compact()
+    g = np.random.default_rng(seed)
+    free = np.flatnonzero(~lat.vessel & (c.occ < 0))
+    sites = np.sort(g.choice(free, n_cells, replace=False))
+    kind = g.choice(3, n_cells, p=[0.8, 0.1, 0.1])
+    t = sites[kind == 0]
+    c.add(C.TUMOUR, t, antigen=np.exp(g.normal(np.log(1e4), 0.8, len(t))))
+    k = sites[kind == 1]
+    c.add(C.CART, k, phenotype=g.choice(4, len(k)).astype(np.int8),
+          activation=g.random(len(k)), divisions_left=10, target=-1)
+    m = sites[kind == 2]
+    c.add(C.MYELOID, m, activation=g.random(len(m)))
+    f = st.fields.reshape(len(SPECIES), -1)
+    f[:] = g.random(f.shape) * np.array([500, 100, 500, 1000, 20, 3000, 2000])[:, None]
+    return sim
+
+
+def live_cells(sim) -> int:
+    from abm import cells as C
+    c = sim.state.cells
+    return int(np.count_nonzero(c.kind[: c.n] != C.DEAD))
+
+
+def time_steps(sim, reps: int) -> tuple[dict, float]:
+    """Time CellRules.step; returns the timing and the mean live cells per timed step."""
+    proc, st = sim.processes[0], sim.state
+    counts = []
+
+    def one():
+        counts.append(live_cells(sim))
+        proc.step(st)
+        st.step += 1
+        st.sources.fill(0.0)
+        st.uptake.fill(0.0)
+
+    t = time_call(one, reps=reps)
+    return t, float(np.mean(counts[1:]))
+
+
+def python_reference(n_cells: int, steps: int) -> float:
+    """Seconds per step of the same rules with the JIT off (subprocess)."""
+    code = ("import json, time, sys; sys.path.insert(0, %r); "
+            "from benchmarks.bench_agents import build, time_steps; "
+            "sim = build(%d); t, n = time_steps(sim, %d); "
+            "print(json.dumps({'median': t['median'], 'cells': n}))"
+            % (ROOT, n_cells, steps))
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=1800)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cold_compile_s() -> float:
+    """First step in a fresh process with an empty Numba cache (compile of every agent kernel)."""
+    code = ("import time, sys; sys.path.insert(0, %r); "
+            "from benchmarks.bench_agents import build; sim = build(2000); "
+            "t0 = time.perf_counter(); sim.processes[0].step(sim.state); "
+            "print(time.perf_counter() - t0)" % ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, timeout=1800)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool) -> dict:
+    from abm.kernels.jit import set_threads
+
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    threads = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
+    reps = {10_000: 30, 100_000: 10, 1_000_000: 4}
+    if quick:
+        reps = {10_000: 10, 100_000: 4}
+    ref_cells = 2_000
+    rows = []
+    ref = python_reference(ref_cells, 2 if quick else 4)
+    ref_rate = ref["cells"] / ref["median"]
+    set_threads(1)
+    small = build(ref_cells)
+    t_small, n_small = time_steps(small, 20)
+    jit_small_rate = n_small / t_small["median"]
+    for n in sizes:
+        sim = build(n)
+        for th in threads:
+            set_threads(th)
+            t, cells = time_steps(sim, reps[n])
+            rate = cells / t["median"]
+            rows.append({
+                "cells": int(round(cells)), "lattice": "x".join(map(str, sim.state.lattice.shape)),
+                "threads": th, "first call (s)": t["first"], "median (ms)": t["median"] * 1e3,
+                "q1-q3 (ms)": f"{t['q1'] * 1e3:.3g}-{t['q3'] * 1e3:.3g}",
+                "updates/s": rate, "per thread": rate / th, "raw": t,
+            })
+        del sim
+    set_threads(None)
+    rows.insert(0, {"cells": int(round(ref["cells"])), "lattice": "-", "threads": 1,
+                    "median (ms)": ref["median"] * 1e3, "updates/s": ref_rate,
+                    "per thread": ref_rate, "x Python": 1.0, "kernel": "python (JIT off)"})
+    rows.insert(1, {"cells": int(round(n_small)), "lattice": "-", "threads": 1,
+                    "median (ms)": t_small["median"] * 1e3, "updates/s": jit_small_rate,
+                    "per thread": jit_small_rate, "x Python": jit_small_rate / ref_rate})
+    at_1e5 = [r for r in rows if r.get("threads") == 1 and 50_000 < r["cells"] < 200_000]
+    notes = [
+        "one update = one cell's full step (RNG, sensing, engagement/kill, division, death, "
+        "secretion/uptake, 3 movement passes); endothelial cells included in the count",
+        f"first two rows: the same rules at ~{ref_cells} cells interpreted by CPython "
+        "(NUMBA_DISABLE_JIT=1) and compiled",
+        "colour classes under 4096 rows run serially, so 2 threads help only from ~4e4 cells",
+    ]
+    if at_1e5:
+        ok = at_1e5[0]["per thread"] >= TARGET_PER_THREAD
+        notes.append(f"target >= {TARGET_PER_THREAD:.0e} updates/s per thread at 1e5 cells: "
+                     f"{at_1e5[0]['per thread']:.3g} ({'met' if ok else 'NOT met'})")
+    result = {"title": "Agent rules (CellRules.step)", "columns": COLUMNS, "rows": rows,
+              "notes": notes, "python_reference": ref}
+    if not quick:
+        result["cold_compile_s"] = cold_compile_s()
+        notes.append(f"cold compile of all agent kernels (empty cache, fresh process): "
+                     f"{result['cold_compile_s']:.1f} s")
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    quick = "--quick" in sys.argv
+    t0 = time.perf_counter()
+    res = run(quick)
+    from benchmarks import markdown_table
+    print(markdown_table(res["columns"], res["rows"]))
+    for note in res["notes"]:
+        print("-", note)
+    print(f"({time.perf_counter() - t0:.1f} s)")
