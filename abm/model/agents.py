@@ -151,6 +151,40 @@ def _add(scalars: dict, key: str, value) -> None:
     scalars[key] = scalars.get(key, 0) + value
 
 
+#: Units and long names of the scalars these processes record (file writer).
+META: dict[str, tuple[str, str]] = {
+    "cart_entered_total": ("cells", "CAR-T cells entered the patch from blood (cumulative)"),
+    "monocytes_recruited_total": ("cells", "monocytes recruited into the patch (cumulative)"),
+    "blood_cart_cells_seen": ("cells", "blood CAR-T count used by the entry rule"),
+    "n_cart_naive": ("cells", "naive-like CAR-T cells in the patch"),
+    "n_cart_effector": ("cells", "effector CAR-T cells in the patch"),
+    "n_cart_memory": ("cells", "memory CAR-T cells in the patch"),
+    "n_cart_exhausted": ("cells", "exhausted CAR-T cells in the patch"),
+    "n_cart_engaged": ("cells", "CAR-T cells engaged with a target"),
+    "cart_mean_activation": ("1", "mean CAR-T activation"),
+    "n_tumour_dying": ("cells", "killed tumour cells not yet lysed"),
+    "n_myeloid_resident": ("cells", "resident macrophages"),
+    "n_myeloid_recruited": ("cells", "recruited monocytes / macrophages"),
+    "n_myeloid_activated": ("cells", "myeloid cells with activation > 0.5"),
+    "myeloid_mean_activation": ("1", "mean myeloid activation"),
+    "endothelial_mean_activation": ("1", "mean endothelial activation"),
+    "endothelial_mean_store": ("1", "mean Weibel-Palade store (1 = full)"),
+    "vessel_mean_permeability": ("1", "mean vessel-site permeability (1 = resting)"),
+    "cart_kills_interval": ("cells", "tumour cells killed by CAR-T since the previous record"),
+    "cart_kills_total": ("cells", "tumour cells killed by CAR-T (cumulative)"),
+    "tumour_lysed_total": ("cells", "killed tumour cells lysed (cumulative)"),
+    "cart_egressed_total": ("cells", "CAR-T cells returned to blood (cumulative)"),
+    "cart_died_total": ("cells", "CAR-T cells died in the patch (cumulative)"),
+    "tumour_died_total": ("cells", "tumour cells died naturally (cumulative)"),
+    "myeloid_died_total": ("cells", "myeloid cells died (cumulative)"),
+    "cart_exhausted_total": ("cells", "CAR-T exhaustion events (cumulative)"),
+    "il6_secreted_cart_pg": ("pg", "IL-6 secreted by CAR-T cells in the patch (cumulative)"),
+    "il6_secreted_myeloid_pg": ("pg", "IL-6 secreted by myeloid cells in the patch (cumulative)"),
+    "vwf_released_pg": ("pg", "VWF released by patch endothelium (cumulative)"),
+    "ang2_released_pg": ("pg", "ANG-2 released by patch endothelium (cumulative)"),
+}
+
+
 class Extravasation(Process):
     """CAR-T homing and monocyte recruitment at vessel sites (phase ``blood_to_tissue``).
 
@@ -165,6 +199,8 @@ class Extravasation(Process):
     """
 
     phase = "blood_to_tissue"
+    meta = {k: META[k] for k in ("cart_entered_total", "monocytes_recruited_total",
+                                 "blood_cart_cells_seen")}
 
     def __init__(self, sim):
         super().__init__(sim)
@@ -218,6 +254,8 @@ class CellRules(Process):
     """Endothelial, tumour, CAR-T and myeloid rules (phase ``agents``)."""
 
     phase = "agents"
+    meta = {k: v for k, v in META.items()
+            if k not in ("cart_entered_total", "monocytes_recruited_total", "blood_cart_cells_seen")}
 
     #: Class-level switch: run :meth:`abm.cells.CellTable.check_invariants`
     #: after every step (tests turn it on).
@@ -243,7 +281,9 @@ class CellRules(Process):
         tile = self.tile_2d if lat.ndim == 2 else self.tile_3d
         self.site_key, self.tile_start, n_keys, self.rank = KM.tile_layout(lat.zyx_shape, tile)
         self.vessel = lat.vessel.astype(np.bool_)
-        self.neighbours = lat.neighbours
+        # int32 halves the memory traffic of neighbour scans (sites < 2**31)
+        nb_type = np.int32 if lat.n_sites < 2**31 - 1 else np.int64
+        self.neighbours = np.ascontiguousarray(lat.neighbours, dtype=nb_type)
         nc = KM.n_colours(lat.zyx_shape)
         self.record_every = max(1, cfg.run.every_steps(cfg.run.record_every_min))
         # scratch (contents never outlive one step)
@@ -348,5 +388,5 @@ class CellRules(Process):
 #: The processes of this module in step order.
 AGENT_PROCESSES = (Extravasation, CellRules)
 
-__all__ = ["Extravasation", "CellRules", "AGENT_PROCESSES", "patch_scale", "movement_plan",
+__all__ = ["Extravasation", "CellRules", "AGENT_PROCESSES", "META", "patch_scale", "movement_plan",
            "sort_by_site", "environment", "SORT_EVERY_STEPS"]
