@@ -153,5 +153,6 @@ class Simulation:
 def default_processes(config: Config) -> list[type[Process]]:
     """The processes of a full model run, in registration order within each phase."""
     from abm.model.agents import AGENT_PROCESSES
+    from abm.model.field_process import FieldProcess
     from abm.model.patient import PATIENT_PROCESSES
-    return [*AGENT_PROCESSES, *PATIENT_PROCESSES]
+    return [*AGENT_PROCESSES, FieldProcess, *PATIENT_PROCESSES]

@@ -345,6 +345,17 @@ def test_refractoriness_counts_from_the_current_episode():
     assert "refractory" in dex[0][3]
 
 
+def test_without_tocilizumab_refractoriness_counts_from_onset():
+    cfg = config({"run": {"end_day": 3.0},
+                  "clinician": {"tocilizumab": False, "map_noise_sd_mmhg": 0.0, "max_boluses_per_24h": 10}})
+    sim = Simulation(cfg, processes=[clamp({"il6": 150.0, "ifng": 700.0}, t_on=0.2), DrugProcess, *CLINICAL])
+    ts = run_recorded(sim, every=10)
+    onset = ts["crs_onset_day"][-1]
+    dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
+    assert ts["crs_max_grade"][-1] == 2
+    assert dex and dex[0][0] == pytest.approx(onset + 1.0, abs=1.01 / 24) and "refractory" in dex[0][3]
+
+
 def test_icans_triggers_dexamethasone():
     class Icans(Process):
         phase = "tissue_to_blood"

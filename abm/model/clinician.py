@@ -27,7 +27,8 @@ and acts:
   between doses, at most ``tocilizumab_max_doses_24h`` in 24 h and
   ``tocilizumab_max_doses`` in all; dexamethasone ``dex_mg`` every
   ``dex_interval_h`` while CRS >= ``dex_min_grade``, or CRS >= 2 for
-  ``dex_refractory_h`` after the episode's first tocilizumab (refractory), or ICANS >=
+  ``dex_refractory_h`` after the episode's first tocilizumab (or after its
+  onset when no tocilizumab can be given: refractory), or ICANS >=
   ``dex_icans_min_grade`` (``icans_grade`` scalar), ``dex_grade4_mg`` at grade 4;
   methylprednisolone ``mp_mg`` daily at grade >= ``mp_min_grade``; anakinra
   (optional) for CRS >= ``anakinra_min_grade`` after tocilizumab;
@@ -380,6 +381,23 @@ class Clinician:
         if s.get("crs_active", 0.0) == 0.0 or first != first or not (onset == onset and first >= onset):
             s["clin_tcz_episode_first_day"] = t
 
+    def _refractory_since(self, s: dict) -> float:
+        """Start of the current episode's refractoriness clock (inf outside an episode).
+
+        The episode's first tocilizumab dose; or, when no tocilizumab can be
+        given (not allowed, or all doses used), the episode's onset.
+        """
+        if s.get("crs_active", 0.0) != 1.0:
+            return math.inf
+        onset = s.get("crs_episode_onset_day", math.inf)
+        first = s["clin_tcz_episode_first_day"]
+        if first == first and first >= onset - 1e-9:
+            return first
+        c = self.c
+        if not c.tocilizumab or s.get("tocilizumab_doses", 0.0) >= c.tocilizumab_max_doses:
+            return onset
+        return math.inf
+
     def _drugs(self, state, s: dict, t: float) -> None:
         c = self.c
         grade = current_crs_grade(s, t, c.fluid_support_window_h)
@@ -394,8 +412,7 @@ class Clinician:
                 and self._slot_free(s, "clin_tcz_day_", c.tocilizumab_max_doses_24h, t)):
             self._give_tocilizumab(state, s, t, f"CRS grade {grade}")
         if c.dexamethasone:
-            refractory = (grade >= 2 and t - s["clin_tcz_episode_first_day"] >= c.dex_refractory_h / 24.0 - 1e-9
-                          if s["clin_tcz_episode_first_day"] == s["clin_tcz_episode_first_day"] else False)
+            refractory = grade >= 2 and t - self._refractory_since(s) >= c.dex_refractory_h / 24.0 - 1e-9
             if (grade >= c.dex_min_grade or refractory or icans >= c.dex_icans_min_grade) \
                     and due("dexamethasone", c.dex_interval_h):
                 mg = c.dex_grade4_mg if grade >= 4 else c.dex_mg
