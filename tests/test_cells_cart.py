@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy.optimize import curve_fit
 
 from abm import cells as C

@@ -10,7 +10,6 @@ uptake and scalars must agree bit for bit.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -12,7 +12,7 @@ from abm import cells as C
 from abm.kernels.cells_common import event_prob
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_support import add_cart, fields2d, grid_sites, make_sim  # noqa: E402
+from test_cells_support import grid_sites, make_sim  # noqa: E402
 
 DAY = 86400.0
 
