@@ -1,4 +1,4 @@
-"""Command-line interface: ``abm run``, ``abm validate``, ``abm show-config``.
+"""Command-line interface: ``abm run``, ``abm inspect``, ``abm validate``, ``abm show-config``.
 
 Errors caused by input (configs, files, arguments) print one line and exit
 with code 2; they never show a traceback.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 from abm import __version__
 from abm.errors import AbmError
@@ -33,9 +31,8 @@ def _cmd_show_config(args) -> int:
 
 def _cmd_run(args) -> int:
     from abm.config import load_config
-    from abm.io.writer import RunWriter
-    from abm.kernels.jit import compile_stats, set_threads
-    from abm.simulation import Simulation
+    from abm.io.run import run_to_file
+    from abm.kernels.jit import set_threads
 
     overrides: dict = {}
     if args.seed is not None:
@@ -44,24 +41,61 @@ def _cmd_run(args) -> int:
         overrides.setdefault("run", {})["end_day"] = args.days
     cfg = load_config(args.config, overrides)
     set_threads(args.threads if args.threads is not None else cfg.run.threads)
-    out_dir = Path(args.out) if args.out else Path(cfg.output.dir)
-    t0 = time.perf_counter()
-    sim = Simulation(cfg)
-    path = out_dir / cfg.run.name / f"{cfg.run.name}_seed{sim.seed}.h5"
-    writer = RunWriter(path, sim)
-    writer.open()
-    sim.add_writer(cfg.run.every_steps(cfg.run.record_every_min), writer.record)
-    print(f"abm: running {args.config} (seed {sim.seed}, {sim.n_steps} steps of "
-          f"{cfg.run.dt_min:g} min, day {cfg.run.start_day:g} to {cfg.run.end_day:g})",
-          file=sys.stderr)
-    sim.run(progress=not args.quiet and sys.stderr.isatty())
-    timings = dict(sim.timings, total_s=time.perf_counter() - t0, **{
-        f"numba_{k}": v for k, v in compile_stats().items() if k != "jit_disabled"})
-    out = writer.close(timings)
-    counts = sim.state.counts()
-    print(f"abm: done in {timings['total_s']:.1f} s; day {sim.state.time_day:g}: "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"abm: wrote {out}")
+    if args.from_step is not None and not args.resume:
+        raise AbmError("--from-step needs --resume")
+    if not args.resume:
+        r = cfg.run
+        seed = "drawn" if r.seed is None else r.seed
+        print(f"abm: running {args.config} (seed {seed}, {r.n_steps} steps of "
+              f"{r.dt_min:g} min, day {r.start_day:g} to {r.end_day:g})", file=sys.stderr)
+    res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
+                      keep_checkpoints=args.keep_checkpoints,
+                      progress=not args.quiet and sys.stderr.isatty())
+    t = res.timings
+    counts = res.sim.state.counts()
+    print(f"abm: done in {t['wall_total_s']:.1f} s (compile {t['wall_compile_s']:.1f} s, simulate "
+          f"{t['wall_simulate_s']:.1f} s, write {t['wall_write_s']:.1f} s); "
+          f"day {res.sim.state.time_day:g}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"abm: wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _fmt_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return str(n)
+
+
+def _cmd_inspect(args) -> int:
+    from analysis.io import describe_file
+    info = describe_file(args.file, verify=not args.quick)
+    p = info["provenance"]
+    cfg = p.get("config") or {}
+    run = cfg.get("run", {})
+    print(f"file:            {args.file} ({_fmt_size(info['size_bytes'])})")
+    print(f"schema version:  {p.get('schema_version')} (written by abm {p.get('software_version')})")
+    print(f"config name:     {p.get('run_name', run.get('name'))}")
+    print(f"seed:            {p.get('seed')} (replicate {p.get('replicate')})")
+    days = p.get("days_simulated", 0.0)
+    start = p.get("start_day", run.get("start_day", 0.0))
+    print(f"days simulated:  {days:g} of {p.get('end_day', 0) - start:g} "
+          f"(day {start:g} to {start + days:g})")
+    print(f"complete:        {'yes' if int(p.get('complete', 0)) == 1 else 'no'}"
+          + (f" (resumed {len(p['restarts'])}x)" if p.get("restarts") else ""))
+    if "wall_total_s" in p:
+        print(f"wall time:       {p['wall_total_s']:.2f} s (compile {p.get('wall_compile_s', 0):.2f}, "
+              f"simulate {p.get('wall_simulate_s', 0):.2f}, write {p.get('wall_write_s', 0):.2f})")
+    print("groups:")
+    for name, g in info["groups"].items():
+        order = ("time", "snapshot", "z", "y", "x", "obs", "event")
+        dims = " ".join(f"{d}={n}" for d, n in sorted(
+            g["dims"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+        extra = f" [{', '.join(g['subgroups'])}]" if g["subgroups"] else ""
+        print(f"  /{name:<11} {g['variables']:3d} variables  {dims}{extra}")
+    if not args.quick:
+        print("data:            every dataset read, checksums ok")
     return 0
 
 
@@ -82,7 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--days", type=float, metavar="D", help="override run.end_day")
     r.add_argument("--threads", type=int, metavar="N", help="Numba threads (default: run.threads or all)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run of this config (its .h5.part) from its "
+                        "latest checkpoint; the result equals an uninterrupted run")
+    r.add_argument("--from-step", type=int, metavar="N",
+                   help="with --resume: restart from the checkpoint at step N (of the .part, or "
+                        "of the finished file)")
+    r.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every checkpoint in the file (default: only the latest)")
     r.set_defaults(func=_cmd_run)
+
+    i = sub.add_parser("inspect", help="summarise an output file and check it",
+                       description="Print schema version, seed, config name, days simulated, "
+                                   "completion and the groups of a run file; read every dataset "
+                                   "to check its checksums. Exit 2 on a bad file.")
+    i.add_argument("file", help="HDF5 run file (.h5 or an interrupted .h5.part)")
+    i.add_argument("--quick", action="store_true", help="do not read the data (metadata only)")
+    i.set_defaults(func=_cmd_inspect)
 
     v = sub.add_parser("validate", help="check configs without running",
                        description="Validate one or more TOML configs; exit 2 on the first error.")

@@ -27,6 +27,9 @@ class Process:
     """
 
     phase: str = "agents"
+    #: Units and long names of the keys this process records or reports:
+    #: ``{"key": ("pg/mL", "long name")}`` (used by the file writer).
+    meta: dict[str, tuple[str, str]] = {}
 
     def __init__(self, sim: "Simulation"):
         self.sim = sim
@@ -36,6 +39,9 @@ class Process:
 
     def record(self, state: State, row: dict) -> None:
         """Add this subsystem's recorded scalars to ``row``."""
+
+    def endpoints(self, state: State, out: dict) -> None:
+        """Add this subsystem's per-run endpoints to ``out`` (called once, at the end)."""
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -84,6 +90,19 @@ class Simulation:
         for p in self.processes:
             p.record(s, row)
         return row
+
+    def endpoints(self) -> dict:
+        """Per-run endpoints: final cell counts and every process's :meth:`Process.endpoints`."""
+        out = {f"final_n_{k}": v for k, v in self.state.counts().items()}
+        for p in self.processes:
+            p.endpoints(self.state, out)
+        return out
+
+    @classmethod
+    def from_checkpoint(cls, path, step: int | None = None, **kwargs) -> "Simulation":
+        """Restore a run from a checkpoint of an output file (see :func:`abm.io.checkpoint.load_checkpoint`)."""
+        from abm.io.checkpoint import load_checkpoint
+        return load_checkpoint(path, step, **kwargs)
 
     def step(self) -> None:
         """Advance one ``dt`` (see :meth:`run` for the order)."""

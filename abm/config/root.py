@@ -35,8 +35,10 @@ class RunParams(Section):
     record_every_min: float = param(60.0, unit="min", gt=0, doc="time-series record interval")
     snapshot_every_h: float = param(24.0, unit="h", gt=0, doc="field and cell snapshot interval")
     checkpoint_every_h: float = param(24.0, unit="h", gt=0, doc="checkpoint interval")
-    threads: int | None = param(None, unit="-", ge=1, le=256,
-                                doc="Numba threads (results do not depend on it)")
+    threads: int = param(1, unit="-", ge=1, le=256,
+                         doc="Numba threads (results do not depend on it); 1 by default "
+                             "because a patch of ~1e5 voxels gains little from threads and "
+                             "batches get their parallelism from processes")
 
     def check(self, fail):
         for key in ("record_every_min", "snapshot_every_h", "checkpoint_every_h"):

@@ -1,0 +1,259 @@
+"""Checkpoints: the complete :class:`~abm.state.State` of a run, for exact restart.
+
+Design rule: **all dynamic state lives on State**. Processes hold only
+constants and scratch buffers that they overwrite before reading; random
+numbers are pure functions of (seed, stream, step, cell id, draw). So saving
+every attribute of State is enough to continue a run bit for bit.
+
+The encoder is generic over State's attributes, so state added later (blood
+compartments, clinician state, events, ...) is checkpointed without changes
+here:
+
+* ``config`` and ``lattice`` are not stored: they are rebuilt from the
+  resolved config and the seed (the lattice is geometry only; anything that
+  changes during a run must live on State itself);
+* NumPy arrays become datasets (exact dtype and shape, lossless gzip);
+* the :class:`~abm.cells.CellTable` becomes a group holding its used rows,
+  ``next_id`` and ``capacity``; occupancy is rebuilt on load;
+* dicts, lists and tuples that hold arrays become groups;
+* every other value (numbers, strings, None, and containers of them, e.g.
+  ``scalars`` and ``events``) becomes a scalar string dataset of *tagged
+  JSON* that preserves Python and NumPy scalar types and tuples exactly
+  (floats are written with ``repr``, which round-trips).
+
+A value of any other type raises :class:`CheckpointError` when the checkpoint
+is written, never silently at restart.
+
+A checkpoint group ``/checkpoint/step_<N>`` carries ``step``, ``seed`` and
+``time_day`` attributes, the lengths of the output groups at that step
+(``n_time``, ``n_snapshots``, ``n_obs``, ``n_events``, ``timeseries_keys``),
+which a resume truncates back to, and ``complete = 1``, set last: a
+checkpoint interrupted while being written is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from abm.cells import COLUMNS, CellTable
+from abm.errors import AbmError
+
+#: State attributes rebuilt from config and seed instead of stored.
+NOT_STORED = ("config", "lattice")
+#: CellTable attributes that are derived (occupancy) or stored as attributes.
+_TABLE_SPECIAL = ("occ", "n", "next_id", "capacity")
+#: Prefix of checkpoint group names.
+PREFIX = "step_"
+
+
+class CheckpointError(AbmError):
+    """A state cannot be checkpointed, or a checkpoint cannot be restored."""
+
+
+# -- tagged JSON ---------------------------------------------------------------
+
+def _tag(v):
+    if v is None or type(v) in (bool, str, int, float):
+        return v
+    if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+        return {"__np__": v.dtype.str, "v": v.item()}
+    if type(v) is list:
+        return [_tag(x) for x in v]
+    if type(v) is tuple:
+        return {"__tuple__": [_tag(x) for x in v]}
+    if type(v) is dict:
+        return {"__dict__": [[_tag(k), _tag(x)] for k, x in v.items()]}
+    raise CheckpointError(f"cannot checkpoint a value of type {type(v).__name__} ({v!r:.60}); "
+                          "state must be arrays, numbers, strings and lists/dicts/tuples of them")
+
+
+def _untag(v):
+    if isinstance(v, list):
+        return [_untag(x) for x in v]
+    if isinstance(v, dict):
+        if "__np__" in v:
+            return np.dtype(v["__np__"]).type(v["v"])
+        if "__tuple__" in v:
+            return tuple(_untag(x) for x in v["__tuple__"])
+        if "__dict__" in v:
+            return {_untag(k): _untag(x) for k, x in v["__dict__"]}
+        raise CheckpointError(f"unknown tagged value {v!r:.60}")
+    return v
+
+
+def to_json(value) -> str:
+    """Tagged JSON text of ``value`` (exact round trip through :func:`from_json`)."""
+    return json.dumps(_tag(value), allow_nan=True, separators=(",", ":"))
+
+
+def from_json(text: str):
+    return _untag(json.loads(text))
+
+
+# -- encoder ---------------------------------------------------------------------
+
+def _has_array(v) -> bool:
+    if isinstance(v, (np.ndarray, CellTable)):
+        return True
+    if type(v) in (list, tuple):
+        return any(_has_array(x) for x in v)
+    if type(v) is dict:
+        return any(_has_array(x) for x in v.values())
+    return False
+
+
+def _encode(group: h5py.Group, name: str, value, compression: int) -> None:
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise CheckpointError(f"cannot checkpoint object array {name!r}")
+        kw = {}
+        if value.ndim and value.size and compression > 0:
+            kw = dict(compression="gzip", compression_opts=compression, shuffle=True)
+        group.create_dataset(name, data=value, **kw)
+    elif isinstance(value, CellTable):
+        sub = group.create_group(name)
+        sub.attrs["__type__"] = "CellTable"
+        for col, arr in value.columns().items():
+            _encode(sub, col, np.ascontiguousarray(arr), compression)
+        for k in ("n", "next_id", "capacity"):
+            sub.attrs[k] = int(getattr(value, k))
+        extra = {k: v for k, v in vars(value).items() if k not in COLUMNS and k not in _TABLE_SPECIAL}
+        if extra:
+            _encode(sub, "__extra__", extra, compression)
+    elif _has_array(value):
+        sub = group.create_group(name)
+        sub.attrs["__type__"] = type(value).__name__
+        items = value.items() if type(value) is dict else enumerate(value)
+        keys = []
+        for i, (k, v) in enumerate(items):
+            keys.append(k)
+            _encode(sub, str(i), v, compression)
+        sub.attrs["__keys__"] = to_json(keys)
+    else:
+        ds = group.create_dataset(name, data=to_json(value), dtype=h5py.string_dtype())
+        ds.attrs["__type__"] = "json"
+
+
+def _decode(obj):
+    if isinstance(obj, h5py.Dataset):
+        if obj.attrs.get("__type__") == "json":
+            raw = obj[()]
+            return from_json(raw.decode() if isinstance(raw, bytes) else raw)
+        return obj[()] if obj.ndim == 0 else obj[...]
+    kind = obj.attrs.get("__type__")
+    if kind == "CellTable":
+        return obj  # restored in place by restore_state
+    keys = from_json(obj.attrs["__keys__"])
+    values = [_decode(obj[str(i)]) for i in range(len(keys))]
+    if kind == "dict":
+        return dict(zip(keys, values))
+    return tuple(values) if kind == "tuple" else list(values)
+
+
+def save_state(group: h5py.Group, state, compression: int = 1) -> None:
+    """Write every attribute of ``state`` (but config and lattice) into ``group``."""
+    for name, value in vars(state).items():
+        if name in NOT_STORED:
+            continue
+        _encode(group, name, value, compression)
+
+
+def _restore_table(table: CellTable, g: h5py.Group) -> None:
+    cols = {name: g[name][...] for name in COLUMNS}
+    table.load_columns(cols, int(g.attrs["next_id"]))
+    cap = int(g.attrs["capacity"])
+    if cap > table.capacity:
+        table.ensure_capacity(cap - table.n)
+    if "__extra__" in g:
+        for k, v in _decode(g["__extra__"]).items():
+            setattr(table, k, v)
+
+
+def restore_state(group: h5py.Group, state) -> None:
+    """Load a checkpoint written by :func:`save_state` into ``state``.
+
+    Arrays are copied into the existing arrays of ``state`` when shape and
+    dtype agree, so references a process holds stay valid.
+    """
+    for name in group:
+        obj = group[name]
+        if isinstance(obj, h5py.Group) and obj.attrs.get("__type__") == "CellTable":
+            _restore_table(getattr(state, name), obj)
+            continue
+        value = _decode(obj)
+        current = getattr(state, name, None)
+        if (isinstance(current, np.ndarray) and isinstance(value, np.ndarray)
+                and current.shape == value.shape and current.dtype == value.dtype):
+            current[...] = value
+        else:
+            setattr(state, name, value)
+
+
+# -- checkpoint groups -----------------------------------------------------------
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{int(step)}"
+
+
+def list_checkpoints(h5: h5py.File) -> list[int]:
+    """Steps of the complete checkpoints in a file, ascending."""
+    if "checkpoint" not in h5:
+        return []
+    steps = []
+    for name, g in h5["checkpoint"].items():
+        if name.startswith(PREFIX) and int(g.attrs.get("complete", 0)) == 1:
+            steps.append(int(name[len(PREFIX):]))
+    return sorted(steps)
+
+
+def load_checkpoint(path, step: int | None = None, *, processes=None, config=None):
+    """A :class:`~abm.simulation.Simulation` restored from a checkpoint of a file.
+
+    Args:
+        path: an output file (``.h5``) or an interrupted one (``.h5.part``).
+        step: the checkpoint's step; None for the latest.
+        processes: process classes (default: :func:`abm.simulation.default_processes`).
+        config: use this config instead of the one stored in the file (e.g. to
+            branch a run with another clinician policy from a given day).
+
+    Returns:
+        The simulation at that step, ready to ``run()`` on. No writer is
+        attached; use :func:`abm.io.run.run_to_file` with ``resume=True`` to
+        continue writing the file itself.
+    """
+    from abm.io.writer import open_output
+    with open_output(path, "r") as h5:
+        if config is None:
+            config = config_from_file(h5, path)
+        return _restore_from(h5, path, step, config, processes)[0]
+
+
+def config_from_file(h5: h5py.File, path):
+    from abm.config import config_from_dict
+    try:
+        return config_from_dict(json.loads(h5.attrs["config_json"]), file=f"{path}:config_json")
+    except KeyError:
+        raise CheckpointError(f"{path}: has no config_json attribute") from None
+
+
+def _restore_from(h5: h5py.File, path, step, config, processes):
+    from abm.simulation import Simulation
+    steps = list_checkpoints(h5)
+    if not steps:
+        raise CheckpointError(f"{path}: holds no complete checkpoint to restart from")
+    if step is None:
+        step = steps[-1]
+    if step not in steps:
+        raise CheckpointError(f"{path}: no checkpoint at step {step} (available: "
+                              f"{', '.join(map(str, steps))})")
+    g = h5["checkpoint"][checkpoint_name(step)]
+    seed = int(g.attrs["seed"])
+    sim = Simulation(config, seed=seed, processes=processes, initialise=False)
+    restore_state(g["state"], sim.state)
+    if sim.state.step != step:
+        raise CheckpointError(f"{path}: checkpoint {checkpoint_name(step)} holds step "
+                              f"{sim.state.step}")
+    return sim, g

@@ -1,0 +1,160 @@
+"""Run one simulation into one file, fresh or resumed (what ``abm run`` does).
+
+>>> from abm.config import load_config
+>>> from abm.io.run import run_to_file
+>>> result = run_to_file(load_config("configs/default.toml"))   # doctest: +SKIP
+>>> result.path                                                 # doctest: +SKIP
+PosixPath('runs/default/default_seed20261121.h5')
+
+Resume: ``run_to_file(config, resume=True)`` reopens ``<file>.part`` of an
+interrupted run, truncates every group back to its latest checkpoint,
+restores the state and continues; the finished file equals, dataset by
+dataset, the file of an uninterrupted run with the same seed. With
+``from_step=N`` it restarts from the checkpoint at step N instead (of the
+``.part``, or of the completed file when there is no ``.part``; keep every
+checkpoint with ``keep_checkpoints=True`` to be able to pick any).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from abm.config import Config
+from abm.errors import ConfigError, FileFormatError
+from abm.io.writer import PART_SUFFIX, RunWriter, part_path
+
+#: Config keys that may differ between a run and its resume (no effect on results).
+RESUME_MAY_DIFFER = (("run", "threads"), ("output", "dir"))
+
+
+@dataclass
+class RunResult:
+    path: Path
+    sim: object
+    timings: dict = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+def output_path(config: Config, seed: int, out_dir=None) -> Path:
+    """``<out_dir>/<run.name>/<run.name>_seed<seed>.h5`` (out_dir defaults to ``output.dir``)."""
+    base = Path(out_dir) if out_dir is not None else Path(config.output.dir)
+    name = config.run.name
+    return base / name / f"{name}_seed{seed}.h5"
+
+
+def find_resumable(config: Config, out_dir=None, seed: int | None = None) -> Path:
+    """The final path of the run to resume (its ``.part`` or, failing that, its ``.h5``)."""
+    seed = seed if seed is not None else config.run.seed
+    if seed is not None:
+        return output_path(config, seed, out_dir)
+    folder = output_path(config, 0, out_dir).parent
+    name = config.run.name
+    for pattern in (f"{name}_seed*.h5{PART_SUFFIX}", f"{name}_seed*.h5"):
+        found = sorted(folder.glob(pattern))
+        if len(found) == 1:
+            p = found[0]
+            return p.with_name(p.name[: -len(PART_SUFFIX)]) if p.name.endswith(PART_SUFFIX) else p
+        if len(found) > 1:
+            raise ConfigError(f"{len(found)} runs named {name!r} in {folder} "
+                              f"({', '.join(f.name for f in found[:3])}, ...); give --seed")
+    raise FileFormatError(f"{folder}: no interrupted run named {name!r} to resume")
+
+
+def _check_same_config(given: Config, stored: Config, path: Path) -> None:
+    a, b = given.to_dict(), stored.to_dict()
+    if given.run.seed is None:
+        a["run"]["seed"] = b["run"]["seed"]
+    for sec, key in RESUME_MAY_DIFFER:
+        a[sec].pop(key, None)
+        b[sec].pop(key, None)
+    if a == b:
+        return
+    diffs = [f"{s}.{k}" for s in b for k in b[s]
+             if json.dumps(a.get(s, {}).get(k)) != json.dumps(b[s][k])]
+    raise ConfigError(f"the config differs from the one of the run being resumed in {path} "
+                      f"(keys: {', '.join(diffs[:5]) or 'sections'}); resume with the same config")
+
+
+def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = None,
+                resume: bool = False, from_step: int | None = None,
+                keep_checkpoints: bool = False, processes=None, progress: bool = False,
+                flush_every_s: float = 10.0, extra_writers=(), log=None) -> RunResult:
+    """Simulate one run to ``path`` (default :func:`output_path`), or resume one.
+
+    Args:
+        config: resolved config.
+        out_dir: output directory (default ``config.output.dir``).
+        path: explicit output file (overrides ``out_dir``).
+        seed: overrides ``config.run.seed``.
+        resume: continue the interrupted run of this config from its latest
+            checkpoint (or from ``from_step``).
+        from_step: with ``resume``, the checkpoint step to restart from.
+        keep_checkpoints: keep every checkpoint in the file, not only the latest.
+        processes: process classes (default: the full model).
+        progress: show a progress bar on stderr.
+        flush_every_s: see :class:`~abm.io.writer.RunWriter`.
+        extra_writers: ``(trigger, fn)`` pairs added after the file writers.
+        log: callable for one-line messages (default: print to stderr).
+    """
+    from abm.kernels.jit import compile_stats
+    from abm.simulation import Simulation
+
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    t_start = time.perf_counter()
+    if resume:
+        final = Path(path) if path is not None else find_resumable(config, out_dir, seed)
+        writer, sim = RunWriter.resume(
+            final, from_step=from_step, processes=processes, flush_every_s=flush_every_s,
+            check_config=lambda stored, where: _check_same_config(config, stored, where))
+        resumed_from = sim.state.step
+        say(f"abm: resuming {writer.tmp} from step {resumed_from} "
+            f"(day {sim.state.time_day:g}) of {sim.n_steps}")
+    else:
+        if from_step is not None:
+            raise ConfigError("from_step needs resume=True (abm run --resume --from-step N)")
+        sim = Simulation(config, seed=seed, processes=processes)
+        final = Path(path) if path is not None else output_path(config, sim.seed, out_dir)
+        if part_path(final).exists():
+            say(f"abm: overwriting the interrupted run {part_path(final)} "
+                "(use --resume to continue it)")
+        writer = RunWriter(final, sim, keep_checkpoints=keep_checkpoints,
+                           flush_every_s=flush_every_s).create()
+        resumed_from = None
+    writer.attach()
+    for trigger, fn in extra_writers:
+        sim.add_writer(trigger, fn)
+    t_setup = time.perf_counter() - t_start
+
+    compile_s = 0.0
+    try:
+        if sim.state.step < sim.n_steps:
+            if sim.state.step == 0:
+                sim.fire_writers()
+            t0 = time.perf_counter()
+            sim.step()
+            compile_s = time.perf_counter() - t0
+            sim.fire_writers()
+            sim.run(progress=progress)
+    except BaseException:
+        writer.close()
+        raise
+    stats = compile_stats()
+    timings = {
+        "wall_setup_s": t_setup,
+        "wall_compile_s": compile_s,
+        "wall_simulate_s": sim.timings["simulate_s"],
+        "wall_write_s": writer.write_s,
+        "wall_record_s": writer.record_s,
+        "numba_cache_hits": int(stats["cache_hits"]),
+        "numba_cache_misses": int(stats["cache_misses"]),
+    }
+    t_total_before_finish = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    out = writer.finish({**timings, "wall_total_s": t_total_before_finish})
+    timings["wall_write_s"] += time.perf_counter() - t0
+    timings["wall_total_s"] = time.perf_counter() - t_start
+    return RunResult(out, sim, timings, resumed_from)

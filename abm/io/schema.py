@@ -1,0 +1,211 @@
+"""The HDF5 file schema: version, layout, variable metadata, netCDF-4 helpers.
+
+One run writes one file. Every group except ``/checkpoint`` is a netCDF-4
+group (dimension scales, ``units`` and ``long_name`` on every variable), so
+``xr.open_dataset(path, engine="h5netcdf", group=G)`` opens it directly.
+
+Layout (schema version 1)::
+
+    /                 root attributes: provenance (see abm.io.provenance)
+    /timeseries       dim time;  time(time) [day], step(time), one variable per
+                      key of Simulation.record_row()
+    /fields           dims snapshot, [z,] y, x;  snapshot_time(snapshot) [day],
+                      snapshot_step(snapshot), z/y/x [um, site centres],
+                      one float32 variable per species [pg/mL]
+    /cells            dims snapshot, obs;  count(snapshot) (CF contiguous ragged
+                      array, sample_dimension = "obs"), snapshot_time,
+                      snapshot_step, one variable per cell column over obs,
+                      [z,] y, x(obs) [um, centre of the cell's site]
+    /events           dim event;  time [day], step, kind, grade, detail
+    /endpoints        scalar variables, Simulation.endpoints()
+    /checkpoint       step_<N> subgroups: the complete State at step N
+                      (see abm.io.checkpoint); not a netCDF group
+
+Dimensions named ``snapshot``, ``obs`` and ``event`` have no coordinate
+variable (netCDF "dimension but not a variable"); ``time``, ``z``, ``y``,
+``x`` in ``/fields`` are coordinate variables.
+"""
+
+from __future__ import annotations
+
+import re
+
+import h5py
+import numpy as np
+
+#: Version of the layout above. Bump on any incompatible change and keep a
+#: file of each old version under tests/data so readers stay able to open it.
+SCHEMA_VERSION = 1
+
+#: Groups of a file, in the order they are created.
+GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
+
+#: netCDF-4 marks a dimension scale that is not a variable with this name.
+NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
+
+#: Units and long names of time-series and endpoint keys known to the schema.
+#: Processes add their own with a ``meta`` class attribute (key -> (units,
+#: long_name)); :func:`describe` falls back on name patterns.
+KNOWN: dict[str, tuple[str, str]] = {
+    "time": ("day", "time since CAR-T infusion (day 0)"),
+    "step": ("1", "simulation step"),
+}
+
+_PATTERNS: list[tuple[str, str, str]] = [
+    # (regex, units, long-name template with {0} = first group)
+    (r"^n_(\w+)$", "cells", "number of {0} cells in the patch"),
+    (r"^final_n_(\w+)$", "cells", "number of {0} cells in the patch at the end of the run"),
+    (r"^tissue_(\w+)$", "pg/mL", "patch-mean tissue concentration of {0}"),
+    (r"^plasma_(\w+)$", "pg/mL", "plasma concentration of {0}"),
+    (r"^exchange_(\w+)_pg$", "pg", "{0} moved from tissue to plasma in the patch this step"),
+    (r"^uptake_(\w+)_pg$", "pg", "{0} taken up by cells in the patch this step"),
+    (r"^(\w+)_day$", "day", "{0} (day relative to infusion)"),
+    (r"^(\w+)_h$", "h", "{0}"),
+    (r"^(\w+)_pg_ml$", "pg/mL", "{0}"),
+]
+
+
+def describe(key: str, meta: dict | None = None) -> tuple[str, str]:
+    """``(units, long_name)`` of a recorded key: declared, known, by pattern, or unknown."""
+    if meta and key in meta:
+        return meta[key]
+    if key in KNOWN:
+        return KNOWN[key]
+    for pattern, units, template in _PATTERNS:
+        m = re.match(pattern, key)
+        if m:
+            return units, template.format(*m.groups()).replace("_", " ")
+    return "unknown", key.replace("_", " ")
+
+
+# -- netCDF-4 on h5py ---------------------------------------------------------
+
+def create_dimension(group: h5py.Group, name: str, size: int = 0, *,
+                     maxlen: int | None = None, chunk: int = 1024) -> h5py.Dataset:
+    """A dimension without a coordinate variable (a dimension scale holding no data).
+
+    It can grow to ``maxlen`` (None: without bound; netCDF then calls it
+    *unlimited*). Give a bound where it is known: h5netcdf sizes an unlimited
+    dimension by visiting every variable attached to it, once per variable,
+    which costs O(variables^2) when a file is opened.
+    """
+    ds = group.create_dataset(name, shape=(size,), dtype="f4", maxshape=(maxlen,),
+                              chunks=(_chunk(chunk, maxlen),))
+    ds.make_scale(f"{NOT_A_VARIABLE}{size:10d}")
+    return ds
+
+
+def create_coordinate(group: h5py.Group, name: str, data=None, *, dtype=None, units: str,
+                      long_name: str, growable: bool = False, maxlen: int | None = None,
+                      chunk: int = 1024, compression: int = 0, **attrs) -> h5py.Dataset:
+    """A coordinate variable ``name(name)``: a dimension scale that holds values.
+
+    Fixed (``data`` given, not ``growable``) or growable up to ``maxlen``.
+    """
+    kw = _filters(compression, fletcher32=True)
+    if growable:
+        kw.update(maxshape=(maxlen,), chunks=(_chunk(chunk, maxlen),))
+    if data is None:
+        ds = group.create_dataset(name, shape=(0,), dtype=dtype, **kw)
+    else:
+        ds = group.create_dataset(name, data=np.asarray(data, dtype=dtype), **kw)
+    ds.make_scale(name)
+    ds.attrs["units"] = units
+    ds.attrs["long_name"] = long_name
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+    return ds
+
+
+def create_variable(group: h5py.Group, name: str, dims: tuple[str, ...], dtype, *,
+                    units: str, long_name: str, chunks: tuple[int, ...] | None = None,
+                    compression: int = 0, fillvalue=None, **attrs) -> h5py.Dataset:
+    """A variable over existing dimensions of ``group``, with scales attached.
+
+    Its shape is the current size of each dimension, and it can grow as far
+    as each dimension can. A 0-d variable (``dims=()``) is a scalar.
+    """
+    scales = [group[d] for d in dims]
+    shape = tuple(s.shape[0] for s in scales)
+    maxshape = tuple(s.maxshape[0] for s in scales)
+    kw: dict = {}
+    if dims:
+        vlen = h5py.check_string_dtype(np.dtype(dtype)) is not None
+        kw = {} if vlen else _filters(compression, fletcher32=True)
+        if chunks is None:
+            chunks = tuple(1024 if m is None or m > n else n for n, m in zip(shape, maxshape))
+        chunks = tuple(_chunk(c, m) for c, m in zip(chunks, maxshape))
+        kw.update(maxshape=maxshape, chunks=chunks)
+    if fillvalue is not None:
+        kw["fillvalue"] = fillvalue
+    ds = group.create_dataset(name, shape=shape, dtype=dtype, **kw)
+    for i, s in enumerate(scales):
+        ds.dims[i].attach_scale(s)
+    ds.attrs["units"] = units
+    ds.attrs["long_name"] = long_name
+    if fillvalue is not None and ds.dtype.kind == "f":
+        ds.attrs["_FillValue"] = np.array(fillvalue, dtype=ds.dtype)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+    return ds
+
+
+def compact_copy(src, dst) -> None:
+    """Copy a file into a new, compact one (like ``h5repack``, without recompressing).
+
+    HDF5 does not give back the space of deleted objects or of rewritten
+    chunks; a copy holds only live data. ``H5Ocopy`` copies chunks as
+    stored, but not the object references by which dimension scales are
+    attached (they would point into ``src``), so scales are re-attached.
+    """
+    with h5py.File(src, "r") as a, h5py.File(dst, "w", libver=("v110", "v110")) as b:
+        for k, v in a.attrs.items():
+            b.attrs[k] = v
+        for name in a:
+            a.copy(a[name], b, name=name)
+        for gname, ga in a.items():
+            if not isinstance(ga, h5py.Group):
+                continue
+            gb = b[gname]
+            attached = []
+            for name, ds in ga.items():
+                if isinstance(ds, h5py.Dataset):
+                    for attr in ("DIMENSION_LIST", "REFERENCE_LIST"):
+                        if attr in gb[name].attrs:
+                            del gb[name].attrs[attr]
+                    for i in range(ds.ndim):
+                        for scale in ds.dims[i].values():
+                            attached.append((name, i, scale.name.rsplit("/", 1)[-1]))
+            for name, i, scale in attached:
+                gb[name].dims[i].attach_scale(gb[scale])
+
+
+def _chunk(chunk: int, maxlen: int | None) -> int:
+    """A chunk length no longer than a bounded dimension (HDF5 requires it)."""
+    return max(1, int(chunk) if maxlen is None else min(int(chunk), int(maxlen)))
+
+
+def delete_variable(group: h5py.Group, name: str) -> None:
+    """Detach a variable from its dimension scales and unlink it."""
+    ds = group[name]
+    for i in range(ds.ndim):
+        for scale in list(ds.dims[i].values()):
+            ds.dims[i].detach_scale(scale)
+    del group[name]
+
+
+def _filters(level: int, *, fletcher32: bool) -> dict:
+    """gzip (with byte shuffle) at ``level`` (0: none) and a Fletcher-32 checksum.
+
+    The checksum makes a corrupted chunk an error on read instead of silent
+    garbage.
+    """
+    kw: dict = {"fletcher32": fletcher32}
+    if level > 0:
+        kw.update(compression="gzip", compression_opts=int(level), shuffle=True)
+    return kw
+
+
+def filters(level: int) -> dict:
+    """Public form of the filter set used for every chunked dataset."""
+    return _filters(level, fletcher32=True)

@@ -1,0 +1,194 @@
+"""Open run files as xarray objects.
+
+This module depends on the file schema only, never on simulator internals,
+so files written by older versions stay readable: each schema version this
+reader understands is listed in :data:`SUPPORTED_SCHEMA_VERSIONS`, and a file
+of any other version is refused with :class:`abm.errors.FileFormatError`, as
+are missing, truncated, corrupted and non-HDF5 files (one-line messages).
+
+>>> ds = open_run("runs/default/default_seed20261121.h5")        # doctest: +SKIP
+>>> ds.n_tumour.plot()                                            # doctest: +SKIP
+>>> fields = open_group(ds.attrs["path"], "fields")               # doctest: +SKIP
+>>> fields.il6.sel(snapshot_time=7.0)                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+
+from abm.errors import FileFormatError
+from abm.io.h5repair import open_readonly, readonly_fileobj
+
+#: Schema versions this reader opens.
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+#: Groups of a schema-1 file.
+GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
+#: Root attributes holding JSON text, decoded by :func:`read_provenance`.
+JSON_ATTRS = ("config_json", "covariates", "restarts")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_file(path) -> dict:
+    """Validate ``path`` as a run file; return its root attributes.
+
+    Raises:
+        FileFormatError: missing, not HDF5, truncated or corrupted, not an abm
+            file, or an unsupported schema version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileFormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise FileFormatError(f"{path}: is a directory, not a run file")
+    if not h5py.is_hdf5(path):
+        raise FileFormatError(f"{path}: not an HDF5 file")
+    try:
+        with _h5open(path) as h5:
+            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+            missing = [g for g in ("timeseries",) if g not in h5]
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        msg = _one_line(exc)
+        if "lock" in msg.lower():
+            raise FileFormatError(f"{path}: is locked; is an abm process still writing it?") from None
+        raise FileFormatError(f"{path}: truncated or corrupted HDF5 file ({msg})") from None
+    version = attrs.get("schema_version")
+    if version is None:
+        raise FileFormatError(f"{path}: not an abm run file (no schema_version attribute)")
+    if int(version) not in SUPPORTED_SCHEMA_VERSIONS:
+        raise FileFormatError(
+            f"{path}: unknown schema version {int(version)} (this reader supports "
+            f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); use a matching abm version")
+    if missing:
+        raise FileFormatError(f"{path}: corrupted run file (no /{missing[0]} group)")
+    return attrs
+
+
+def _h5open(path) -> h5py.File:
+    """Open read-only, also an interrupted run's ``.part`` (its writer was killed)."""
+    return open_readonly(path)
+
+
+def _plain(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def open_group(path, group: str, *, load: bool = False) -> xr.Dataset:
+    """One group of a run file as an :class:`xarray.Dataset`.
+
+    ``fields`` and ``cells`` get an index on ``snapshot_time``, so
+    ``ds.sel(snapshot_time=7.0)`` works. With ``load=True`` the data are read
+    into memory (and the file closed); otherwise they are read lazily.
+    """
+    check_file(path)
+    group = group.strip("/")
+    try:
+        ds = xr.open_dataset(readonly_fileobj(path), engine="h5netcdf", group=group,
+                             decode_timedelta=False)
+        if load:
+            ds = ds.load()
+            ds.close()
+    except FileFormatError:
+        raise
+    except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
+        raise FileFormatError(f"{path}: cannot read group /{group} ({_one_line(exc)})") from None
+    if "snapshot_time" in ds.coords and "snapshot" in ds.dims:
+        ds = ds.set_xindex("snapshot_time")
+    return ds
+
+
+def open_run(path, *, load: bool = True) -> xr.Dataset:
+    """The time series of a run (dim ``time``), with the file's root attributes.
+
+    Endpoints are added as attributes ``endpoint_<name>``; the file path is in
+    ``attrs["path"]`` for :func:`open_group` (fields, cells, events).
+    """
+    attrs = check_file(path)
+    ds = open_group(path, "timeseries", load=load)
+    ds.attrs.update(attrs)
+    ds.attrs["path"] = str(path)
+    try:
+        with _h5open(path) as h5:
+            if "endpoints" in h5:
+                for k, v in h5["endpoints"].items():
+                    ds.attrs[f"endpoint_{k}"] = _plain(v[()])
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise FileFormatError(f"{path}: cannot read /endpoints ({_one_line(exc)})") from None
+    return ds
+
+
+def read_provenance(path) -> dict:
+    """Root attributes of a run file, with JSON attributes decoded (``config`` = the config dict)."""
+    attrs = check_file(path)
+    out = dict(attrs)
+    for k in JSON_ATTRS:
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = json.loads(out[k])
+            except json.JSONDecodeError:
+                raise FileFormatError(f"{path}: attribute {k} is not valid JSON") from None
+    out["config"] = out.pop("config_json", None)
+    return out
+
+
+def cell_snapshot(cells: xr.Dataset, i: int) -> xr.Dataset:
+    """The cells of snapshot ``i`` from the ragged ``/cells`` group (a slice of ``obs``)."""
+    count = np.asarray(cells["count"].values, dtype=np.int64)
+    start = int(count[:i].sum())
+    return cells.drop_vars([v for v in cells.variables if "snapshot" in cells[v].dims]) \
+        .isel(obs=slice(start, start + int(count[i])))
+
+
+def describe_file(path, *, verify: bool = True) -> dict:
+    """Summary of a run file: provenance, groups with their dimension sizes.
+
+    With ``verify`` every dataset is read in full, so a corrupted chunk (the
+    Fletcher-32 checksums fail) is reported.
+    """
+    prov = read_provenance(path)
+    groups: dict[str, dict] = {}
+    try:
+        with _h5open(path) as h5:
+            for name in GROUPS:
+                if name not in h5:
+                    continue
+                g = h5[name]
+                dims: dict[str, int] = {}
+                n_vars, subgroups = 0, []
+                for k, obj in g.items():
+                    if isinstance(obj, h5py.Group):
+                        subgroups.append(k)
+                        continue
+                    if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+                        dims[k] = int(obj.shape[0])
+                    if not str(obj.attrs.get("NAME", b"")).count("not a netCDF variable"):
+                        n_vars += 1
+                groups[name] = {"dims": dims, "variables": n_vars, "subgroups": subgroups}
+            if verify:
+                h5.visititems(_read_dataset)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise FileFormatError(f"{path}: corrupted data ({_one_line(exc)})") from None
+    return {"provenance": prov, "groups": groups, "size_bytes": Path(path).stat().st_size}
+
+
+def _read_dataset(name, obj):
+    if isinstance(obj, h5py.Dataset) and obj.size:
+        if obj.chunks:
+            for s in obj.iter_chunks():
+                obj[s]
+        else:
+            obj[()]
