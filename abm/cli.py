@@ -14,8 +14,13 @@ from abm.errors import AbmError
 
 
 def _cmd_validate(args) -> int:
+    from abm.batch import is_batch_file, validate_batch
     from abm.config import load_config
     for path in args.configs:
+        if is_batch_file(path):   # a [batch] table: batch section, base and every run
+            summary, notes = validate_batch(path)
+            print(f"{path}: ok ({summary})" + "".join(f"\n  note: {n}" for n in notes))
+            continue
         cfg = load_config(path)
         print(f"{path}: ok ({len(cfg.lattice.shape)}D lattice {list(cfg.lattice.shape)}, "
               f"product {cfg.product.preset}, days {cfg.run.start_day:g}..{cfg.run.end_day:g})")
@@ -144,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     s.set_defaults(func=_cmd_show_config)
+
+    from abm.batch.cli import add_parser as add_batch_parser
+    add_batch_parser(sub)   # abm batch (implementation in abm/batch/cli.py)
     return p
 
 

@@ -1,0 +1,146 @@
+"""``abm batch CONFIG``: run a batch file on a local pool or a Dask cluster.
+
+Registered in :func:`abm.cli.build_parser` by :func:`add_parser`. Exit codes:
+0 all selected runs done, 1 some failed (recorded in the manifest), 2 bad
+input (one line, no traceback), 130 interrupted (Ctrl-C; resume with
+``--resume``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from abm.errors import AbmError
+
+DESCRIPTION = """\
+Expand a batch file ([batch] table: sweep, replicates, virtual population) into
+runs and execute them: on a local process pool (default, all cores) or on Dask
+(--scheduler tcp://host:port, or --dask-local N for a LocalCluster). Results go
+to OUT/<batch name>/: one <run-id>.h5 per run, manifest.csv (status, seed,
+parameters, errors, durations) and batch.toml (the resolved batch). A failing
+run is recorded and the batch goes on; Ctrl-C stops cleanly and --resume
+continues (skipping finished runs, re-running failed and interrupted ones).
+See docs/batch.md."""
+
+
+def add_parser(sub) -> None:
+    """Add the ``batch`` subcommand to an argparse subparsers object."""
+    b = sub.add_parser("batch", help="run a sweep / replicates / virtual population",
+                       description=DESCRIPTION)
+    b.add_argument("config", help="batch TOML file (e.g. configs/batch_example.toml)")
+    b.add_argument("--out", metavar="DIR",
+                   help="parent folder of the batch folder (default: the base config's "
+                        "output.dir, 'runs')")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="local worker processes (default: all cores; 0: run in this "
+                            "process, for debugging)")
+    where.add_argument("--scheduler", metavar="ADDR",
+                       help="run on the Dask scheduler at ADDR (tcp://host:port)")
+    where.add_argument("--dask-local", type=int, metavar="N",
+                       help="start a Dask LocalCluster of N worker processes and run on it")
+    b.add_argument("--threads", type=int, metavar="N",
+                   help="Numba threads per run (default: cores / workers locally, 1 on Dask)")
+    b.add_argument("--resume", action="store_true",
+                   help="continue the batch in its folder: skip done runs, re-run failed and "
+                        "interrupted ones (continuing their .part files)")
+    b.add_argument("--only", metavar="RUNS",
+                   help="run only these runs: indices, ranges or run ids, e.g. '3', '0-3,7', "
+                        "'trial_00005' (re-run even if done, unless --resume)")
+    b.add_argument("--dry-run", action="store_true",
+                   help="list the runs (id, seed, parameters, config check) and exit")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_batch)
+
+
+def _positive(name: str, v):
+    if v is not None and v < 1:
+        raise AbmError(f"{name} must be >= 1 (got {v})")
+
+
+def _dry_run(batch) -> int:
+    from abm.batch.expand import expand_batch
+    from abm.batch.manifest import _cell
+    specs = expand_batch(batch)
+    cols = ["run_id", "seed", "replicate"] + batch.varied + ["config"]
+    try:
+        print("\t".join(cols))
+        for s in specs:
+            vals = [s.run_id, str(s.seed), str(s.replicate)]
+            vals += [_cell(s.params.get(p)) for p in batch.varied]
+            vals.append("ok" if not s.error else s.error)
+            print("\t".join(vals))
+        sys.stdout.flush()
+    except BrokenPipeError:   # e.g. piped into head
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    bad = sum(1 for s in specs if s.error)
+    print(f"abm: {batch.summary()}; {len(specs) - bad} valid, {bad} invalid", file=sys.stderr)
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from abm.batch.config import load_batch
+    from abm.batch.executors import make_executor
+    from abm.batch.runner import batch_folder, run_batch
+
+    if args.workers is not None and args.workers < 0:
+        raise AbmError(f"--workers must be >= 0 (got {args.workers})")
+    _positive("--dask-local", args.dask_local)
+    _positive("--threads", args.threads)
+    batch = load_batch(args.config)
+    for w in batch.warnings:
+        print(f"abm: note: {w}", file=sys.stderr)
+    if args.dry_run:
+        return _dry_run(batch)
+    folder = batch_folder(batch, args.out)
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    say(f"abm: {batch.summary()} -> {folder}/")
+    executor = None
+    if args.workers is not None or args.scheduler or args.dask_local or args.threads:
+        executor = make_executor(workers=args.workers, scheduler=args.scheduler,
+                                 dask_local=args.dask_local, threads=args.threads)
+        say(f"abm: executing on {executor.describe()}")
+    progress = not args.quiet and sys.stderr.isatty()
+    try:
+        res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
+                        only=args.only, progress=progress, verbose=not args.quiet,
+                        log=lambda msg: print(msg, file=sys.stderr))
+    finally:
+        if executor is not None:
+            try:
+                executor.close()
+            except Exception:  # noqa: BLE001 - already closed after Ctrl-C
+                pass
+    if batch.root_seed_drawn:
+        print(f"abm: root seed drawn and recorded in {folder}/batch.toml", file=sys.stderr)
+    ran = res.finished + len(res.failures)
+    rate = f", {res.runs_per_min:.1f} runs/min" if res.finished and res.wall_s > 0 else ""
+    this = (f"this call: {ran} run{'s' if ran != 1 else ''} in {res.wall_s:.1f} s{rate}"
+            if res.attempted else "nothing left to run")
+    extra = []
+    if res.skipped:
+        extra.append(f"{res.skipped} already done")
+    if res.adopted:
+        extra.append(f"{res.adopted} finished files adopted")
+    print(f"abm: batch {batch.name!r}: {res.done} done, {res.failed} failed, {res.pending} pending "
+          f"of {res.n_runs} runs ({this}{'; ' + ', '.join(extra) if extra else ''})")
+    if res.failures:
+        first = res.failures[0]
+        more = f" (and {len(res.failures) - 1} more)" if len(res.failures) > 1 else ""
+        print(f"abm: failed: {first[0]}: {first[1]}{more}; errors are in the manifest")
+    print(f"abm: results in {folder}/ (manifest {folder / 'manifest.csv'})")
+    if res.interrupted or res.pending:
+        cmd = f"abm batch {shlex.quote(args.config)} --resume"
+        if args.out:
+            cmd += f" --out {shlex.quote(args.out)}"
+        print(f"abm: {'interrupted; ' if res.interrupted else ''}continue with: {cmd}")
+    print(f"abm: analyse with: abm analyze {folder}")
+    if res.interrupted:
+        return 130
+    return 1 if res.failures else 0
+
+
+__all__ = ["add_parser", "cmd_batch"]

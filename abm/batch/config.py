@@ -1,0 +1,626 @@
+"""The ``[batch]`` section of a TOML file: validated into a frozen :class:`BatchConfig`.
+
+A batch file names the run config the runs start from (``base``, relative to
+the batch file) and/or gives run sections inline (``[run]``, ``[lattice]``,
+... override the base key by key), plus::
+
+    [batch]
+    name = "trial"            # output folder <output.dir>/<name>/ (default: file stem)
+    root_seed = 20261121      # every run seed and covariate draw derives from it
+    replicates = 2            # runs per parameter set, each with its own seed
+    base = "default.toml"     # optional
+    common_seeds = false      # true: sweep points share seeds (paired design)
+
+    [batch.sweep]             # optional: method "grid" | "list" | "lhs"
+    method = "grid"
+    "patient.tumour_burden_cells" = [1e9, 1e10, 1e11]
+    "product.preset" = ["cd28", "4-1bb"]
+
+    [batch.population]        # optional: a virtual population
+    size = 50
+    "tumour.antigen_median_molecules" = {dist = "lognormal", median = 1e4, sigma = 0.5}
+
+Parameter paths are checked against the real :class:`~abm.config.Config`
+(a misspelt path gets a did-you-mean hint); sweep values and ``choice``
+values are checked one by one against the parameter's type and range; every
+failure raises :class:`~abm.errors.ConfigError` naming the file and the key
+path, e.g. ``configs/b.toml: batch.sweep."patient.tumour_burden_cells"[1] =
+-1.0: patient.tumour_burden_cells must be >= 1000000.0 (unit cells)``.
+
+Draws that may fall outside a parameter's allowed range (a ``normal`` on a
+bounded parameter, say) are allowed; such a run's config fails validation and
+the run is recorded as failed, while the batch goes on. :attr:`BatchConfig.warnings`
+lists the covariates for which this can happen.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from abm.config import Config, config_from_dict
+from abm.config.schema import Section, build, describe, param, walk_params
+from abm.errors import ConfigError
+
+#: Paths the batch sets for each run; a sweep or population may not set them.
+BATCH_OWNED = {
+    "run.name": "is set by the batch to the run id",
+    "run.seed": "is derived for each run from batch.root_seed",
+    "run.replicate": "is set by the batch from the replicate index",
+    "output.dir": "is where the batch folder goes; give it in the base config or with --out",
+}
+
+SWEEP_METHODS = ("grid", "list", "lhs")
+LHS_SCALES = ("linear", "log")
+
+#: distribution -> (required arguments, optional arguments with defaults)
+DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
+    "uniform": (("low", "high"), {}),
+    "loguniform": (("low", "high"), {}),
+    "normal": (("mean", "sd"), {}),
+    "lognormal": (("median", "sigma"), {}),
+    "truncnormal": (("mean", "sd", "low", "high"), {}),
+    "beta": (("a", "b"), {"low": 0.0, "high": 1.0}),
+    "choice": (("values",), {"weights": None}),
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class BatchParams(Section):
+    """The scalar keys of ``[batch]``."""
+
+    name: str = param("batch", unit="-", doc="batch name: the output folder <output.dir>/<name>")
+    root_seed: int | None = param(None, unit="-", ge=0, lt=2**63,
+                                  doc="root seed of every run seed and covariate draw; "
+                                      "drawn and recorded when absent")
+    replicates: int = param(1, unit="-", ge=1, le=1_000_000,
+                            doc="runs per parameter set (same parameters, different seeds)")
+    base: str | None = param(None, unit="-",
+                             doc="run config the runs start from, relative to the batch file")
+    common_seeds: bool = param(False, unit="-",
+                               doc="runs of different sweep points share seeds (paired design)")
+    description: str = param("", unit="-", doc="free text")
+
+    def check(self, fail):
+        if not _NAME_RE.match(self.name):
+            fail("name", f"must be a folder name of letters, digits, '_', '-' and '.' "
+                         f"(got {self.name!r})")
+
+
+@dataclass(frozen=True)
+class SweepParam:
+    """One swept parameter: ``values`` (grid, list, lhs categorical) or a range (lhs)."""
+
+    path: str
+    values: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    scale: str = "linear"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    method: str
+    params: tuple[SweepParam, ...]
+    samples: int | None = None
+
+    @property
+    def n_points(self) -> int:
+        if self.method == "lhs":
+            return int(self.samples)
+        if self.method == "list":
+            return len(self.params[0].values)
+        n = 1
+        for p in self.params:
+            n *= len(p.values)
+        return n
+
+
+@dataclass(frozen=True)
+class Covariate:
+    """One covariate of a virtual population: ``path ~ dist(**args)``."""
+
+    path: str
+    dist: str
+    args: dict = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Population:
+    size: int
+    covariates: tuple[Covariate, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchConfig:
+    """A validated batch: its scalar keys, sweep, population and the base run tables.
+
+    Attributes:
+        file: the batch file (or None when built from a dict).
+        params: ``[batch]`` scalar keys.
+        sweep, population: or None.
+        base_data: the run tables every run starts from (base file merged with
+            the inline sections), as parsed (unresolved, so a ``product.preset``
+            covariate picks its preset's values).
+        base_file: the resolved ``base`` path, if any.
+        root_seed: ``params.root_seed`` or a drawn one (``root_seed_drawn``).
+        warnings: one line per covariate whose draws may fail validation.
+    """
+
+    file: str | None
+    params: BatchParams
+    sweep: Sweep | None
+    population: Population | None
+    base_data: dict
+    base_file: str | None
+    root_seed: int
+    root_seed_drawn: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def replicates(self) -> int:
+        return self.params.replicates
+
+    @property
+    def n_points(self) -> int:
+        return self.sweep.n_points if self.sweep else 1
+
+    @property
+    def n_members(self) -> int:
+        return self.population.size if self.population else 1
+
+    @property
+    def n_runs(self) -> int:
+        return self.n_points * self.n_members * self.replicates
+
+    @property
+    def varied(self) -> list[str]:
+        """Parameter paths set per run (sweep first, then covariates), in file order."""
+        out = [p.path for p in self.sweep.params] if self.sweep else []
+        out += [c.path for c in self.population.covariates] if self.population else []
+        return out
+
+    def base_config(self) -> Config:
+        return config_from_dict(self.base_data, file=self.file)
+
+    def with_root_seed(self, seed: int) -> "BatchConfig":
+        return dataclasses.replace(self, root_seed=int(seed), root_seed_drawn=False,
+                                   params=self.params.replace(root_seed=int(seed)))
+
+    def summary(self) -> str:
+        parts = []
+        if self.sweep:
+            parts.append(f"{self.n_points} {self.sweep.method} sweep points")
+        if self.population:
+            parts.append(f"{self.n_members} virtual patients")
+        parts.append(f"{self.replicates} replicate{'s' if self.replicates != 1 else ''}")
+        return f"batch {self.name!r}: {self.n_runs} runs ({' x '.join(parts)})"
+
+
+# ----------------------------------------------------------------------------
+# parameter paths
+# ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def param_index() -> dict[str, tuple[dataclasses.Field, object]]:
+    """Every leaf parameter path of :class:`Config` -> (field, type)."""
+    return {key: (f, tp) for key, f, tp in walk_params(Config)}
+
+
+@lru_cache(maxsize=None)
+def _section_paths() -> frozenset[str]:
+    out = set()
+    for key in param_index():
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            out.add(".".join(parts[:i]))
+    return frozenset(out)
+
+
+def param_kind(path: str) -> str:
+    """``"float"``, ``"int"``, ``"bool"``, ``"str"`` or ``"tuple"`` for a parameter path."""
+    _, tp = param_index()[path]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return "tuple"
+    return {float: "float", int: "int", bool: "bool", str: "str"}[tp]
+
+
+def qkey(prefix: str, path: str) -> str:
+    """Key path text with a dotted parameter path quoted: ``batch.sweep."a.b"``."""
+    return f'{prefix}."{path}"'
+
+
+def set_path(data: dict, path: str, value) -> None:
+    """Set ``data[a][b][c] = value`` for ``path = "a.b.c"`` (creating tables)."""
+    *heads, last = path.split(".")
+    d = data
+    for h in heads:
+        nxt = d.get(h)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            d[h] = nxt
+        d = nxt
+    d[last] = value
+
+
+class _Ctx:
+    def __init__(self, file: str | None, base_data: dict):
+        self.file = file
+        self.base_data = base_data
+        self.warnings: list[str] = []
+
+    def fail(self, key: str, message: str):
+        raise ConfigError(f"{key} {message}", path=self.file, key=key)
+
+    def paths(self, table: dict, prefix: str, reserved: tuple[str, ...]):
+        """Yield ``(path, value, key_text)`` for the parameter-path keys of ``table``.
+
+        Keys may be quoted dotted paths (``"patient.weight_kg" = ...``) or
+        nested tables (``[batch.sweep.patient] weight_kg = ...``).
+        """
+        seen: set[str] = set()
+
+        def walk(t: dict, head: str):
+            for k, v in t.items():
+                if not head and k in reserved:
+                    continue
+                path = f"{head}.{k}" if head else k
+                key = qkey(prefix, path)
+                if path in param_index():
+                    if path in BATCH_OWNED:
+                        self.fail(key, f"cannot be varied: run config key {path} "
+                                       f"{BATCH_OWNED[path]}")
+                    if path in seen:
+                        self.fail(key, "is given twice")
+                    seen.add(path)
+                    yield path, v, key
+                elif path in _section_paths() and isinstance(v, dict):
+                    yield from walk(v, path)
+                else:
+                    known = list(param_index())
+                    close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    allowed = f" (or one of {', '.join(reserved)})" if reserved else ""
+                    self.fail(key, f"is not a parameter path of the run config{hint}{allowed}; "
+                                   "'abm show-config CONFIG' lists every parameter")
+
+        yield from walk(table, "")
+
+    def check_value(self, path: str, value, key: str) -> None:
+        """Fail if ``value`` is not a valid value of ``path`` (type, range, choices)."""
+        if isinstance(value, dict):
+            self.fail(key, f"must be a value of {path}, not a table (got {value!r})")
+        data = copy.deepcopy(self.base_data)
+        set_path(data, path, value)
+        try:
+            config_from_dict(data)
+        except ConfigError as exc:
+            k = exc.key or ""
+            if k == path or k.startswith(path + "[") or k.startswith(path + "."):
+                self.fail(key, f"= {value!r} is not allowed: {exc}")
+            # any other key: a combination with the base, checked per run
+
+
+def _number(ctx: _Ctx, v, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        ctx.fail(key, f"must be a finite number (got {v!r})")
+    return float(v)
+
+
+def _check_keys(ctx: _Ctx, table: dict, key: str, allowed) -> None:
+    for k in table:
+        if k not in allowed:
+            close = difflib.get_close_matches(k, list(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            ctx.fail(f"{key}.{k}", f"is not a known key{hint} (known keys: "
+                                   f"{', '.join(allowed)})")
+
+
+# ----------------------------------------------------------------------------
+# sweep and population
+# ----------------------------------------------------------------------------
+
+
+def _parse_sweep(ctx: _Ctx, table) -> Sweep:
+    pre = "batch.sweep"
+    if not isinstance(table, dict):
+        ctx.fail(pre, f"must be a table (got {table!r})")
+    method = table.get("method")
+    if method is None:
+        ctx.fail(f"{pre}.method", f"is required: one of {', '.join(map(repr, SWEEP_METHODS))}")
+    if method not in SWEEP_METHODS:
+        close = difflib.get_close_matches(str(method), SWEEP_METHODS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        ctx.fail(f"{pre}.method", f"must be one of {', '.join(map(repr, SWEEP_METHODS))} "
+                                  f"(got {method!r}){hint}")
+    samples = table.get("samples")
+    if method == "lhs":
+        if samples is None:
+            ctx.fail(f"{pre}.samples", "is required for method = 'lhs' (the number of points)")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            ctx.fail(f"{pre}.samples", f"must be an integer >= 1 (got {samples!r})")
+    elif samples is not None:
+        ctx.fail(f"{pre}.samples", f"is only used with method = 'lhs' (method is {method!r})")
+    params = []
+    for path, v, key in ctx.paths(table, pre, ("method", "samples")):
+        if method == "lhs":
+            params.append(_parse_lhs_param(ctx, path, v, key))
+            continue
+        if not isinstance(v, list) or not v:
+            ctx.fail(key, f"must be a non-empty array of values for method = {method!r} "
+                          f"(got {v!r})")
+        for i, x in enumerate(v):
+            ctx.check_value(path, x, f"{key}[{i}]")
+        params.append(SweepParam(path, values=tuple(_freeze(x) for x in v)))
+    if not params:
+        ctx.fail(pre, "lists no parameter to sweep (add e.g. "
+                      "\"patient.tumour_burden_cells\" = [1e9, 1e10])")
+    if method == "list":
+        lengths = {p.path: len(p.values) for p in params}
+        if len(set(lengths.values())) > 1:
+            ctx.fail(pre, "method = 'list' needs arrays of equal length (got "
+                          + ", ".join(f"{k}: {n}" for k, n in lengths.items()) + ")")
+    return Sweep(method, tuple(params), samples if method == "lhs" else None)
+
+
+def _parse_lhs_param(ctx: _Ctx, path: str, v, key: str) -> SweepParam:
+    if not isinstance(v, dict):
+        ctx.fail(key, "must be a table {low, high, scale = 'linear' | 'log'} or {values = [...]} "
+                      f"for method = 'lhs' (got {v!r})")
+    if "values" in v:
+        _check_keys(ctx, v, key, ("values",))
+        vals = v["values"]
+        if not isinstance(vals, list) or not vals:
+            ctx.fail(f"{key}.values", f"must be a non-empty array (got {vals!r})")
+        for i, x in enumerate(vals):
+            ctx.check_value(path, x, f"{key}.values[{i}]")
+        return SweepParam(path, values=tuple(_freeze(x) for x in vals))
+    _check_keys(ctx, v, key, ("low", "high", "scale"))
+    if param_kind(path) not in ("float", "int"):
+        ctx.fail(key, f"is a {param_kind(path)} parameter: give {{values = [...]}} to sample it")
+    for k in ("low", "high"):
+        if k not in v:
+            ctx.fail(f"{key}.{k}", "is required")
+    low, high = _number(ctx, v["low"], f"{key}.low"), _number(ctx, v["high"], f"{key}.high")
+    scale = v.get("scale", "linear")
+    if scale not in LHS_SCALES:
+        ctx.fail(f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")
+    if not low < high:
+        ctx.fail(f"{key}.high", f"must be > low = {low!r} (got {high!r})")
+    if scale == "log" and not low > 0:
+        ctx.fail(f"{key}.low", f"must be > 0 with scale = 'log' (got {low!r})")
+    for k, x in (("low", low), ("high", high)):
+        ctx.check_value(path, int(round(x)) if param_kind(path) == "int" else x, f"{key}.{k}")
+    return SweepParam(path, low=low, high=high, scale=scale)
+
+
+def _parse_population(ctx: _Ctx, table) -> Population:
+    pre = "batch.population"
+    if not isinstance(table, dict):
+        ctx.fail(pre, f"must be a table (got {table!r})")
+    size = table.get("size")
+    if size is None:
+        ctx.fail(f"{pre}.size", "is required (the number of virtual patients)")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        ctx.fail(f"{pre}.size", f"must be an integer >= 1 (got {size!r})")
+    covs = [_parse_covariate(ctx, path, v, key) for path, v, key in ctx.paths(table, pre, ("size",))]
+    return Population(size, tuple(covs))
+
+
+def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
+    if not isinstance(v, dict):
+        ctx.fail(key, f"must be a distribution table, e.g. {{dist = \"uniform\", low = 0, "
+                      f"high = 1}} (got {v!r})")
+    dist = v.get("dist")
+    if dist is None:
+        ctx.fail(f"{key}.dist", f"is required: one of {', '.join(DISTRIBUTIONS)}")
+    if dist not in DISTRIBUTIONS:
+        close = difflib.get_close_matches(str(dist), list(DISTRIBUTIONS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        ctx.fail(f"{key}.dist", f"must be one of {', '.join(DISTRIBUTIONS)} (got {dist!r}){hint}")
+    required, optional = DISTRIBUTIONS[dist]
+    _check_keys(ctx, v, key, ("dist", *required, *optional))
+    for k in required:
+        if k not in v:
+            ctx.fail(f"{key}.{k}", f"is required for dist = {dist!r} (arguments: "
+                                   f"{', '.join(required + tuple(optional))})")
+    kind = param_kind(path)
+    if dist == "choice":
+        vals = v["values"]
+        if not isinstance(vals, list) or not vals:
+            ctx.fail(f"{key}.values", f"must be a non-empty array (got {vals!r})")
+        for i, x in enumerate(vals):
+            ctx.check_value(path, x, f"{key}.values[{i}]")
+        weights = v.get("weights")
+        if weights is not None:
+            if not isinstance(weights, list) or len(weights) != len(vals):
+                ctx.fail(f"{key}.weights", f"must be an array of {len(vals)} numbers, one per "
+                                           f"value (got {weights!r})")
+            w = [_number(ctx, x, f"{key}.weights[{i}]") for i, x in enumerate(weights)]
+            if min(w) < 0 or sum(w) <= 0:
+                ctx.fail(f"{key}.weights", f"must be >= 0 with a positive sum (got {weights!r})")
+            weights = tuple(w)
+        return Covariate(path, dist, {"values": tuple(_freeze(x) for x in vals),
+                                      "weights": weights})
+    if kind not in ("float", "int"):
+        ctx.fail(f"{key}.dist", f"{dist!r} draws numbers but {path} is a {kind} parameter; "
+                                "use dist = \"choice\"")
+    args = {k: _number(ctx, v.get(k, optional.get(k)), f"{key}.{k}")
+            for k in (*required, *optional)}
+    if dist in ("uniform", "loguniform", "truncnormal", "beta") and not args["low"] < args["high"]:
+        ctx.fail(f"{key}.high", f"must be > low = {args['low']!r} (got {args['high']!r})")
+    if dist == "loguniform" and not args["low"] > 0:
+        ctx.fail(f"{key}.low", f"must be > 0 for dist = 'loguniform' (got {args['low']!r})")
+    for k in ("sd", "sigma"):
+        if k in args and args[k] < 0:
+            ctx.fail(f"{key}.{k}", f"must be >= 0 (got {args[k]!r})")
+    if dist == "truncnormal" and not args["sd"] > 0:
+        ctx.fail(f"{key}.sd", f"must be > 0 for dist = 'truncnormal' (got {args['sd']!r})")
+    if dist == "lognormal" and not args["median"] > 0:
+        ctx.fail(f"{key}.median", f"must be > 0 (got {args['median']!r})")
+    if dist == "beta":
+        for k in ("a", "b"):
+            if not args[k] > 0:
+                ctx.fail(f"{key}.{k}", f"must be > 0 (got {args[k]!r})")
+    support = {
+        "uniform": (args.get("low"), args.get("high")),
+        "loguniform": (args.get("low"), args.get("high")),
+        "truncnormal": (args.get("low"), args.get("high")),
+        "beta": (args.get("low"), args.get("high")),
+        "normal": (-math.inf, math.inf) if args.get("sd", 0) > 0 else (args.get("mean"),) * 2,
+        "lognormal": (math.nextafter(0.0, 1.0), math.inf) if args.get("sigma", 0) > 0 else (args.get("median"),) * 2,
+    }[dist]
+    if not _inside(path, support):
+        ctx.warnings.append(f"{key}: {dist} draws can fall outside the allowed range of "
+                            f"{path} ({describe(param_index()[path][0])}); runs with such "
+                            "draws will fail")
+    return Covariate(path, dist, args)
+
+
+def _inside(path: str, support: tuple[float, float]) -> bool:
+    """True if the closed interval ``support`` lies inside the allowed range of ``path``."""
+    f, _ = param_index()[path]
+    m = f.metadata
+    a, b = support
+    ok = True
+    if m.get("ge") is not None:
+        ok &= a >= m["ge"]
+    if m.get("gt") is not None:
+        ok &= a > m["gt"]
+    if m.get("le") is not None:
+        ok &= b <= m["le"]
+    if m.get("lt") is not None:
+        ok &= b < m["lt"]
+    return bool(ok)
+
+
+def _freeze(x):
+    return tuple(_freeze(y) for y in x) if isinstance(x, list) else x
+
+
+# ----------------------------------------------------------------------------
+# loaders
+# ----------------------------------------------------------------------------
+
+
+def _read_toml(path: Path, key: str | None = None, owner: str | None = None) -> dict:
+    if not path.exists():
+        if key:
+            raise ConfigError(f"{key} names a file that does not exist (looked for "
+                              f"{path.resolve()})", path=owner, key=key)
+        raise ConfigError(f"config file not found (looked for {path.resolve()})", path=str(path))
+    if path.is_dir():
+        raise ConfigError("is a directory, not a TOML config file", path=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"is not valid TOML: {exc}", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("is not a UTF-8 text file", path=str(path)) from None
+
+
+def is_batch_file(path) -> bool:
+    """True if ``path`` is a readable TOML file with a top-level ``[batch]`` table."""
+    try:
+        return isinstance(_read_toml(Path(path)).get("batch"), dict)
+    except ConfigError:
+        return False
+
+
+def load_batch(path, overrides: dict | None = None) -> BatchConfig:
+    """Read and validate a batch file (its ``[batch]`` table, base and inline sections).
+
+    Args:
+        path: the TOML file.
+        overrides: nested dict deep-merged into the file's tables first
+            (e.g. ``{"batch": {"replicates": 3}}``).
+    """
+    from abm.config import apply_overrides
+    path = Path(path)
+    data = _read_toml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return batch_from_dict(data, file=str(path), root=path.parent)
+
+
+def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchConfig:
+    """Validate a parsed batch file into a :class:`BatchConfig`.
+
+    Args:
+        data: the parsed TOML (``batch`` table plus optional inline run sections).
+        file: the file name used in error messages.
+        root: folder ``batch.base`` is relative to (default: the working directory).
+    """
+    from abm.config import apply_overrides
+    import secrets
+
+    if "batch" not in data:
+        raise ConfigError("has no [batch] table; it is not a batch file (use 'abm run' for a "
+                          "single run)", path=file, key="batch")
+    table = data["batch"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"batch must be a table (got {table!r})", path=file, key="batch")
+    scalars = {k: v for k, v in table.items() if k not in ("sweep", "population")}
+    known = [f.name for f in dataclasses.fields(BatchParams)] + ["sweep", "population"]
+    for k in scalars:
+        if k not in known:
+            close = difflib.get_close_matches(k, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"batch.{k} is not a known key{hint} (known keys in [batch]: "
+                              f"{', '.join(sorted(known))})", path=file, key=f"batch.{k}")
+    if "name" not in scalars and file is not None:
+        scalars["name"] = Path(file).stem
+    params = build(BatchParams, scalars, file=file, prefix="batch")
+
+    inline = {k: v for k, v in data.items() if k != "batch"}
+    base_file = None
+    if params.base is not None:
+        base_path = Path(root or ".") / params.base
+        base_data = _read_toml(base_path, key="batch.base", owner=file)
+        if "batch" in base_data:
+            raise ConfigError(f"batch.base names a batch file ({base_path}); it must name a run "
+                              "config", path=file, key="batch.base")
+        config_from_dict(base_data, file=str(base_path))  # errors name the base file
+        base_file = str(base_path)
+        base_data = apply_overrides(base_data, inline) if inline else base_data
+    else:
+        base_data = inline
+    config_from_dict(base_data, file=file)
+
+    ctx = _Ctx(file, base_data)
+    sweep = _parse_sweep(ctx, table["sweep"]) if "sweep" in table else None
+    population = _parse_population(ctx, table["population"]) if "population" in table else None
+    if sweep and population:
+        both = set(p.path for p in sweep.params) & set(c.path for c in population.covariates)
+        if both:
+            p = sorted(both)[0]
+            ctx.fail(qkey("batch.population", p), f"is also swept in [batch.sweep]; vary a "
+                                                  "parameter in one of them only")
+    drawn = params.root_seed is None
+    root_seed = secrets.randbits(63) if drawn else params.root_seed
+    return BatchConfig(file=file, params=params, sweep=sweep, population=population,
+                       base_data=base_data, base_file=base_file, root_seed=int(root_seed),
+                       root_seed_drawn=drawn, warnings=tuple(ctx.warnings))
+
+
+__all__ = ["BatchConfig", "BatchParams", "Sweep", "SweepParam", "Population", "Covariate",
+           "DISTRIBUTIONS", "SWEEP_METHODS", "BATCH_OWNED", "load_batch", "batch_from_dict",
+           "is_batch_file", "param_index", "param_kind", "set_path", "qkey"]

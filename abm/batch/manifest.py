@@ -1,0 +1,164 @@
+"""The batch manifest: ``<batch folder>/manifest.csv``, one row per run.
+
+Written only by the process that drives the batch, always atomically (a
+temporary file in the same folder, fsync, rename), so a kill at any moment
+leaves either the previous or the new manifest, never a torn one.
+
+Columns (then one column per varied parameter path, e.g.
+``patient.tumour_burden_cells``; lists as JSON text):
+
+=============== ===========================================================
+run_id          ``<batch>_<index>``; the file is ``<run_id>.h5``
+index           run index (0-based)
+sweep_point     sweep point index (0 without a sweep)
+member          virtual patient index (0 without a population)
+replicate       replicate index
+seed            run seed
+status          pending, running, done or failed
+attempts        how many times the run was started
+error           one line: why it failed (or was interrupted)
+duration_s      wall seconds of the last attempt
+file            file name (relative to the batch folder)
+started         UTC time the last attempt started (ISO 8601)
+finished        UTC time it ended
+worker          host:pid of the worker that ran it
+config_hash     hash of the run's config tables (changes if the batch file does)
+=============== ===========================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+MANIFEST = "manifest.csv"
+STATUSES = ("pending", "running", "done", "failed")
+COLUMNS = ("run_id", "index", "sweep_point", "member", "replicate", "seed", "status",
+           "attempts", "error", "duration_s", "file", "started", "finished", "worker",
+           "config_hash")
+_INT = ("index", "sweep_point", "member", "replicate", "seed", "attempts")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+class Manifest:
+    """Rows by run index, with atomic save.
+
+    Args:
+        folder: the batch folder.
+        params: varied parameter paths (extra columns).
+    """
+
+    def __init__(self, folder, params=()):
+        self.folder = Path(folder)
+        self.path = self.folder / MANIFEST
+        self.params = list(params)
+        self.rows: dict[int, dict] = {}
+        self._saved_at = 0.0
+        self._dirty = False
+
+    @classmethod
+    def from_specs(cls, folder, specs, params) -> "Manifest":
+        m = cls(folder, params)
+        for s in specs:
+            m.add(s)
+        return m
+
+    def add(self, spec) -> None:
+        row = {"run_id": spec.run_id, "index": spec.index, "sweep_point": spec.sweep_point,
+               "member": spec.member, "replicate": spec.replicate, "seed": spec.seed,
+               "status": "pending", "attempts": 0, "error": "", "duration_s": "",
+               "file": f"{spec.run_id}.h5", "started": "", "finished": "", "worker": "",
+               "config_hash": spec.config_hash}
+        for p in self.params:
+            row[p] = spec.params.get(p, "")
+        self.rows[spec.index] = row
+        self._dirty = True
+
+    @classmethod
+    def load(cls, folder) -> "Manifest":
+        """Read ``folder/manifest.csv`` (integers typed, the rest as text)."""
+        m = cls(folder)
+        with open(m.path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            m.params = [c for c in (reader.fieldnames or []) if c not in COLUMNS]
+            for raw in reader:
+                row = dict(raw)
+                for k in _INT:
+                    if row.get(k, "") != "":
+                        row[k] = int(row[k])
+                if row.get("duration_s"):
+                    row["duration_s"] = float(row["duration_s"])
+                m.rows[row["index"]] = row
+        return m
+
+    def update(self, index: int, **fields) -> None:
+        row = self.rows[index]
+        for k, v in fields.items():
+            row[k] = one_line(v) if k == "error" and v else v
+        self._dirty = True
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for r in self.rows.values():
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def text(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        cols = list(COLUMNS) + self.params
+        w.writerow(cols)
+        for i in sorted(self.rows):
+            row = self.rows[i]
+            w.writerow([_cell(row.get(c)) for c in cols])
+        return buf.getvalue()
+
+    def save(self) -> Path:
+        """Write atomically: ``.manifest.csv.tmp`` + fsync + rename."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{MANIFEST}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(self.text())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._saved_at = time.monotonic()
+        self._dirty = False
+        return self.path
+
+    def maybe_save(self, min_interval_s: float = 0.5) -> None:
+        """Save if something changed and the last save is older than ``min_interval_s``."""
+        if self._dirty and time.monotonic() - self._saved_at >= min_interval_s:
+            self.save()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+__all__ = ["Manifest", "MANIFEST", "COLUMNS", "STATUSES", "one_line", "write_atomic"]

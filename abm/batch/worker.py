@@ -1,0 +1,165 @@
+"""What a worker does with one run: :func:`execute` (any executor) plus local-pool set-up.
+
+:func:`execute` takes a task dict (from :meth:`RunSpec.task`: config tables,
+seed, output path, resume flag, Numba threads), calls
+:func:`abm.io.run.run_to_file` and returns a small result dict; it never
+raises for a failing run: the error becomes one line of text. Runs in one
+process are serialised by a lock, so a Dask worker with several threads
+stays correct (use one thread per worker process for speed).
+
+Local process-pool workers also get :func:`init_local_worker`:
+
+* SIGINT (Ctrl-C in the terminal reaches the whole process group) interrupts
+  the run in progress once: the writer closes the ``.part`` cleanly, so
+  ``--resume`` continues it from its last checkpoint; an idle worker just
+  stops taking runs. No traceback is printed.
+* a watchdog thread notices when the parent process has died (``kill -9``)
+  and then interrupts the run the same way and exits, so no orphan keeps
+  writing a file that a resumed batch is about to write.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from abm.batch.manifest import one_line
+
+_LOCK = threading.Lock()
+_STATE = {"active": False, "interrupted": False, "stop": False}
+
+#: Seconds to keep retrying a file that another (dying) process still holds open.
+LOCK_RETRY_S = 20.0
+
+
+def _error_text(exc: BaseException) -> str:
+    from abm.errors import AbmError
+    msg = str(exc).strip()
+    if isinstance(exc, AbmError):
+        return one_line(f"{type(exc).__name__}: {msg}")
+    return one_line(f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__)
+
+
+def _utc() -> str:
+    import datetime as dt
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def execute(task: dict) -> dict:
+    """Run one task; return ``{index, run_id, status, error, duration_s, ...}``.
+
+    ``status`` is ``"done"``, ``"failed"`` (with ``error``) or
+    ``"interrupted"`` (Ctrl-C or parent death; the ``.part`` is kept).
+    """
+    with _LOCK:
+        return _execute(task)
+
+
+def _execute(task: dict) -> dict:
+    started = _utc()
+    t0 = time.perf_counter()
+    out = {"index": task["index"], "run_id": task["run_id"], "status": "failed", "error": "",
+           "duration_s": 0.0, "file": Path(task["path"]).name, "started": started,
+           "finished": "", "worker": f"{socket.gethostname()}:{os.getpid()}",
+           "resumed_from": None, "messages": []}
+    if _STATE["stop"]:
+        out.update(status="interrupted", error="interrupted before it started")
+        return out
+    _STATE["active"], _STATE["interrupted"] = True, False
+    try:
+        out.update(_run(task, out["messages"]))
+        out["status"] = "done"
+    except KeyboardInterrupt:
+        out.update(status="interrupted", error="interrupted; the .part file is kept and "
+                                               "'abm batch CONFIG --resume' continues it")
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, the batch goes on
+        out.update(status="failed", error=_error_text(exc))
+    finally:
+        _STATE["active"] = False
+    out["duration_s"] = time.perf_counter() - t0
+    out["finished"] = _utc()
+    return out
+
+
+def _run(task: dict, messages: list) -> dict:
+    from abm.config import config_from_dict
+    from abm.errors import FileFormatError
+    from abm.io.run import run_to_file
+    from abm.io.writer import part_path
+    from abm.kernels.jit import set_threads
+
+    cfg = config_from_dict(task["config"], file=f"run {task['run_id']}")
+    if cfg.run.seed != task["seed"]:
+        raise RuntimeError(f"task seed {task['seed']} differs from config run.seed {cfg.run.seed}")
+    set_threads(task.get("threads") or cfg.run.threads)
+    path = Path(task["path"])
+    log = messages.append
+    deadline = time.monotonic() + LOCK_RETRY_S
+    while True:
+        try:
+            if task.get("resume") and part_path(path).exists():
+                try:
+                    res = run_to_file(cfg, path=path, resume=True, log=log)
+                    return {"resumed_from": res.resumed_from}
+                except FileFormatError as exc:
+                    if "lock" in str(exc).lower():
+                        raise
+                    log(f"could not resume {part_path(path).name} ({one_line(exc)}); "
+                        "starting it again")
+                except Exception as exc:  # noqa: BLE001 - a fresh run gives the same result
+                    log(f"could not resume {part_path(path).name} ({_error_text(exc)}); "
+                        "starting it again")
+            run_to_file(cfg, path=path, log=log)
+            return {}
+        except FileFormatError as exc:
+            # a killed batch's orphaned worker may still hold the .part for a moment
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------
+# local process-pool workers
+# ----------------------------------------------------------------------------
+
+
+def _on_sigint(signum, frame):
+    _STATE["stop"] = True
+    if _STATE["active"] and not _STATE["interrupted"]:
+        _STATE["interrupted"] = True
+        raise KeyboardInterrupt
+
+
+def _watch_parent(ppid: int, poll_s: float = 0.2) -> None:
+    import _thread
+    while os.getppid() == ppid:
+        time.sleep(poll_s)
+    _STATE["stop"] = True
+    if _STATE["active"]:
+        _thread.interrupt_main(signal.SIGINT)
+        deadline = time.monotonic() + 30.0
+        while _STATE["active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(1)
+
+
+def init_local_worker(threads: int | None = None) -> None:
+    """Initializer of local pool processes: SIGINT handling, parent watchdog, threads."""
+    signal.signal(signal.SIGINT, _on_sigint)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True,
+                     name="abm-parent-watchdog").start()
+    if threads:
+        from abm.kernels.jit import set_threads
+        set_threads(threads)
+
+
+def ping() -> int:
+    """A no-op task (executors use it to start workers before timing)."""
+    return os.getpid()
+
+
+__all__ = ["execute", "init_local_worker", "ping"]
