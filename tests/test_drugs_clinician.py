@@ -301,6 +301,24 @@ def test_dexamethasone_for_grade_3_and_methylprednisolone_for_grade_4():
     assert ts["methylprednisolone_doses"][-1] == 1            # daily
 
 
+def test_dexamethasone_course_runs_to_grade_1_then_tapers():
+    cfg = config({"run": {"end_day": 6.0}, "physiology": {"map_max_drop_mmhg": 80.0},
+                  "clinician": {"tocilizumab": False, "map_noise_sd_mmhg": 0.0}})
+    sim = Simulation(cfg, processes=[clamp({"ifng": 20000.0, "il6": 2000.0}, t_on=0.2, t_off=1.5),
+                                     DrugProcess, *CLINICAL])
+    ts = run_recorded(sim)
+    dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
+    full = [e for e in dex if e[3] != "5 mg; taper"]
+    taper = [e for e in dex if e[3] == "5 mg; taper"]
+    assert full and taper
+    assert max(e[0] for e in full) < min(e[0] for e in taper)
+    assert 3 <= len(taper) <= 4                    # 5 mg q12h for 2 days, at ward assessments
+    assert (np.diff([e[0] for e in taper]) >= 0.5 - 1e-9).all()
+    assert taper[-1][0] <= taper[0][0] + 2.0
+    end = ts["time"][np.flatnonzero(ts["crs_grade"] >= 2)[-1]]     # last time at grade >= 2
+    assert taper[0][0] >= end
+
+
 def test_refractory_grade_2_gets_dexamethasone_after_24h():
     cfg = config({"run": {"end_day": 3.0},
                   "physiology": {"pulmonary_leak_half": 1.1, "map_max_drop_mmhg": 0.0},

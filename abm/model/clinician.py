@@ -30,6 +30,8 @@ and acts:
   ``dex_refractory_h`` after the episode's first tocilizumab (or after its
   onset when no tocilizumab can be given: refractory), or ICANS >=
   ``dex_icans_min_grade`` (``icans_grade`` scalar), ``dex_grade4_mg`` at grade 4;
+  a course goes on until CRS improves to grade <= 1, then ``dex_taper_mg``
+  every ``dex_taper_interval_h`` for ``dex_taper_days``;
   methylprednisolone ``mp_mg`` daily at grade >= ``mp_min_grade``; anakinra
   (optional) for CRS >= ``anakinra_min_grade`` after tocilizumab;
   prophylactic dexamethasone / tocilizumab on given days; the seizure
@@ -119,6 +121,10 @@ class ClinicianParams(Section):
     dex_mg: float = param(10.0, unit="mg", gt=0, le=100, doc="dexamethasone dose")
     dex_grade4_mg: float = param(20.0, unit="mg", gt=0, le=100, doc="dexamethasone dose at grade 4")
     dex_interval_h: float = param(6.0, unit="h", gt=0, doc="dexamethasone dosing interval")
+    dex_taper_days: float = param(2.0, unit="day", ge=0, le=30,
+                                  doc="taper after a course ends (CRS <= 1); 0: stop at once")
+    dex_taper_mg: float = param(5.0, unit="mg", gt=0, le=100, doc="dexamethasone taper dose")
+    dex_taper_interval_h: float = param(12.0, unit="h", gt=0, doc="dexamethasone taper interval")
     methylprednisolone: bool = param(True, unit="-", doc="high-dose methylprednisolone is allowed")
     mp_min_grade: int = param(4, unit="-", ge=1, le=4, doc="CRS grade that triggers methylprednisolone")
     mp_mg: float = param(1000.0, unit="mg", gt=0, le=2000, doc="methylprednisolone daily dose")
@@ -242,6 +248,8 @@ class Clinician:
             s["clin_o2_changed_day"] = -math.inf
             s["clin_map_ok_since_day"] = NAN
             s["clin_tcz_episode_first_day"] = NAN
+            s["clin_dex_course"] = 0.0
+            s["clin_dex_taper_until_day"] = -math.inf
             s["clin_last_bolus_day"] = -math.inf
             for i in range(self.c.max_boluses_per_24h):
                 s[f"clin_bolus_day_{i}"] = -math.inf
@@ -413,13 +421,21 @@ class Clinician:
             self._give_tocilizumab(state, s, t, f"CRS grade {grade}")
         if c.dexamethasone:
             refractory = grade >= 2 and t - self._refractory_since(s) >= c.dex_refractory_h / 24.0 - 1e-9
-            if (grade >= c.dex_min_grade or refractory or icans >= c.dex_icans_min_grade) \
-                    and due("dexamethasone", c.dex_interval_h):
-                mg = c.dex_grade4_mg if grade >= 4 else c.dex_mg
-                why = f"CRS grade {grade}" + (" refractory" if refractory and grade < c.dex_min_grade else "")
-                if icans >= c.dex_icans_min_grade and grade < c.dex_min_grade and not refractory:
-                    why = f"ICANS grade {int(icans)}"
-                drugs.give(state, "dexamethasone", mg, why)
+            start = grade >= c.dex_min_grade or refractory or icans >= c.dex_icans_min_grade
+            going_on = s["clin_dex_course"] == 1.0 and (grade >= 2 or icans >= c.dex_icans_min_grade)
+            if start or going_on:
+                s["clin_dex_course"] = 1.0
+                if due("dexamethasone", c.dex_interval_h):
+                    mg = c.dex_grade4_mg if grade >= 4 else c.dex_mg
+                    why = f"CRS grade {grade}" + (" refractory" if refractory and grade < c.dex_min_grade else "")
+                    if icans >= c.dex_icans_min_grade and grade < c.dex_min_grade and not refractory:
+                        why = f"ICANS grade {int(icans)}"
+                    drugs.give(state, "dexamethasone", mg, why)
+            elif s["clin_dex_course"] == 1.0:          # improved to grade <= 1: taper
+                s["clin_dex_course"] = 0.0
+                s["clin_dex_taper_until_day"] = t + c.dex_taper_days
+            elif t < s["clin_dex_taper_until_day"] - 1e-9 and due("dexamethasone", c.dex_taper_interval_h):
+                drugs.give(state, "dexamethasone", c.dex_taper_mg, "taper")
         if (c.methylprednisolone and grade >= c.mp_min_grade
                 and s.get("methylprednisolone_doses", 0.0) < c.mp_max_doses and due("methylprednisolone", 24.0)):
             drugs.give(state, "methylprednisolone", c.mp_mg, f"CRS grade {grade}")
