@@ -23,6 +23,7 @@ from typing import Callable
 #: benchmark name -> module that defines ``run(quick) -> dict``
 REGISTRY: dict[str, str] = {
     "agents": "benchmarks.bench_agents",
+    "batch": "benchmarks.bench_batch",
     "diffusion": "benchmarks.bench_diffusion",
 }
 

@@ -202,6 +202,26 @@ def test_population_errors_name_file_and_key():
     fails(both, 'batch.population."lymphodepletion.depth" is also swept')
 
 
+def test_varied_values_that_conflict_with_the_base_fail_at_load():
+    # a covariate that can never combine with the base (burden given as a volume there)
+    data = batch_data(population={"size": 2, "patient.tumour_burden_cells": {
+        "dist": "loguniform", "low": 1e9, "high": 1e11}})
+    data["patient"] = {"tumour_volume_ml": 10.0}
+    fails(data, 'batch.population."patient.tumour_burden_cells" conflicts with the run config',
+          "patient.tumour_volume_ml cannot be given together")
+    # a sweep value that breaks a base key nothing varies
+    fails(batch_data(sweep={"method": "grid", "tumour.initial_cells": [10, 5000]}),
+          'batch.sweep."tumour.initial_cells"[1] = 5000 is not allowed', "must fit into")
+    fails(batch_data(sweep={"method": "grid", "lattice.shape": [[24, 24], [6, 6]]}),
+          'batch.sweep."lattice.shape"[1] = [6, 6] conflicts with the run config',
+          "lattice.vessel_segment_sites")
+    # ... unless that key is varied too: then only some runs fail, recorded per run
+    ok = batch_from_dict(batch_data(sweep={"method": "grid", "lattice.shape": [[24, 24], [6, 6]],
+                                           "lattice.vessel_segment_sites": [4, 10]}))
+    errors = [s.error for s in expand_batch(ok)]
+    assert errors[:2] == [None, None] and "vessel_segment_sites" in errors[3]
+
+
 def test_base_file_and_inline_sections(tmp_path):
     base = tmp_path / "base.toml"
     base.write_text('[run]\nend_day = 2.0\n[lattice]\nshape = [24, 24]\n[tumour]\ninitial_cells = 50\n')

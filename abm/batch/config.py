@@ -266,6 +266,7 @@ class _Ctx:
         self.file = file
         self.base_data = base_data
         self.warnings: list[str] = []
+        self.conflicts: list[tuple] = []
 
     def fail(self, key: str, message: str):
         raise ConfigError(f"{key} {message}", path=self.file, key=key)
@@ -298,14 +299,22 @@ class _Ctx:
                     known = list(param_index())
                     close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
-                    allowed = f" (or one of {', '.join(reserved)})" if reserved else ""
-                    self.fail(key, f"is not a parameter path of the run config{hint}{allowed}; "
-                                   "'abm show-config CONFIG' lists every parameter")
+                    other = f"; the other keys of this table are {', '.join(reserved)}" \
+                        if reserved else ""
+                    self.fail(key, f"is not a parameter path of the run config{hint} ('abm "
+                                   f"show-config CONFIG' lists every parameter{other})")
 
         yield from walk(table, "")
 
-    def check_value(self, path: str, value, key: str) -> None:
-        """Fail if ``value`` is not a valid value of ``path`` (type, range, choices)."""
+    def check_value(self, path: str, value, key: str, typical: bool = False) -> None:
+        """Check ``value`` of ``path`` on top of the base config.
+
+        A type, range or choice error of ``path`` itself fails at once (unless
+        ``typical``: a representative draw of a distribution, whose tails may
+        legitimately fail per run). An error on another key -- a combination
+        with the base -- is kept and raised by :meth:`check_conflicts` unless
+        that key is varied too (then only some runs can fail).
+        """
         if isinstance(value, dict):
             self.fail(key, f"must be a value of {path}, not a table (got {value!r})")
         data = copy.deepcopy(self.base_data)
@@ -313,10 +322,27 @@ class _Ctx:
         try:
             config_from_dict(data)
         except ConfigError as exc:
-            k = exc.key or ""
-            if k == path or k.startswith(path + "[") or k.startswith(path + "."):
-                self.fail(key, f"= {value!r} is not allowed: {exc}")
-            # any other key: a combination with the base, checked per run
+            if _concerns(exc.key, path):
+                if not typical:
+                    self.fail(key, f"= {value!r} is not allowed: {exc}")
+                return
+            self.conflicts.append((key, value, exc, typical))
+
+    def check_conflicts(self, varied: set[str]) -> None:
+        """Fail for a varied value that conflicts with a base key that nothing varies."""
+        for key, value, exc, typical in self.conflicts:
+            if any(_concerns(exc.key, v) for v in varied):
+                continue
+            if typical:
+                self.fail(key, f"conflicts with the run config (checked with a typical draw, "
+                               f"{value!r}): {exc}")
+            self.fail(key, f"= {value!r} conflicts with the run config, so its runs would "
+                           f"fail: {exc}")
+
+
+def _concerns(error_key: str | None, path: str) -> bool:
+    k = error_key or ""
+    return k == path or k.startswith(path + "[") or k.startswith(path + ".")
 
 
 def _number(ctx: _Ctx, v, key: str) -> float:
@@ -488,11 +514,31 @@ def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
         "normal": (-math.inf, math.inf) if args.get("sd", 0) > 0 else (args.get("mean"),) * 2,
         "lognormal": (math.nextafter(0.0, 1.0), math.inf) if args.get("sigma", 0) > 0 else (args.get("median"),) * 2,
     }[dist]
+    ctx.check_value(path, _cast_int(path, _typical(dist, args)), key, typical=True)
     if not _inside(path, support):
         ctx.warnings.append(f"{key}: {dist} draws can fall outside the allowed range of "
                             f"{path} ({describe(param_index()[path][0])}); runs with such "
                             "draws will fail")
     return Covariate(path, dist, args)
+
+
+def _typical(dist: str, a: dict) -> float:
+    """A central value of a distribution (to check it against the base config)."""
+    if dist == "uniform":
+        return 0.5 * (a["low"] + a["high"])
+    if dist == "loguniform":
+        return math.sqrt(a["low"] * a["high"])
+    if dist == "normal":
+        return a["mean"]
+    if dist == "lognormal":
+        return a["median"]
+    if dist == "truncnormal":
+        return min(max(a["mean"], a["low"]), a["high"])
+    return a["low"] + (a["high"] - a["low"]) * a["a"] / (a["a"] + a["b"])   # beta
+
+
+def _cast_int(path: str, x: float):
+    return int(math.floor(x + 0.5)) if param_kind(path) == "int" else x
 
 
 def _inside(path: str, support: tuple[float, float]) -> bool:
@@ -614,6 +660,9 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
             p = sorted(both)[0]
             ctx.fail(qkey("batch.population", p), f"is also swept in [batch.sweep]; vary a "
                                                   "parameter in one of them only")
+    varied = set(p.path for p in sweep.params) if sweep else set()
+    varied |= set(c.path for c in population.covariates) if population else set()
+    ctx.check_conflicts(varied)
     drawn = params.root_seed is None
     root_seed = secrets.randbits(63) if drawn else params.root_seed
     return BatchConfig(file=file, params=params, sweep=sweep, population=population,

@@ -157,8 +157,11 @@ def init_local_worker(threads: int | None = None) -> None:
         set_threads(threads)
 
 
-def ping() -> int:
-    """A no-op task (executors use it to start workers before timing)."""
+def ping(_=None) -> int:
+    """Import what a run needs and return the pid (executors use it to start workers)."""
+    import abm.io.run  # noqa: F401
+    import abm.simulation  # noqa: F401
+    time.sleep(0.2)   # so that each of several pings lands on its own worker
     return os.getpid()
 
 
