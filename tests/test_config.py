@@ -176,5 +176,6 @@ def test_every_parameter_has_a_unit():
 
 
 def test_all_shipped_configs_validate():
+    from abm.batch import is_batch_file, load_batch
     for p in sorted((ROOT / "configs").glob("*.toml")):
-        load_config(p)
+        load_batch(p) if is_batch_file(p) else load_config(p)   # batch_*.toml: abm batch

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     where.add_argument("--dask-local", type=int, metavar="N",
                        help="start a Dask LocalCluster of N worker processes and run on it")
     b.add_argument("--threads", type=int, metavar="N",
-                   help="Numba threads per run (default: cores / workers locally, 1 on Dask)")
+                   help="Numba threads per run (default: the config's run.threads, 1)")
     b.add_argument("--resume", action="store_true",
                    help="continue the batch in its folder: skip done runs, re-run failed and "
                         "interrupted ones (continuing their .part files)")

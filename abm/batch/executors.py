@@ -13,7 +13,7 @@ share a small interface used by :func:`abm.batch.runner.run_batch`:
 Local pool: ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn``
 start method (no inherited threads or open HDF5 handles), ``workers`` processes
 (default: all cores), each running one run at a time with ``threads`` Numba
-threads (default ``max(1, cores // workers)``). Exactly ``workers`` tasks are
+threads (default: the run config's ``run.threads``, 1 unless set). Exactly ``workers`` tasks are
 in flight, so a run marked ``running`` in the manifest is really running.
 
 Dask: ``DaskExecutor(address="tcp://host:8786")`` connects to a running
@@ -40,7 +40,7 @@ class LocalPool:
 
     Args:
         workers: processes (default: ``os.cpu_count()``).
-        threads: Numba threads per run (default: ``max(1, cores // workers)``).
+        threads: Numba threads per run (default: the run config's ``run.threads``).
         context: multiprocessing start method (``"spawn"`` or ``"forkserver"``).
     """
 
@@ -51,7 +51,7 @@ class LocalPool:
         from abm.batch.worker import init_local_worker
         cores = os.cpu_count() or 1
         self.workers = max(1, int(workers or cores))
-        self.threads = int(threads) if threads else max(1, cores // self.workers)
+        self.threads = int(threads) if threads else None
         self._context = context
         self._init = init_local_worker
         self._pool = self._new_pool()
@@ -71,8 +71,9 @@ class LocalPool:
         return self.workers
 
     def describe(self) -> str:
-        return (f"local pool of {self.workers} process{'es' if self.workers != 1 else ''} "
-                f"x {self.threads} thread{'s' if self.threads != 1 else ''}")
+        threads = f" x {self.threads} thread{'s' if self.threads != 1 else ''}" \
+            if self.threads else ""
+        return f"local pool of {self.workers} process{'es' if self.workers != 1 else ''}{threads}"
 
     def warm_up(self) -> None:
         """Start every worker process (so that timing excludes process start-up)."""
@@ -170,7 +171,7 @@ class DaskExecutor:
         local_workers: start a ``LocalCluster`` of this many worker processes
             (one thread each) on 127.0.0.1.
         client: an existing ``distributed.Client`` (not closed by :meth:`close`).
-        threads: Numba threads per run (default 1).
+        threads: Numba threads per run (default: the run config's ``run.threads``).
     """
 
     kind = "dask"
@@ -179,7 +180,7 @@ class DaskExecutor:
                  client=None, threads: int | None = None, timeout_s: float = 30.0):
         import distributed
         self._distributed = distributed
-        self.threads = int(threads) if threads else 1
+        self.threads = int(threads) if threads else None
         self._cluster = None
         self._own_client = client is None
         if client is not None:
