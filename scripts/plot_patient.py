@@ -104,7 +104,8 @@ def plot(ts: dict, events: list, title: str = "") -> plt.Figure:
         if tt:
             a.plot(tt, [top] * len(tt), m, color=c, ls="none", label=f"{kind} dose")
     a.set_ylabel("support (count, level, L)")
-    a.legend(fontsize=7, loc="upper right")
+    a.set_ylim(-0.2, top * 1.35)
+    a.legend(fontsize=7, loc="upper left", ncol=2)
     a.set_title("Support and drugs given")
 
     # (f) CRS grade and drug effects
