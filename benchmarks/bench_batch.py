@@ -12,9 +12,14 @@ scheduling) as much as the simulation itself. Per executor row:
 * ``x 1 worker``: runs/min over that of the 1-worker pool;
 * ``best runs/min``: from the fastest repetition (less disturbed by other
   jobs on a shared machine);
-* ``mean run (s)``: mean of the per-run durations in the manifest;
-* ``busy %``: sum of run durations / (workers x wall), i.e. how much of the
-  workers' time went into runs.
+* ``mean run (s)``: mean of the per-run wall durations in the manifest;
+* ``CPU/run (s)``: mean CPU time of a run (manifest ``cpu_s``), which other
+  jobs on the machine hardly change;
+* ``CPU %``: sum of run CPU times / (workers x wall): the share of the
+  workers' cores the runs actually got (100 % on an otherwise idle machine);
+* ``CPU-bound runs/min``: 60 x min(workers, cores) / CPU per run, the rate
+  the pool would reach with its cores to itself (an estimate for a busy
+  machine; compare with ``runs/min``).
 
 Every executor writes its own folder; the files of all executors are
 compared bit for bit with those of the 1-worker pool (``identical``).
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 COLUMNS = ["executor", "workers", "runs", "start (s)", "wall (s)", "runs/min", "x 1 worker",
-           "best runs/min", "mean run (s)", "busy %", "identical"]
+           "best runs/min", "mean run (s)", "CPU/run (s)", "CPU %", "CPU-bound runs/min",
+           "identical"]
 
 RUN = {
     "run": {"start_day": 0.0, "end_day": 2.0, "snapshot_every_h": 12.0,
@@ -117,8 +124,9 @@ def run(quick: bool) -> dict:
             walls = [x.wall_s for x in results]
             res = results[int(np.argsort(walls)[len(walls) // 2])]   # the median rep
             with open(res.manifest, newline="") as fh:
-                durations = [float(r["duration_s"]) for r in csv.DictReader(fh)
-                             if r["status"] == "done"]
+                done = [r for r in csv.DictReader(fh) if r["status"] == "done"]
+            durations = [float(r["duration_s"]) for r in done]
+            cpu = [float(r["cpu_s"]) for r in done]
             rate = res.runs_per_min
             base_rate = base_rate or rate
             if ref_folder is None:
@@ -133,7 +141,10 @@ def run(quick: bool) -> dict:
                 "x 1 worker": rate / base_rate if base_rate else None,
                 "best runs/min": 60.0 * res.finished / min(walls) if min(walls) > 0 else None,
                 "mean run (s)": float(np.mean(durations)) if durations else None,
-                "busy %": 100.0 * sum(durations) / (workers * res.wall_s) if res.wall_s else None,
+                "CPU/run (s)": float(np.mean(cpu)) if cpu else None,
+                "CPU %": 100.0 * sum(cpu) / (workers * res.wall_s) if res.wall_s else None,
+                "CPU-bound runs/min": (60.0 * min(workers, os.cpu_count() or 1) / np.mean(cpu)
+                                       if cpu else None),
                 "identical": identical,
                 "failed": res.failed,
                 "wall_reps_s": walls,

@@ -18,6 +18,7 @@ status          pending, running, done or failed
 attempts        how many times the run was started
 error           one line: why it failed (or was interrupted)
 duration_s      wall seconds of the last attempt
+cpu_s           CPU seconds of the worker process during the run (all its threads)
 file            file name (relative to the batch folder)
 started         UTC time the last attempt started (ISO 8601)
 finished        UTC time it ended
@@ -38,7 +39,7 @@ from pathlib import Path
 MANIFEST = "manifest.csv"
 STATUSES = ("pending", "running", "done", "failed")
 COLUMNS = ("run_id", "index", "sweep_point", "member", "replicate", "seed", "status",
-           "attempts", "error", "duration_s", "file", "started", "finished", "worker",
+           "attempts", "error", "duration_s", "cpu_s", "file", "started", "finished", "worker",
            "config_hash")
 _INT = ("index", "sweep_point", "member", "replicate", "seed", "attempts")
 
@@ -86,7 +87,7 @@ class Manifest:
     def add(self, spec) -> None:
         row = {"run_id": spec.run_id, "index": spec.index, "sweep_point": spec.sweep_point,
                "member": spec.member, "replicate": spec.replicate, "seed": spec.seed,
-               "status": "pending", "attempts": 0, "error": "", "duration_s": "",
+               "status": "pending", "attempts": 0, "error": "", "duration_s": "", "cpu_s": "",
                "file": f"{spec.run_id}.h5", "started": "", "finished": "", "worker": "",
                "config_hash": spec.config_hash}
         for p in self.params:
@@ -106,8 +107,9 @@ class Manifest:
                 for k in _INT:
                     if row.get(k, "") != "":
                         row[k] = int(row[k])
-                if row.get("duration_s"):
-                    row["duration_s"] = float(row["duration_s"])
+                for k in ("duration_s", "cpu_s"):
+                    if row.get(k):
+                        row[k] = float(row[k])
                 m.rows[row["index"]] = row
         return m
 

@@ -170,7 +170,8 @@ def _merge_existing(manifest: Manifest, old: Manifest, specs: list[RunSpec], fol
                            f"{spec.run_id} now has a different config or seed; resume with the "
                            "same batch file, use a new batch name, or delete the folder")
         new = manifest.rows[spec.index]
-        for k in ("status", "attempts", "error", "duration_s", "started", "finished", "worker"):
+        for k in ("status", "attempts", "error", "duration_s", "cpu_s", "started", "finished",
+                  "worker"):
             if k in row:
                 new[k] = row[k]
         if new["status"] == "running":   # the batch that ran it was killed
@@ -265,7 +266,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
 
     def finish(spec: RunSpec, res: dict) -> None:
         status = res.get("status", "failed")
-        fields = {k: res.get(k, "") for k in ("duration_s", "started", "finished", "worker")}
+        fields = {k: res.get(k, "") for k in ("duration_s", "cpu_s", "started", "finished",
+                                              "worker")}
         if status == "done":
             manifest.update(spec.index, status="done", error="", **fields)
             state["done"] += 1
@@ -310,7 +312,7 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
                     continue
                 task = spec.task(folder, resume=resume, threads=executor.threads)
                 manifest.update(spec.index, status="running", attempts=attempts, error="",
-                                started=_utc(), finished="", worker="", duration_s="")
+                                started=_utc(), finished="", worker="", duration_s="", cpu_s="")
                 inflight[_submit(executor, task)] = spec
             manifest.maybe_save()
             if inflight:

@@ -50,7 +50,7 @@ def _utc() -> str:
 
 
 def execute(task: dict) -> dict:
-    """Run one task; return ``{index, run_id, status, error, duration_s, ...}``.
+    """Run one task; return ``{index, run_id, status, error, duration_s, cpu_s, ...}``.
 
     ``status`` is ``"done"``, ``"failed"`` (with ``error``) or
     ``"interrupted"`` (Ctrl-C or parent death; the ``.part`` is kept).
@@ -62,8 +62,9 @@ def execute(task: dict) -> dict:
 def _execute(task: dict) -> dict:
     started = _utc()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     out = {"index": task["index"], "run_id": task["run_id"], "status": "failed", "error": "",
-           "duration_s": 0.0, "file": Path(task["path"]).name, "started": started,
+           "duration_s": 0.0, "cpu_s": 0.0, "file": Path(task["path"]).name, "started": started,
            "finished": "", "worker": f"{socket.gethostname()}:{os.getpid()}",
            "resumed_from": None, "messages": []}
     if _STATE["stop"]:
@@ -81,6 +82,7 @@ def _execute(task: dict) -> dict:
     finally:
         _STATE["active"] = False
     out["duration_s"] = time.perf_counter() - t0
+    out["cpu_s"] = time.process_time() - c0   # CPU of this worker process during the run
     out["finished"] = _utc()
     return out
 
