@@ -1,0 +1,237 @@
+"""Per-run endpoints computed from the time series (numpy core of ``ds.abm``).
+
+Every function takes the record times (day) and one or more recorded
+variables of one run as 1-D arrays, or of many runs as 2-D arrays
+``(run, time)``; NaN samples (the padding of shorter runs in a batch) are
+ignored. Results are at record resolution: an onset is the first record at or
+above the grade, so it is at most one record interval later than the
+simulator's own (step-resolution) onset, and an episode shorter than one
+record interval can be missed. ``ds.abm.check_endpoints()`` compares them with
+the ``/endpoints`` group written by the simulator.
+
+Episodes (CRS, ICANS): a run of consecutive records with ``grade >= k`` starts
+at its first record and ends at the first record below ``k`` after it (the
+time the grade was seen to have fallen). Episodes separated by less than
+``merge_gap_h`` are one episode (the simulator resolves CRS only after
+``clinician.resolution_hold_h`` = 24 h at grade 0). An episode still running
+at the last record ends there and is flagged *ongoing* (its duration is
+censored). A run at or above ``k`` from its first record has its onset at
+that record.
+
+Response (tumour change in the patch): ``n_tumour`` at the evaluation day
+(``day`` or the last record before it, if the run ends sooner) relative to
+the last record at or before day 0 (infusion); categories on the patch count
+(Lugano-like, a proxy for imaging): CR no tumour cells left, PR a fall of at
+least 50 %, PD a rise of at least 50 %, SD otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+#: Default gap (h) below which two episodes count as one (as the simulator's
+#: ``clinician.resolution_hold_h``).
+MERGE_GAP_H = 24.0
+#: Default day of the response assessment.
+RESPONSE_DAY = 28.0
+#: Time series variables whose peak (value and day) is an endpoint when present.
+PEAK_PREFIX = "plasma_"
+CART_VAR = "blood_cart_per_ul"
+#: The CAR-T peak is the expansion peak: records before this day (after
+#: infusion at day 0) are skipped, as the simulator's ``blood.cart_peak_after_days``.
+CART_PEAK_AFTER_DAYS = 1.0
+TUMOUR_VAR = "n_tumour"
+#: Extremes of physiology and support (endpoint name, variable, reduction).
+EXTREMES = (
+    ("temperature_max_c", "temperature_c", "max"),
+    ("map_min_mmhg", "map_mmhg", "min"),
+    ("spo2_min_pct", "spo2_pct", "min"),
+    ("vasopressors_max", "vasopressors", "max"),
+    ("oxygen_support_max", "oxygen_support", "max"),
+    ("hypotension_support_max", "hypotension_support", "max"),
+    ("fluids_total_ml", "fluids_total_ml", "max"),
+)
+_DOSES = re.compile(r"^(\w+)_doses$")
+
+
+def _valid(t, y):
+    t = np.asarray(t, float)
+    y = np.asarray(y, float)
+    ok = np.isfinite(t) & np.isfinite(y)
+    return t[ok], y[ok]
+
+
+def episodes(time, grade, k: float = 1, merge_gap_h: float = MERGE_GAP_H) -> list[dict]:
+    """Episodes with ``grade >= k`` of one run: ``start, end, max_grade, ongoing``.
+
+    ``end`` is the first record below ``k`` after the episode, or the last
+    record if the episode is still running (``ongoing`` True).
+    """
+    t, g = _valid(time, grade)
+    if t.size == 0:
+        return []
+    pos = g >= k
+    eps: list[dict] = []
+    i, n = 0, t.size
+    while i < n:
+        if not pos[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and pos[j + 1]:
+            j += 1
+        ongoing = j + 1 >= n
+        end = t[-1] if ongoing else t[j + 1]
+        eps.append({"start": float(t[i]), "end": float(end), "max_grade": float(g[i:j + 1].max()),
+                    "ongoing": bool(ongoing)})
+        i = j + 1
+    merged: list[dict] = []
+    gap = merge_gap_h / 24.0
+    for e in eps:
+        if merged and e["start"] - merged[-1]["end"] < gap - 1e-9:
+            m = merged[-1]
+            m.update(end=e["end"], max_grade=max(m["max_grade"], e["max_grade"]),
+                     ongoing=e["ongoing"])
+        else:
+            merged.append(dict(e))
+    return merged
+
+
+#: Names of :func:`grade_summary`'s values (suffixes after ``<kind>_``).
+GRADE_FIELDS = ("max_grade", "onset_day", "duration_days", "resolved_day", "episodes",
+                "ongoing", "grade3_onset_day")
+
+
+def grade_summary(time, grade, merge_gap_h: float = MERGE_GAP_H) -> dict:
+    """Max grade, onset (any grade and grade >= 3), duration, resolution of one run.
+
+    Returns a dict keyed by :data:`GRADE_FIELDS`: ``max_grade`` (NaN if the
+    grade was never recorded), ``onset_day`` (first record with grade >= 1;
+    NaN if never), ``duration_days`` (summed episode lengths, 0 if never),
+    ``resolved_day`` (end of the last episode; NaN if never or still
+    ongoing), ``episodes`` (count), ``ongoing`` (1 if grade >= 1 at the last
+    record), ``grade3_onset_day`` (first record with grade >= 3).
+    """
+    t, g = _valid(time, grade)
+    if t.size == 0:
+        return dict.fromkeys(GRADE_FIELDS, math.nan)
+    eps = episodes(t, g, 1, merge_gap_h)
+    ge3 = np.flatnonzero(g >= 3)
+    return {
+        "max_grade": float(g.max()),
+        "onset_day": eps[0]["start"] if eps else math.nan,
+        "duration_days": float(sum(e["end"] - e["start"] for e in eps)),
+        "resolved_day": _last_resolution(eps, float(t[-1]), merge_gap_h),
+        "episodes": float(len(eps)),
+        "ongoing": float(bool(eps) and eps[-1]["ongoing"]),
+        "grade3_onset_day": float(t[ge3[0]]) if ge3.size else math.nan,
+    }
+
+
+def _last_resolution(eps: list[dict], t_last: float, merge_gap_h: float) -> float:
+    """End of the last episode whose resolution is confirmed (``merge_gap_h`` below
+    grade 1 followed it before the run ended); earlier episodes always are."""
+    for i in range(len(eps) - 1, -1, -1):
+        e = eps[i]
+        last = i == len(eps) - 1
+        if not e["ongoing"] and (not last or t_last - e["end"] >= merge_gap_h / 24.0 - 1e-9):
+            return e["end"]
+    return math.nan
+
+
+def first_at_or_above(time, y, k: float) -> float:
+    """First day with ``y >= k`` (NaN if never)."""
+    t, v = _valid(time, y)
+    i = np.flatnonzero(v >= k)
+    return float(t[i[0]]) if i.size else math.nan
+
+
+def peak(time, y) -> tuple[float, float]:
+    """``(value, day)`` of the maximum (first day if repeated); NaNs if no data."""
+    t, v = _valid(time, y)
+    if v.size == 0:
+        return math.nan, math.nan
+    i = int(np.argmax(v))
+    return float(v[i]), float(t[i])
+
+
+def value_at(time, y, day: float) -> float:
+    """Value at the last record at or before ``day`` (NaN if the run ends before ``day``
+    by more than half a record interval, or starts after it)."""
+    t, v = _valid(time, y)
+    if t.size == 0 or day < t[0] - 1e-9:
+        return math.nan
+    dt = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    if day > t[-1] + dt / 2 + 1e-9:
+        return math.nan
+    i = int(np.searchsorted(t, day + 1e-9, side="right")) - 1
+    return float(v[i])
+
+
+def response(time, n_tumour, day: float = RESPONSE_DAY) -> dict:
+    """Tumour change in the patch at ``day`` (or the last record, if earlier).
+
+    Returns ``tumour_baseline`` (cells at the last record at or before day 0,
+    or the first record), ``tumour_eval`` (cells at the evaluation day),
+    ``response_day`` (the evaluation day actually used), ``tumour_change``
+    (fraction, -1 = all gone) and ``response`` ("CR", "PR", "SD", "PD" or ""
+    without data).
+    """
+    t, v = _valid(time, n_tumour)
+    if t.size == 0:
+        return {"tumour_baseline": math.nan, "tumour_eval": math.nan, "response_day": math.nan,
+                "tumour_change": math.nan, "response": ""}
+    i0 = int(np.searchsorted(t, 1e-9, side="right")) - 1
+    i0 = max(i0, 0)
+    i1 = int(np.searchsorted(t, day + 1e-9, side="right")) - 1
+    i1 = max(i1, i0)
+    base, ev = float(v[i0]), float(v[i1])
+    change = (ev - base) / base if base > 0 else math.nan
+    return {"tumour_baseline": base, "tumour_eval": ev, "response_day": float(t[i1]),
+            "tumour_change": change, "response": response_category(ev, change)}
+
+
+def response_category(n_eval: float, change: float) -> str:
+    """CR / PR / SD / PD from the patch count at evaluation and its relative change."""
+    if not math.isfinite(n_eval):
+        return ""
+    if n_eval == 0:
+        return "CR"
+    if not math.isfinite(change):
+        return ""
+    if change <= -0.5:
+        return "PR"
+    if change >= 0.5:
+        return "PD"
+    return "SD"
+
+
+def dose_times(time, cumulative_doses) -> np.ndarray:
+    """Days at which a cumulative dose counter increased (one entry per dose).
+
+    A record that counts ``m`` new doses gives its day ``m`` times.
+    """
+    t, c = _valid(time, cumulative_doses)
+    if t.size == 0:
+        return np.array([])
+    inc = np.diff(np.concatenate([[0.0], c]))
+    inc = np.maximum(np.round(inc).astype(int), 0)
+    return np.repeat(t, inc)
+
+
+def drug_names(variables) -> list[str]:
+    """Drugs with a cumulative ``<drug>_doses`` time series, in the given order."""
+    return [m.group(1) for v in variables if (m := _DOSES.match(v))]
+
+
+def cytokine_names(variables) -> list[str]:
+    """``plasma_<x>`` variables, as ``<x>``."""
+    return [v[len(PEAK_PREFIX):] for v in variables if v.startswith(PEAK_PREFIX)]
+
+
+__all__ = ["episodes", "grade_summary", "first_at_or_above", "peak", "value_at", "response",
+           "response_category", "dose_times", "drug_names", "cytokine_names", "GRADE_FIELDS",
+           "MERGE_GAP_H", "RESPONSE_DAY", "CART_PEAK_AFTER_DAYS", "EXTREMES", "CART_VAR", "TUMOUR_VAR"]
