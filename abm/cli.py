@@ -1,4 +1,5 @@
-"""Command-line interface: ``abm run``, ``abm inspect``, ``abm validate``, ``abm show-config``.
+"""Command-line interface: ``abm run``, ``abm inspect``, ``abm validate``, ``abm show-config``,
+``abm batch``, ``abm analyze``.
 
 Errors caused by input (configs, files, arguments) print one line and exit
 with code 2; they never show a traceback.
@@ -62,6 +63,16 @@ def _cmd_run(args) -> int:
           f"{t['wall_simulate_s']:.1f} s, write {t['wall_write_s']:.1f} s); "
           f"day {res.sim.state.time_day:g}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"abm: wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from analysis.report import analyze   # imports xarray, dask, matplotlib: only here
+    path = analyze(args.path, args.out, by=args.by, covariate=args.covariate,
+                   html_page=not args.no_html, progress=False if args.quiet else None,
+                   quiet=args.quiet)
+    print(f"abm: report in {path.parent}/ (open {path.name}"
+          f"{'' if args.no_html else ' or report.html'})")
     return 0
 
 
@@ -152,6 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     from abm.batch.cli import add_parser as add_batch_parser
     add_batch_parser(sub)   # abm batch (implementation in abm/batch/cli.py)
+
+    a = sub.add_parser("analyze", help="report (figures, risk table) for a batch folder or a run",
+                       description="Write a report folder: for a batch folder (runs/<batch>) the "
+                                   "CRS/ICANS risk table with 95 % intervals by group, figures "
+                                   "and what was run; for one run file its patient panel and "
+                                   "endpoints. See docs/analysis.md.")
+    a.add_argument("path", help="batch folder (runs/<batch>) or one run file (.h5)")
+    a.add_argument("--out", metavar="DIR",
+                   help="report folder (default: <batch>/report, or <file stem>_report)")
+    a.add_argument("--by", action="append", default=[], metavar="COORD",
+                   help="also group the risk table by this run coordinate (repeatable), e.g. "
+                        "lymphodepletion.depth or member")
+    a.add_argument("--covariate", default="burden_cells", metavar="COORD",
+                   help="continuous covariate of the risk curve (default: burden_cells)")
+    a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
+    a.set_defaults(func=_cmd_analyze)
     return p
 
 
