@@ -215,7 +215,7 @@ class AbmAccessor:
         (records are a subsample of the steps the simulator saw) or 1e-9.
 
         Returns one row per endpoint both sides have: ``endpoint, n, mismatches,
-        max_abs_diff, tolerance, runs`` (the first mismatching runs), or with
+        max_abs_diff`` (inf where one side is NaN), ``tolerance, runs`` (the first mismatching runs), or with
         ``detail`` one row per (endpoint, run).
         """
         ep = self.endpoints() if ep is None else ep
@@ -230,11 +230,11 @@ class AbmAccessor:
             f = np.atleast_1d(fvals)
             tol_abs, tol_rel, label = _tolerance(name, dt)
             both_nan = np.isnan(c) & np.isnan(f)
-            diff = np.abs(c - f)
+            diff = np.where(np.isnan(c) != np.isnan(f), np.inf, np.abs(c - f))
             ok = both_nan | (diff <= tol_abs + tol_rel * np.abs(f) + 1e-9)
             bad = np.flatnonzero(~ok)
             rows.append({"endpoint": name, "n": int(c.size), "mismatches": int(bad.size),
-                         "max_abs_diff": float(np.nanmax(np.where(both_nan, 0.0, diff)))
+                         "max_abs_diff": float(np.max(np.where(both_nan, 0.0, diff)))
                          if c.size else math.nan,
                          "tolerance": label,
                          "runs": ", ".join(str(runs[i]) for i in bad[:3])})
@@ -259,8 +259,11 @@ class AbmAccessor:
         if not self.is_batch:
             return ds
         one = ds.isel(run=run) if isinstance(run, (int, np.integer)) else ds.sel(run=run)
-        if int(ds.attrs.get("padded", 0)) and "step" in one:
-            one = one.isel(time=np.flatnonzero(np.isfinite(one["step"].values)))
+        if int(ds.attrs.get("padded", 0)):   # drop the NaN padding of a shorter run
+            key = next((v for v in ("step", "crs_grade", E.CART_VAR, *self.series)
+                        if v in one.data_vars), None)
+            if key is not None:
+                one = one.isel(time=np.flatnonzero(np.isfinite(one[key].values)))
         one.attrs = dict(ds.attrs)
         one.attrs["path"] = str(one["path"].values)
         try:  # the run's own provenance (run name, seed, covariates) for titles

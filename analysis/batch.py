@@ -73,7 +73,7 @@ CHUNK_RUNS = 64
 class _FileCache:
     """A small LRU of read-only h5py files shared by the dask getters (thread-safe)."""
 
-    def __init__(self, size: int = 128):
+    def __init__(self, size: int = 256):
         self.size = size
         self._files: OrderedDict[str, h5py.File] = OrderedDict()
         self._lock = threading.Lock()
@@ -107,7 +107,19 @@ class _FileCache:
             self._files.clear()
 
 
-_FILES = _FileCache()
+def _cache_size() -> int:
+    """Open files to keep: enough for large batches, well under the descriptor limit."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        soft = 512
+    if soft in (-1, None) or soft <= 0:
+        soft = 4096
+    return int(max(16, min(1024, soft // 4)))
+
+
+_FILES = _FileCache(_cache_size())
 
 
 def close_files() -> None:
@@ -308,7 +320,7 @@ def scan_file(path, known: set | None = None) -> dict:
 def _time_union(times: list[np.ndarray]) -> tuple[np.ndarray, list]:
     """Shared time axis and each run's positions on it (None: the run has the axis itself)."""
     first = times[0]
-    if all(t.shape == first.shape and np.array_equal(t, first) for t in times):
+    if all(t is first or (t.shape == first.shape and np.array_equal(t, first)) for t in times):
         return first, [None] * len(times)
     rounded = [np.round(t, 9) for t in times]
     union = np.unique(np.concatenate(rounded))
@@ -397,6 +409,8 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
         for name, meta in s["vars"].items():
             if meta is not None and name not in known:
                 known[name] = meta
+        if scans and np.array_equal(s["time"], scans[0]["time"]):
+            s["time"] = scans[0]["time"]    # share one time axis: O(1) memory per run
         scans.append(s)
         kept.append(c)
     n_accounted = len(kept) + len(skipped)
