@@ -285,8 +285,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
             line = f"abm: {spec.run_id} failed: {manifest.rows[spec.index]['error']}"
             bar.write(line, file=sys.stderr) if bar else say(line)
         if bar:
+            bar.set_postfix_str(f"done {state['done']}, failed {state['failed']}", refresh=False)
             bar.update(1)
-            bar.set_postfix_str(f"done {state['done']}, failed {state['failed']}", refresh=True)
         elif verbose and status == "done":
             k = state["done"] + state["failed"]
             how = (f" (resumed from step {res['resumed_from']})"
