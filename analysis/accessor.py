@@ -143,7 +143,8 @@ class AbmAccessor:
         cytokine; ``tumour_baseline, tumour_eval, response_day,
         tumour_change, response`` (CR/PR/SD/PD); ``<drug>_doses``,
         ``<drug>_total_mg``, ``<drug>_first_day``, ``drugs_used`` (text);
-        ``temperature_max_c, map_min_mmhg, spo2_min_pct, vasopressors_max,
+        ``icans_after_crs_days`` (ICANS onset minus CRS onset; NaN unless
+        both occur); ``temperature_max_c, map_min_mmhg, spo2_min_pct, vasopressors_max,
         oxygen_support_max, hypotension_support_max, fluids_total_ml``;
         ``follow_up_day`` (last record).
 
@@ -206,7 +207,8 @@ class AbmAccessor:
                 if k.startswith("endpoint_") and np.ndim(v) == 0
                 and isinstance(v, (int, float, np.number))}
 
-    def check_endpoints(self, ep: xr.Dataset | None = None, *, detail: bool = False) -> pd.DataFrame:
+    def check_endpoints(self, ep: xr.Dataset | None = None, *,
+                        detail: bool = False) -> pd.DataFrame:
         """Compare endpoints computed from the time series with the file's ``/endpoints``.
 
         Tolerances (record resolution, see :mod:`analysis.endpoints`): grades,
@@ -215,8 +217,8 @@ class AbmAccessor:
         (records are a subsample of the steps the simulator saw) or 1e-9.
 
         Returns one row per endpoint both sides have: ``endpoint, n, mismatches,
-        max_abs_diff`` (inf where one side is NaN), ``tolerance, runs`` (the first mismatching runs), or with
-        ``detail`` one row per (endpoint, run).
+        max_abs_diff`` (inf where one side is NaN), ``tolerance, runs`` (the
+        first mismatching runs), or with ``detail`` one row per (endpoint, run).
         """
         ep = self.endpoints() if ep is None else ep
         fe = self.file_endpoints()
@@ -306,7 +308,7 @@ def _tolerance(name: str, dt: float) -> tuple[float, float, str]:
     if name.endswith(("_max_grade", "_episodes", "_doses", "vasopressors_max",
                       "oxygen_rung_max")):
         return 0.0, 0.0, "exact"
-    if name.endswith("_duration_days"):
+    if name.endswith("_days"):
         return 2 * dt, 0.0, f"{2 * dt * 24:.3g} h"
     if name.endswith("_day"):
         return dt, 0.0, f"{dt * 24:.3g} h"
@@ -322,6 +324,8 @@ def _run_endpoints(t, v: dict, kinds, drugs, cytos, merge_gap_h, response_day,
             dict.fromkeys(E.GRADE_FIELDS, math.nan)
         for f in E.GRADE_FIELDS:
             out[f"{kind}_{f}"] = s[f]
+    if "crs" in kinds and "icans" in kinds:   # MODEL 10.6: ICANS follows CRS
+        out["icans_after_crs_days"] = out["icans_onset_day"] - out["crs_onset_day"]
     cart = v.get(E.CART_VAR)
     if cart is not None:
         late = np.where(t >= cart_peak_after_days - 1e-9, cart, np.nan)

@@ -6,7 +6,8 @@ throughout (grade 0 grey to grade 4 dark red); groups keep one colour each
 across figures.
 
 * :func:`plot_patient`: one run: blood CAR-T, plasma cytokines (log),
-  temperature, MAP and SpO2, organ support, CRS / ICANS grade, drug doses.
+  temperature, MAP and SpO2, organ support, CRS / ICANS grade (and the ICE
+  score when recorded), drug doses.
 * :func:`plot_field_snapshot`: a cytokine field with the cells on top.
 * :func:`plot_risk_vs_covariate`: risk versus a covariate (tumour burden by
   default): binned risk with Wilson intervals, fitted logistic curve with its
@@ -17,7 +18,6 @@ across figures.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -28,10 +28,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis import endpoints as E  # noqa: E402
-from analysis.risk import binned_risk, cumulative_incidence, fit_logistic, grade_outcomes  # noqa: E402
+from analysis.risk import _group_order, binned_risk, cumulative_incidence, fit_logistic  # noqa: E402
 
 #: Grade colours, 0..4.
 GRADE_COLOURS = ("#d9d9d9", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")
@@ -55,6 +54,10 @@ plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False,
                      "font.size": 9.5, "axes.titlesize": 10.5, "legend.fontsize": 8.5,
                      "legend.framealpha": 0.85})
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def save(fig, path, dpi: int = 120):
@@ -201,8 +204,19 @@ def plot_patient(ds: xr.Dataset, *, title: str | None = None):
                           label=f"{kind.upper()} grade: not recorded")
     ax_grade.set_ylabel("grade")
     ax_grade.set_yticks(range(5))
-    ax_grade.set_ylim(-0.3, 4.4)
-    ax_grade.legend(loc="upper right")
+    ax_grade.set_ylim(-0.3, 5.7)        # the top strip holds the legend
+    handles = ax_grade.get_legend_handles_labels()[0]
+    ice = _values(ds, "ice_score")
+    if ice is not None:
+        ax_i = ax_grade.twinx()
+        ax_i.spines["right"].set_visible(True)
+        ax_i.plot(t, ice, color="#7f7f7f", lw=1.0, ls="--", label="ICE score (10 = normal)")
+        ax_i.set_ylim(-0.75, 14.1)
+        ax_i.set_yticks([0, 5, 10])
+        ax_i.set_ylabel("ICE score")
+        ax_i.grid(False)
+        handles += ax_i.get_legend_handles_labels()[0]
+    ax_grade.legend(handles=handles, loc="upper left", ncol=3, fontsize=8)
     if not any_grade:
         ax_grade.text(0.5, 0.5, "no grade recorded", transform=ax_grade.transAxes, ha="center")
 
@@ -278,7 +292,7 @@ def plot_field_snapshot(path, *, species: str = "il6", time: float | None = None
     hx = (x[1] - x[0]) if x.size > 1 else 1.0
     hy = (y[1] - y[0]) if y.size > 1 else 1.0
     extent = (x[0] - hx / 2, x[-1] + hx / 2, y[0] - hy / 2, y[-1] + hy / 2)
-    fig, ax = plt.subplots(figsize=(7.4, 7.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.6, 7.8), layout="constrained")
     pos = img[img > 0]
     norm = None
     if pos.size and pos.max() / max(pos.min(), 1e-30) > 100:
@@ -310,8 +324,8 @@ def plot_field_snapshot(path, *, species: str = "il6", time: float | None = None
             counts[style["label"]] = int(sel.sum())
             style["label"] = f"{style['label']} ({int(sel.sum())})"
             ax.scatter(cx[sel], cy[sel], **style)
-        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=4, fontsize=8.5,
-                  frameon=False, markerscale=1.5)
+        fig.legend(loc="outside lower center", ncol=2, fontsize=8.5, frameon=False,
+                   markerscale=1.5, title="cells in the snapshot (count)")
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
     ax.set_aspect("equal")
@@ -350,7 +364,7 @@ def plot_risk_vs_covariate(ep: xr.Dataset, covariate: str = "burden_cells", *,
     label = label or ("tumour burden (cells)" if covariate == "burden_cells" else covariate)
     missing = [k for k in kinds if not _kind_available(ep, k)]
     kinds = [k for k in kinds if k not in missing] or list(kinds[:1])
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 4.8), squeeze=False,
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 5.9), squeeze=False,
                              layout="constrained")
     if missing:
         fig.suptitle("not available (no grade recorded): "
@@ -379,29 +393,32 @@ def plot_risk_vs_covariate(ep: xr.Dataset, covariate: str = "burden_cells", *,
                             xerr=[np.maximum(xm - b["x_min"], 0), np.maximum(b["x_max"] - xm, 0)],
                             fmt="o", color=col,
                             capsize=3, ms=5, elinewidth=1.2,
-                            label=f"{name}: per bin (range of values), 95 % Wilson, k/n")
+                            label=f"{name}: share per bin, 95 % Wilson")
                 for xi, r in zip(xm, b.itertuples()):
                     ax.annotate(f"{int(r.k)}/{int(r.n)}", (xi, r.p), textcoords="offset points",
                                 xytext=(6, 4), ha="left", fontsize=7.5, color=col)
             fit = fit_logistic(x, ev, log=log)
             if fit is not None and grid.size:
                 p, lo, hi = fit.predict(grid)
+                firth = " (0 events)" if fit.k == 0 else \
+                    " (all events)" if fit.k == fit.n else ""
                 ax.plot(grid, p, color=col, lw=1.6,
                         label=f"{name}: logistic fit, OR {fit.odds_ratio_per_unit:.2g}"
-                              f"{' per 10x' if log else ''}")
+                              f"{' per 10x' if log else ''}{firth}")
                 ax.fill_between(grid, lo, hi, color=col, alpha=0.15, lw=0)
                 if fit.note:
                     notes.append(f"{kind.upper()} {name}: {fit.note}")
         # covariate value of each run
         ax.plot(x[ok], np.full(int(ok.sum()), -0.06), "|", color="#444444", ms=7, alpha=0.7,
-                label="runs (covariate values)")
+                label="runs")
         if log:
             ax.set_xscale("log")
         ax.set_ylim(-0.1, 1.1)
         ax.set_xlabel(label + (", log scale" if log else ""))
         ax.set_ylabel(f"P(max {kind.upper()} grade ≥ k)")
         ax.set_title(f"{kind.upper()} risk vs {label} (n = {int(ok.sum())} runs)")
-        ax.legend(loc="center left", fontsize=7.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7.5,
+                  frameon=False)
     return fig
 
 
@@ -413,7 +430,7 @@ def plot_grade_distribution(ep: xr.Dataset, by: str | None = "product", *,
     groups = np.asarray(ep[by].values, dtype=object) if by else \
         np.array(["all"] * int(ep.sizes.get("run", 1)), dtype=object)
     by = by or "all runs"
-    labels = sorted({str(v) for v in groups})
+    labels = [str(g) for g in _group_order(groups)]
     missing = [k for k in kinds if not _kind_available(ep, k)]
     kinds = [k for k in kinds if k not in missing] or list(kinds[:1])
     fig, axes = plt.subplots(1, len(kinds), figsize=(max(5.2, 1.2 * len(labels) + 3.6)
@@ -450,7 +467,9 @@ def plot_grade_distribution(ep: xr.Dataset, by: str | None = "product", *,
         ax.set_xlabel(by)
         ax.set_title(f"Maximal {kind.upper()} grade by {by}")
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="max grade", fontsize=8)
+        if ax is axes[0][len(kinds) - 1]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="max grade",
+                      fontsize=8)
     return fig
 
 
@@ -466,7 +485,7 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
     n = int(ep.sizes.get("run", 1))
     groups = np.asarray(ep[by].values, dtype=object).astype(str) if by and (
         by in ep.coords or by in ep) else np.array(["all"] * n)
-    labels = sorted(set(groups))
+    labels = [str(g) for g in _group_order(groups)]
     cols = group_colours(labels)
     fu = np.asarray(ep["follow_up_day"].values, float).reshape(-1)
     tmax = float(np.nanmax(fu)) if np.isfinite(fu).any() else 1.0
@@ -489,13 +508,16 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
                 tt = np.append(ci["time"].to_numpy(), tmax)
                 yy = np.append(ci["cuminc"].to_numpy(), ci["cuminc"].to_numpy()[-1])
                 ax.step(tt, yy, where="post", color=cols[lab], lw=1.8,
-                        label=f"{lab} (n = {int(sel.sum())}, {int(np.isfinite(onset[sel]).sum())} "
-                              "events)")
+                        label=f"{lab} (n = {int(sel.sum())}, "
+                              f"{_plural(int(np.isfinite(onset[sel]).sum()), 'event')})")
                 lo = np.append(ci["lo"].to_numpy(), ci["lo"].to_numpy()[-1])
                 hi = np.append(ci["hi"].to_numpy(), ci["hi"].to_numpy()[-1])
                 ok = np.isfinite(lo) & np.isfinite(hi)
                 ax.fill_between(tt, np.where(ok, lo, yy), np.where(ok, hi, yy), step="post",
                                 color=cols[lab], alpha=0.15, lw=0)
+            if not np.isfinite(onset).any():
+                ax.text(0.5, 0.5, f"no run reached {kind.upper()} {name}", ha="center",
+                        va="center", transform=ax.transAxes, color="#555555")
             ax.set_xlim(min(0.0, float(np.nanmin(onset))) if np.isfinite(onset).any() else 0.0,
                         tmax)
             ax.set_ylim(0, 1.02)

@@ -2,7 +2,7 @@
 
 >>> analyze("runs/example")                     # doctest: +SKIP
 PosixPath('runs/example/report/report.md')
->>> analyze("runs/default/default_seed1.h5")     # one run: patient panel + endpoints  # doctest: +SKIP
+>>> analyze("runs/default/default_seed1.h5")    # one run: patient panel  # doctest: +SKIP
 
 A batch report holds:
 
@@ -36,8 +36,8 @@ from abm.errors import FileFormatError
 from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.io import open_group, open_run, read_provenance
-from analysis.risk import assign_bins, bin_labels, decade_bins, grade_outcomes, median_iqr, \
-    risk_table
+from analysis.risk import (_group_order, assign_bins, bin_labels, decade_bins, grade_outcomes,
+                           median_iqr, risk_table)
 
 #: MODEL.md section 11: pivotal-trial bands (CRS any, CRS >= 3, neurotox any, >= 3), %.
 CALIBRATION = {
@@ -157,7 +157,7 @@ def _risk_markdown(risk: pd.DataFrame) -> str:
 
 
 def _summary_markdown(ep, group: str | None) -> str:
-    groups = (sorted({str(v) for v in np.asarray(ep[group].values, dtype=object)})
+    groups = ([str(g) for g in _group_order(np.asarray(ep[group].values, dtype=object))]
               if group else ["all"])
     gv = np.asarray(ep[group].values, dtype=object).astype(str) if group else None
     items = [("CRS onset day (runs with CRS)", "crs_onset_day", 1, "{:.2g}"),
@@ -337,7 +337,7 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, progress, 
     worst = _pick_patient(ep)
     fname = f"patient_{worst}.png"
     plots.save(plots.plot_patient(ds.abm.patient(worst)), out / fname)
-    figs.append((f"Patient course: {worst} (most severe CRS)", fname,
+    figs.append((f"Patient course: {worst} (most severe: highest CRS, then ICANS grade)", fname,
                  "Blood CAR-T and tumour cells in the patch; plasma cytokines (log scale); "
                  "temperature; MAP and SpO2; organ support levels; CRS / ICANS grade; drug "
                  "doses (markers; count in the label)."))

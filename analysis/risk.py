@@ -31,6 +31,7 @@ Formulas (``z`` = the normal quantile, 1.96 for 95 %):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,13 +189,21 @@ def risk_table(table, outcomes=None, by=None, *, conf: float = CONF, bootstrap: 
     return df
 
 
+_LEADING_NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")
+
+
+def _group_key(v):
+    """Numbers, and labels that start with one ("1e9-1e10 cells"), by value; then text."""
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    m = _LEADING_NUMBER.match(str(v))
+    return (0, float(m.group(1)), str(v)) if m else (1, 0.0, str(v))
+
+
 def _group_order(values) -> list:
     vals = [v for v in pd.unique(np.asarray(values, dtype=object))
-            if not (isinstance(v, float) and math.isnan(v))]
-    try:
-        return sorted(vals)
-    except TypeError:
-        return sorted(vals, key=str)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sorted(vals, key=_group_key)
 
 
 def bin_labels(edges, unit: str = "") -> list[str]:
