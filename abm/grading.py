@@ -1,4 +1,4 @@
-"""Consensus toxicity grades as pure functions (ASTCT 2019, Lee et al. BBMT 2019;25:625).
+"""Consensus toxicity grades as pure functions (ASTCT 2019, Lee et al. BBMT 2019;25:625): CRS and ICANS.
 
 CRS is graded from fever and from the *support the clinician gives* for
 hypotension and hypoxia, never from raw vital signs:
@@ -138,3 +138,132 @@ def crs_grade(temperature_c: float, hypotension: int, oxygen: int, masked: bool 
     if support > 0:
         return support + 1
     return 1 if fever else 0
+
+
+# -- ICANS (ASTCT 2019) -------------------------------------------------------------------------
+#
+# Immune effector cell-associated neurotoxicity syndrome, adults and children over 12 (Lee et al.
+# 2019; table reproduced in PMC8403007; ``/work/shared/research/grading_and_differential.md`` 1b-1c):
+#
+# ==================================  ==============  ==============  ========================  ===========================
+# domain                              grade 1         grade 2         grade 3                   grade 4
+# ==================================  ==============  ==============  ========================  ===========================
+# ICE score (0-10)                    7-9             3-6             0-2                       0 (unarousable, cannot do ICE)
+# depressed level of consciousness    awakens         awakens to      awakens only to           unarousable, or needs vigorous
+#                                     spontaneously   voice           tactile stimulus          or repetitive stimuli; coma
+# seizure                             --              --              any clinical seizure      prolonged (> 5 min) seizure, or
+#                                                                     that resolves rapidly,    repetitive seizures without
+#                                                                     or non-convulsive on EEG  return to baseline in between
+#                                                                     resolving with treatment
+# motor findings                      --              --              --                        deep focal motor weakness
+#                                                                                               (hemiparesis, paraparesis)
+# raised ICP / cerebral oedema        --              --              focal / local oedema      diffuse oedema; decerebrate or
+#                                                                     on imaging                decorticate posturing; CN VI
+#                                                                                               palsy; papilloedema; Cushing
+# ==================================  ==============  ==============  ========================  ===========================
+#
+# Rules: the most severe feature sets the grade (ICE 3 with a generalised seizure is grade 3);
+# ICE 0 in an awake patient with global aphasia is grade 3, ICE 0 because unarousable is grade 4;
+# tremor and myoclonus (graded with CTCAE) and intracranial haemorrhage do not count.
+
+#: ICE items and their maximal points (orientation to year, month, city, hospital; naming three
+#: objects; following simple commands; writing a standard sentence; counting back from 100 by 10).
+ICE_ITEMS = {"orientation": 4, "naming": 3, "commands": 1, "writing": 1, "attention": 1}
+ICE_MAX = 10
+
+# Level of consciousness (the ASTCT grade of the consciousness domain equals the level).
+CONSCIOUS_ALERT = 0          #: alert, no depressed consciousness
+CONSCIOUS_SPONTANEOUS = 1    #: drowsy, awakens spontaneously
+CONSCIOUS_VOICE = 2          #: awakens to voice
+CONSCIOUS_TOUCH = 3          #: awakens only to tactile stimulus
+CONSCIOUS_UNAROUSABLE = 4    #: unarousable, or needs vigorous / repetitive tactile stimuli; stupor, coma
+CONSCIOUSNESS_LABELS = ("alert", "awakens spontaneously", "awakens to voice", "awakens only to touch",
+                        "unarousable")
+
+# Seizure domain.
+SEIZURE_NONE = 0             #: no seizure
+SEIZURE_BRIEF = 1            #: clinical seizure resolving rapidly, or non-convulsive resolving with treatment
+SEIZURE_PROLONGED = 2        #: prolonged (> 5 min) or repetitive without return to baseline in between
+
+#: Duration above which a seizure is prolonged (life-threatening), minutes (exclusive).
+SEIZURE_PROLONGED_MIN = 5.0
+
+# Raised ICP / cerebral oedema domain.
+OEDEMA_NONE = 0              #: no oedema
+OEDEMA_FOCAL = 1             #: focal / local oedema on imaging
+OEDEMA_DIFFUSE = 2           #: diffuse oedema, or signs of raised intracranial pressure
+
+
+def ice_score(orientation: int, naming: int, commands: int, writing: int, attention: int) -> int:
+    """ICE score (0-10): the sum of the item points (orientation 0-4, naming 0-3, others 0-1)."""
+    items = dict(orientation=orientation, naming=naming, commands=commands, writing=writing,
+                 attention=attention)
+    for name, value in items.items():
+        if not (0 <= value <= ICE_ITEMS[name]) or int(value) != value:
+            raise ValueError(f"ICE item {name} must be an integer 0..{ICE_ITEMS[name]} (got {value})")
+    return int(sum(items.values()))
+
+
+def ice_grade(ice: int, unarousable: bool = False) -> int:
+    """ICANS grade of the ICE domain: 10 -> 0, 7-9 -> 1, 3-6 -> 2, 0-2 -> 3; 4 when unarousable.
+
+    Args:
+        ice: ICE score 0..10 (an awake patient with global aphasia scores 0: grade 3).
+        unarousable: the patient is unarousable and cannot do the assessment (the score is 0
+            *because* unarousable): grade 4, whatever ``ice``.
+    """
+    if not (0 <= ice <= ICE_MAX):
+        raise ValueError(f"ICE score must be 0..{ICE_MAX} (got {ice})")
+    if unarousable:
+        return 4
+    if ice >= 10:
+        return 0
+    if ice >= 7:
+        return 1
+    if ice >= 3:
+        return 2
+    return 3
+
+
+def consciousness_grade(level: int) -> int:
+    """ICANS grade of the depressed-consciousness domain (``CONSCIOUS_*``; alert is 0)."""
+    if not (CONSCIOUS_ALERT <= level <= CONSCIOUS_UNAROUSABLE):
+        raise ValueError(f"consciousness level must be 0..4 (got {level})")
+    return int(level)
+
+
+def seizure_level(duration_min: float, repetitive: bool = False) -> int:
+    """Seizure domain level of one seizure: prolonged (> 5 min) or repetitive, else brief."""
+    return SEIZURE_PROLONGED if (duration_min > SEIZURE_PROLONGED_MIN or repetitive) else SEIZURE_BRIEF
+
+
+def icans_grade(ice: int = ICE_MAX, consciousness: int = CONSCIOUS_ALERT, seizure: int = SEIZURE_NONE,
+                motor_weakness: bool = False, oedema: int = OEDEMA_NONE, *, tremor: bool = False,
+                myoclonus: bool = False) -> int:
+    """ASTCT 2019 ICANS grade (0 = none, 1-4): the most severe domain.
+
+    Args:
+        ice: last ICE score (0-10). An unarousable patient cannot be assessed: pass
+            ``consciousness=CONSCIOUS_UNAROUSABLE`` (grade 4 whatever ``ice``).
+        consciousness: level ``CONSCIOUS_*``.
+        seizure: ``SEIZURE_*`` level of the seizure(s) being graded.
+        motor_weakness: deep focal motor weakness (hemiparesis, paraparesis).
+        oedema: ``OEDEMA_*`` (focal on imaging; diffuse or signs of raised ICP).
+        tremor, myoclonus: accepted and ignored -- graded with CTCAE, not part of ICANS.
+
+    Returns:
+        ``max`` of the domain grades: ICE (10 -> 0, 7-9 -> 1, 3-6 -> 2, 0-2 -> 3), consciousness
+        (its level), seizure (brief 3, prolonged / repetitive 4), motor weakness (4), oedema
+        (focal 3, diffuse 4).
+    """
+    del tremor, myoclonus          # explicitly excluded by ASTCT 2019
+    if seizure not in (SEIZURE_NONE, SEIZURE_BRIEF, SEIZURE_PROLONGED):
+        raise ValueError(f"seizure level must be 0, 1 or 2 (got {seizure})")
+    if oedema not in (OEDEMA_NONE, OEDEMA_FOCAL, OEDEMA_DIFFUSE):
+        raise ValueError(f"oedema level must be 0, 1 or 2 (got {oedema})")
+    unarousable = consciousness == CONSCIOUS_UNAROUSABLE
+    grades = [ice_grade(ice, unarousable), consciousness_grade(consciousness),
+              {SEIZURE_NONE: 0, SEIZURE_BRIEF: 3, SEIZURE_PROLONGED: 4}[seizure],
+              4 if motor_weakness else 0,
+              {OEDEMA_NONE: 0, OEDEMA_FOCAL: 3, OEDEMA_DIFFUSE: 4}[oedema]]
+    return max(grades)
