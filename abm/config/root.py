@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from abm.config.schema import Section, param, section
 from abm.lattice import LatticeParams
 from abm.model.blood import BloodParams, LymphodepletionParams
+from abm.model.brain import BrainParams
 from abm.model.cart import ProductParams
 from abm.model.clinician import ClinicianParams
 from abm.model.drugs import DrugParams
 from abm.model.endothelium import EndothelialParams
+from abm.model.events import EventParams
 from abm.model.fields import FieldParams
 from abm.model.myeloid import MyeloidParams
 from abm.model.physiology import PhysiologyParams
@@ -117,6 +119,8 @@ class Config(Section):
     physiology: PhysiologyParams = section(PhysiologyParams)
     drugs: DrugParams = section(DrugParams)
     clinician: ClinicianParams = section(ClinicianParams)
+    brain: BrainParams = section(BrainParams)
+    events: EventParams = section(EventParams)
     output: OutputParams = section(OutputParams)
 
     def check(self, fail):

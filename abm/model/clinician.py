@@ -129,6 +129,8 @@ class ClinicianParams(Section):
     mp_min_grade: int = param(4, unit="-", ge=1, le=4, doc="CRS grade that triggers methylprednisolone")
     mp_mg: float = param(1000.0, unit="mg", gt=0, le=2000, doc="methylprednisolone daily dose")
     mp_max_doses: int = param(3, unit="-", ge=1, le=10, doc="methylprednisolone doses in all")
+    mp_icans_min_grade: int = param(4, unit="-", ge=1, le=4,
+                                    doc="ICANS grade that triggers methylprednisolone (no tocilizumab for ICANS)")
     anakinra: bool = param(False, unit="-", doc="anakinra is allowed")
     anakinra_min_grade: int = param(3, unit="-", ge=1, le=4,
                                     doc="CRS grade (after tocilizumab) that triggers anakinra")
@@ -138,6 +140,9 @@ class ClinicianParams(Section):
     seizure_prophylaxis: bool = param(True, unit="-", doc="levetiracetam seizure prophylaxis")
     seizure_prophylaxis_days: tuple[float, ...] = param((0.0, 30.0), unit="day", length=2,
                                                         doc="first and last day of seizure prophylaxis")
+    seizure_treatment: bool = param(True, unit="-",
+                                    doc="treat a seizure: benzodiazepine, levetiracetam load and maintenance")
+    antiepileptic_days: float = param(30.0, unit="day", gt=0, doc="levetiracetam maintenance after a seizure")
     prophylactic_dex_days: tuple[float, ...] = param((), unit="day", doc="days of prophylactic dexamethasone")
     prophylactic_dex_mg: float = param(10.0, unit="mg", gt=0, le=100, doc="prophylactic dexamethasone dose")
     prophylactic_tocilizumab_days: tuple[float, ...] = param((), unit="day",
@@ -187,9 +192,15 @@ def crs_masked(s: dict) -> bool:
 
 
 def current_crs_grade(s: dict, t: float, window_h: float) -> int:
-    """ASTCT CRS grade from the scalars (temperature, support, masking) at time ``t``."""
-    return grading.crs_grade(s.get("temperature_c", 37.0), hypotension_support(s, t, window_h),
-                             oxygen_support(s), crs_masked(s))
+    """ASTCT CRS grade from the scalars (temperature, support, masking) at time ``t``.
+
+    Fever during an infusion reaction (``infusion_reaction_active``, :mod:`abm.model.events`)
+    is attributed to the reaction ("not attributable to any other cause"), not to CRS.
+    """
+    temperature = s.get("temperature_c", 37.0)
+    if s.get("infusion_reaction_active", 0.0) > 0.0:
+        temperature = min(temperature, grading.FEVER_C - 0.5)
+    return grading.crs_grade(temperature, hypotension_support(s, t, window_h), oxygen_support(s), crs_masked(s))
 
 
 def _event(state, t: float, kind: str, grade: int, detail: str) -> None:
@@ -208,6 +219,7 @@ RECORDED = {
     "fluids_total_ml": ("mL", "cumulative fluid boluses"),
     "fluid_boluses": ("1", "fluid boluses given"),
     "seizure_prophylaxis": ("1", "on seizure prophylaxis"),
+    "antiepileptic": ("1", "on levetiracetam after a seizure"),
 }
 
 
@@ -241,8 +253,9 @@ class Clinician:
                         "oxygen_for_comfort", "fluids_total_ml", "fluid_boluses", "seizure_prophylaxis",
                         "clin_vasopressor_rung", "clin_map_low_count", "clin_spo2_low_count",
                         "clin_proph_dex_next", "clin_proph_tcz_next", "vasopressors_max",
-                        "oxygen_rung_max"):
+                        "oxygen_rung_max", "antiepileptic", "clin_seizures_seen"):
                 s[key] = 0.0
+            s["clin_antiepileptic_until_day"] = -math.inf
             s["clin_next_assessment_day"] = cfg.run.start_day
             s["clin_hemo_changed_day"] = -math.inf
             s["clin_o2_changed_day"] = -math.inf
@@ -295,9 +308,10 @@ class Clinician:
         c, s = self.c, state.scalars
         t = state.time_day + self.dt_day
         self._prophylaxis(state, s, t)
+        self._seizure(state, s, t)
         if t >= s["clin_next_assessment_day"] - 1e-9:
             self._assess(state, s, t)
-            close = (s.get("crs_grade", 0.0) >= 1 or s["clin_vasopressor_rung"] > 0
+            close = (s.get("crs_grade", 0.0) >= 1 or s.get("icans_grade", 0.0) >= 1 or s["clin_vasopressor_rung"] > 0
                      or s["oxygen_rung"] > 0 or t - s["clin_last_bolus_day"] < 1.0)
             interval = c.close_assessment_interval_h if close else c.assessment_interval_h
             s["clin_next_assessment_day"] = t + interval / 24.0
@@ -317,6 +331,22 @@ class Clinician:
         if i < len(self.proph_tcz) and t >= self.proph_tcz[i] - 1e-9:
             self._give_tocilizumab(state, s, t, "prophylaxis")
             s["clin_proph_tcz_next"] = i + 1.0
+
+    def _seizure(self, state, s: dict, t: float) -> None:
+        """Treat a new seizure at once: benzodiazepine, levetiracetam load, then maintenance.
+
+        The ICANS grade it causes (>= 3) starts dexamethasone at the next assessment.
+        """
+        n = s.get("seizures", 0.0)
+        if self.c.seizure_treatment and n > s["clin_seizures_seen"]:
+            _event(state, t, "benzodiazepine", 0, "lorazepam 2 mg i.v. for a seizure")
+            if s["antiepileptic"] == 0.0:
+                _event(state, t, "levetiracetam", 0, "load 40 mg/kg i.v. then maintenance"
+                       + (" (on prophylaxis)" if s["seizure_prophylaxis"] > 0 else ""))
+            s["clin_antiepileptic_until_day"] = t + self.c.antiepileptic_days
+            s["clin_next_assessment_day"] = t        # assess (and grade) now
+        s["clin_seizures_seen"] = n
+        s["antiepileptic"] = 1.0 if t < s["clin_antiepileptic_until_day"] - 1e-9 else 0.0
 
     def _assess(self, state, s: dict, t: float) -> None:
         self._hemodynamics(state, s, t, self.v.map_mmhg(s) + self.c.map_noise_sd_mmhg * self._noise(state, 0))
@@ -436,9 +466,10 @@ class Clinician:
                 s["clin_dex_taper_until_day"] = t + c.dex_taper_days
             elif t < s["clin_dex_taper_until_day"] - 1e-9 and due("dexamethasone", c.dex_taper_interval_h):
                 drugs.give(state, "dexamethasone", c.dex_taper_mg, "taper")
-        if (c.methylprednisolone and grade >= c.mp_min_grade
+        if (c.methylprednisolone and (grade >= c.mp_min_grade or icans >= c.mp_icans_min_grade)
                 and s.get("methylprednisolone_doses", 0.0) < c.mp_max_doses and due("methylprednisolone", 24.0)):
-            drugs.give(state, "methylprednisolone", c.mp_mg, f"CRS grade {grade}")
+            drugs.give(state, "methylprednisolone", c.mp_mg,
+                       f"CRS grade {grade}" if grade >= c.mp_min_grade else f"ICANS grade {int(icans)}")
         if (c.anakinra and grade >= c.anakinra_min_grade and s.get("tocilizumab_doses", 0.0) > 0
                 and due("anakinra", c.anakinra_interval_h)):
             drugs.give(state, "anakinra", c.anakinra_mg, f"CRS grade {grade} after tocilizumab")

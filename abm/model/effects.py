@@ -39,6 +39,8 @@ EFFECTS: tuple[str, ...] = (
     "ang2_baseline",            # 17 blood: log-normal on ANG-2
     "endothelial_sensitivity",  # 18 physiology: log-normal on systemic endothelial potency
     "vwf_baseline",             # 19 blood: log-normal on VWF
+    "brain_endothelial_sensitivity",  # 20 brain: log-normal on brain endothelial potency
+    "neuro_sensitivity",        # 21 brain: log-normal on neuro-inflammation potency
 )
 INDEX = {name: i for i, name in enumerate(EFFECTS)}
 

@@ -20,8 +20,10 @@ Order within a step (registration order within each phase)::
 from __future__ import annotations
 
 from abm.model.blood import Blood
+from abm.model.brain import Brain, ICANSGrade
 from abm.model.clinician import Clinician, CRSGrade
 from abm.model.drugs import Drugs
+from abm.model.events import PostInfusionEvents
 from abm.model.physiology import Physiology
 from abm.simulation import Process
 
@@ -75,5 +77,24 @@ class CRSProcess(_ModelProcess):
     phase, model_class, meta = CRSGrade.phase, CRSGrade, CRSGrade.meta
 
 
+class BrainProcess(_ModelProcess):
+    """Brain barrier, neuro-inflammation and the ICANS grade (:class:`abm.model.brain.Brain`)."""
+
+    phase, model_class, meta = Brain.phase, Brain, Brain.meta
+
+
+class EventsProcess(_ModelProcess):
+    """Infusion reaction and laboratory TLS (:class:`abm.model.events.PostInfusionEvents`)."""
+
+    phase, model_class, meta = PostInfusionEvents.phase, PostInfusionEvents, PostInfusionEvents.meta
+
+
+class ICANSProcess(_ModelProcess):
+    """ICANS episodes and events (:class:`abm.model.brain.ICANSGrade`)."""
+
+    phase, model_class, meta = ICANSGrade.phase, ICANSGrade, ICANSGrade.meta
+
+
 #: Registered by :func:`abm.simulation.default_processes`, in this order.
-PATIENT_PROCESSES = [DrugProcess, BloodProcess, PhysiologyProcess, ClinicianProcess, CRSProcess]
+PATIENT_PROCESSES = [DrugProcess, BloodProcess, PhysiologyProcess, BrainProcess, EventsProcess,
+                     ClinicianProcess, CRSProcess, ICANSProcess]
