@@ -60,7 +60,7 @@ What the ward sees (``docs/brain.md`` 4):
   ``ice_close_interval_h`` once ICANS or CRS is present): ten sub-items
   (orientation to year, month, city, hospital; naming three objects;
   commands; writing; attention), each failed with probability
-  ``h_4(N / N50_i)`` (stream ``ICE_SCORE``, cell = item); an unarousable
+  ``h_6(N / N50_i)`` (stream ``ICE_SCORE``, cell = item); an unarousable
   patient scores 0.
 * **Level of consciousness** at the same assessments:
   ``N + noise`` against increasing thresholds (alert, awakens spontaneously,

@@ -1,0 +1,166 @@
+"""Whole-patient validation of the brain barrier and ICANS (MODEL.md 10.5 and 10.6).
+
+Three arms over the same seeds (default CD28 patients, a smaller patch and a
+shorter horizon so it fits on a laptop; the patient scale S keeps the burden):
+
+* ``off``:    endothelial response switched off (``brain.endothelial_response = false``),
+              default clinician -> expect no ICANS grade >= 2;
+* ``on``:     default model and clinician -> ICANS occurs, and starts after CRS onset in every
+              patient that has both;
+* ``no_tcz``: default model, clinician preset ``no_tocilizumab`` -> time at CRS grade >= 2
+              is longer than with tocilizumab, ICANS incidence is not lower.
+
+Usage::
+
+    python scripts/validate_icans.py --n-off 50 --n-policy 20 --workers 2 --out runs/validate_icans.jsonl
+
+Each finished run is appended to the JSON-lines file, so an interrupted
+validation resumes where it stopped. Prints the figures at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARMS = {"off": ({"brain": {"endothelial_response": False}}),
+        "on": {},
+        "no_tcz": {"clinician": {"preset": "no_tocilizumab"}}}
+KEYS = ("crs_max_grade", "crs_onset_day", "icans_max_grade", "icans_onset_day", "icans_duration_days",
+        "plasma_il6_peak", "csf_il6_peak", "neuroinflammation_max", "brain_endothelial_activation_max",
+        "q_alb_max", "brain_water_excess_max_ml", "ice_min", "seizures", "tocilizumab_doses",
+        "dexamethasone_doses", "tls_lab_any", "infusion_reaction")
+
+
+def one_run(job):
+    arm, seed, opts = job
+    sys.path.insert(0, ROOT)
+    from abm.config import load_config
+    from abm.simulation import Simulation
+    over = {"run": {"seed": seed, "start_day": opts["start_day"], "end_day": opts["end_day"]},
+            "lattice": {"shape": [opts["shape"], opts["shape"]]}, "tumour": {"initial_cells": opts["cells"]}}
+    for k, v in ARMS[arm].items():
+        over.setdefault(k, {}).update(v)
+    cfg = load_config(os.path.join(ROOT, "configs/default.toml"), over)
+    sim = Simulation(cfg)
+    every = cfg.run.every_steps(60.0)
+    hours = {"crs2_h": 0.0, "plasma_il6_max_after_tcz": 0.0}
+
+    def tally(s):
+        sc = s.state.scalars
+        if sc.get("crs_grade", 0) >= 2:
+            hours["crs2_h"] += 1.0
+    sim.add_writer(every, tally)
+    t0 = time.time()
+    sim.run()
+    s = sim.state.scalars
+    out = {"arm": arm, "seed": seed, "wall_s": time.time() - t0, "crs2_h": hours["crs2_h"]}
+    out.update({k: float(s.get(k, float("nan"))) for k in KEYS})
+    return out
+
+
+def summarise(rows, n_off, n_policy):
+    by = {a: [r for r in rows if r["arm"] == a] for a in ARMS}
+    nan = float("nan")
+
+    def frac(rs, f):
+        return f"{sum(1 for r in rs if f(r))}/{len(rs)}"
+
+    def med(xs):
+        xs = [x for x in xs if x == x]
+        return statistics.median(xs) if xs else nan
+
+    print("\n== ICANS validation (MODEL.md 10.5, 10.6) ==")
+    off = by["off"]
+    print(f"[off] endothelial response off, {len(off)} patients: CRS any {frac(off, lambda r: r['crs_max_grade'] >= 1)}, "
+          f"ICANS any {frac(off, lambda r: r['icans_max_grade'] >= 1)}, "
+          f"ICANS >= 2 {frac(off, lambda r: r['icans_max_grade'] >= 2)} (must be 0); "
+          f"max ICANS grade {max((r['icans_max_grade'] for r in off), default=nan):g}; "
+          f"median peak neuro-inflammation {med(r['neuroinflammation_max'] for r in off):.3f}, "
+          f"Q_alb max {max((r['q_alb_max'] for r in off), default=nan):.4f}")
+    for arm in ("on", "no_tcz"):
+        rs = by[arm]
+        both = [r for r in rs if r["crs_max_grade"] >= 1 and r["icans_max_grade"] >= 1]
+        after = [r for r in both if r["icans_onset_day"] > r["crs_onset_day"]]
+        lags = [r["icans_onset_day"] - r["crs_onset_day"] for r in both]
+        print(f"[{arm}] {len(rs)} patients: CRS any {frac(rs, lambda r: r['crs_max_grade'] >= 1)}, "
+              f">= 2 {frac(rs, lambda r: r['crs_max_grade'] >= 2)}, >= 3 {frac(rs, lambda r: r['crs_max_grade'] >= 3)}; "
+              f"ICANS any {frac(rs, lambda r: r['icans_max_grade'] >= 1)}, >= 2 {frac(rs, lambda r: r['icans_max_grade'] >= 2)}, "
+              f">= 3 {frac(rs, lambda r: r['icans_max_grade'] >= 3)}; ICANS after CRS onset in {len(after)}/{len(both)} "
+              f"with both (median lag {med(lags):.2f} d, min {min(lags, default=nan):.2f} d); "
+              f"ICANS without CRS {sum(1 for r in rs if r['icans_max_grade'] >= 1 and r['crs_max_grade'] < 1)}")
+        print(f"      time at CRS >= 2: mean {statistics.fmean([r['crs2_h'] for r in rs]) if rs else nan:.1f} h; "
+              f"median plasma IL-6 peak {med(r['plasma_il6_peak'] for r in rs):.0f} pg/mL, "
+              f"CSF IL-6 peak {med(r['csf_il6_peak'] for r in rs):.1f} pg/mL, "
+              f"brain E max {med(r['brain_endothelial_activation_max'] for r in rs):.2f}, "
+              f"Q_alb max {med(r['q_alb_max'] for r in rs):.4f}, "
+              f"tocilizumab doses {sum(r['tocilizumab_doses'] for r in rs):g}, "
+              f"seizures {sum(r['seizures'] for r in rs):g}, TLS {sum(r['tls_lab_any'] for r in rs):g}, "
+              f"infusion reactions {sum(r['infusion_reaction'] for r in rs):g}")
+    on = {r["seed"]: r for r in by["on"]}
+    no = {r["seed"]: r for r in by["no_tcz"]}
+    common = sorted(set(on) & set(no))
+    if common:
+        d2 = [no[s]["crs2_h"] - on[s]["crs2_h"] for s in common]
+        ic_on = sum(1 for s in common if on[s]["icans_max_grade"] >= 1)
+        ic_no = sum(1 for s in common if no[s]["icans_max_grade"] >= 1)
+        print(f"[tocilizumab vs none, {len(common)} paired seeds] time at CRS >= 2: with {statistics.fmean(on[s]['crs2_h'] for s in common):.1f} h, "
+              f"without {statistics.fmean(no[s]['crs2_h'] for s in common):.1f} h (longer without in "
+              f"{sum(1 for d in d2 if d > 0)}, equal in {sum(1 for d in d2 if d == 0)}); "
+              f"ICANS any: with {ic_on}, without {ic_no}; "
+              f"median plasma IL-6 peak with {med(on[s]['plasma_il6_peak'] for s in common):.0f} vs without "
+              f"{med(no[s]['plasma_il6_peak'] for s in common):.0f} pg/mL; median CSF IL-6 peak with "
+              f"{med(on[s]['csf_il6_peak'] for s in common):.1f} vs without {med(no[s]['csf_il6_peak'] for s in common):.1f} pg/mL")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-off", type=int, default=50, help="patients with the endothelial response off")
+    ap.add_argument("--n-policy", type=int, default=20, help="patients per tocilizumab arm (same seeds)")
+    ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--shape", type=int, default=48, help="patch side (sites)")
+    ap.add_argument("--cells", type=int, default=1000, help="initial tumour cells in the patch")
+    ap.add_argument("--start-day", type=float, default=-3.0)
+    ap.add_argument("--end-day", type=float, default=12.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "validate_icans.jsonl"))
+    ap.add_argument("--summary-only", action="store_true")
+    a = ap.parse_args(argv)
+    opts = {"shape": a.shape, "cells": a.cells, "start_day": a.start_day, "end_day": a.end_day}
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    done = []
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            done = [json.loads(line) for line in f if line.strip()]
+    seen = {(r["arm"], r["seed"]) for r in done}
+    jobs = []
+    for i in range(max(a.n_off, a.n_policy)):
+        seed = a.first_seed + i
+        if i < a.n_policy:
+            jobs += [("on", seed, opts), ("no_tcz", seed, opts)]
+        if i < a.n_off:
+            jobs.append(("off", seed, opts))
+    jobs = [j for j in jobs if (j[0], j[1]) not in seen]
+    print(f"{len(done)} runs done, {len(jobs)} to run ({a.shape}x{a.shape} patch, {a.cells} tumour cells, "
+          f"days {a.start_day:g}..{a.end_day:g})", flush=True)
+    if jobs and not a.summary_only:
+        with mp.get_context("spawn").Pool(a.workers) as pool, open(a.out, "a") as f:
+            for k, r in enumerate(pool.imap_unordered(one_run, jobs), 1):
+                f.write(json.dumps(r) + "\n")
+                f.flush()
+                done.append(r)
+                print(f"  {k}/{len(jobs)} {r['arm']} seed {r['seed']}: CRS {r['crs_max_grade']:g} "
+                      f"(day {r['crs_onset_day']:.2f}), ICANS {r['icans_max_grade']:g} (day {r['icans_onset_day']:.2f}), "
+                      f"{r['wall_s']:.0f} s", flush=True)
+    summarise(done, a.n_off, a.n_policy)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
