@@ -53,8 +53,8 @@ from abm.kernels.cells_common import (CART_EFFECTOR, CART_EXHAUSTED, CART_MEMORY
                                       EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
                                       EV_EXHAUSTED, EV_KILL,
                                       F_GMCSF, F_IFNG, F_IL6, F_IL7_15, FREE, RESERVED, TUMOUR,
-                                      TUMOUR_ALIVE, TUMOUR_DYING, event_prob, hill, pick_free,
-                                      uniform)
+                                      TUMOUR_ALIVE, TUMOUR_DYING, event_prob, fires, hill, pick_free,
+                                      prefetch, prefetch2, uniform)
 from abm.kernels.jit import jit
 
 C_DT = 0              # step, s
@@ -102,6 +102,22 @@ ENV_N = 2
 
 
 @jit(inline="always")
+def cart_prefetch(s, fields, sources, uptake, occ, neighbours):
+    """Request the site data :func:`cart_update` touches at site ``s`` (a cache hint only).
+
+    The caller prefetches the neighbour-table row ``neighbours[s]`` earlier,
+    so that reading it here to prefetch the neighbours' occupancy is a hit.
+    """
+    prefetch2(fields, F_IL7_15, s)
+    prefetch2(sources, F_IFNG, s)
+    prefetch2(sources, F_GMCSF, s)
+    prefetch2(sources, F_IL6, s)
+    prefetch2(uptake, F_IL7_15, s)
+    for k in range(neighbours.shape[1]):
+        prefetch(occ, neighbours[s, k])
+
+
+@jit(inline="always")
 def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engagements,
                 divisions_left, target, timer, occ, neighbours, vessel, fields, sources, uptake,
                 cp, env, birth_site, events, il6_out):
@@ -117,12 +133,12 @@ def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engage
 
     # 1. death
     if exhausted:
-        p_die = cp[C_P_DEATH_EXH]
+        die = uniform(keys[K_CART_DEATH], cid, 0) < cp[C_P_DEATH_EXH]
     elif ph == CART_MEMORY:
-        p_die = cp[C_P_DEATH_MEM]
+        die = uniform(keys[K_CART_DEATH], cid, 0) < cp[C_P_DEATH_MEM]
     else:
-        p_die = event_prob(cp[C_DEATH_BASAL] + cp[C_DEATH_AICD] * a, dt)
-    if uniform(keys[K_CART_DEATH], cid, 0) < p_die:
+        die = fires(keys[K_CART_DEATH], cid, 0, cp[C_DEATH_BASAL] + cp[C_DEATH_AICD] * a, dt)
+    if die:
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1
@@ -191,8 +207,7 @@ def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engage
                             break
                         pick -= 1
             h = hill(antigen[j_pick], cp[C_ENG_EC50], cp[C_ENG_HILL])
-            p_eng = event_prob(cp[C_ENGAGE] * h, dt)
-            if p_eng > 0.0 and uniform(keys[K_CART_ENGAGE], cid, 1) < p_eng:
+            if fires(keys[K_CART_ENGAGE], cid, 1, cp[C_ENGAGE] * h, dt):
                 target[r] = q_pick
                 a = 1.0
                 E += 1
@@ -210,8 +225,7 @@ def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engage
 
     # 5. memory conversion of resting effectors
     if ph == CART_EFFECTOR and target[r] < 0:
-        p_mem = event_prob(cp[C_MEM_CONV] * (1.0 - a), dt)
-        if p_mem > 0.0 and uniform(keys[K_CART_PHENOTYPE], cid, 1) < p_mem:
+        if fires(keys[K_CART_PHENOTYPE], cid, 1, cp[C_MEM_CONV] * (1.0 - a), dt):
             ph = CART_MEMORY
 
     # 6. division into a free neighbour
@@ -219,8 +233,7 @@ def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engage
         h_il = hill(fields[F_IL7_15, s], cp[C_IL_EC50], 1.0)
         rate = (cp[C_DIVIDE] * a * (1.0 + cp[C_IL_BOOST] * h_il)
                 + cp[C_HOMEO_DIVIDE] * h_il) * (1.0 - sigma)
-        p_div = event_prob(rate, dt)
-        if p_div > 0.0 and uniform(keys[K_CART_DIVIDE], cid, 0) < p_div:
+        if fires(keys[K_CART_DIVIDE], cid, 0, rate, dt):
             d = pick_free(s, neighbours, occ, vessel, True, uniform(keys[K_CART_DIVIDE], cid, 1))
             if d >= 0:
                 occ[d] = RESERVED

@@ -6,7 +6,9 @@
   :func:`abm.kernels.rng.uniform` / :func:`abm.kernels.rng.normal` with the
   same five keys (tested); splitting the chain only saves three of the five
   mixing rounds per draw.
-* :func:`event_prob`: the per-step event rule ``p = 1 - exp(-rate dt)``.
+* :func:`event_prob`: the per-step event rule ``p = 1 - exp(-rate dt)``;
+  :func:`fires` draws and decides such an event, skipping ``expm1`` when the
+  uniform already exceeds ``rate dt`` (same decision, bit for bit).
 * :func:`hill`: ``x^n / (x^n + K^n)``.
 * Sublattice colouring: sites are coloured ``(z mod 3, y mod 3, x mod 3)``
   (9 colours in 2D, 27 in 3D). Two sites of one colour are at least 3 sites
@@ -21,7 +23,12 @@
   ``COLOUR_ORDER``.
 * :func:`pick_free`: uniform choice of a free neighbour site.
 * :func:`site_sort_permutation`: the counting sort that keeps the cell table
-  in tile-major site order.
+  in tile-major site order; :func:`permute_column` applies it to a column.
+* :func:`prefetch` / :func:`prefetch2`: cache hints (``llvm.prefetch``) with
+  which the agent pass requests the site data of cells a few places ahead in
+  its visiting order; memory latency, not arithmetic, bounds the update of
+  sparse CAR-T and myeloid cells on large lattices. They never change a
+  result and are no-ops with the JIT off.
 
 Kernel modules import numpy, numba, math and the other kernels only; the cell
 kind and phenotype codes and the field species order are repeated here as
@@ -63,6 +70,56 @@ EV_MYELOID_DIED = 32  # this myeloid cell died
 EV_ENGAGED = 64      # this CAR-T formed a new engagement this step
 EV_EXHAUSTED = 128   # this CAR-T became exhausted this step
 EV_ARRESTED = 256    # this free CAR-T stopped on antigen contact (no movement this step)
+
+# --------------------------------------------------------------------------
+# cache hints (llvm.prefetch; no effect on any value)
+# --------------------------------------------------------------------------
+
+if JIT_DISABLED:
+
+    def prefetch(arr, i):
+        """Hint that ``arr[i]`` will be read soon (no-op without the JIT)."""
+
+    def prefetch2(arr, i, j):
+        """Hint that ``arr[i, j]`` will be read soon (no-op without the JIT)."""
+
+else:
+    from llvmlite import ir as _llir
+    from numba import types as _nbtypes
+    from numba.core import cgutils as _cgutils
+    from numba.extending import intrinsic as _intrinsic
+
+    def _prefetch_codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, list(args[1:]),
+                                        wraparound=False)
+        i8p = _llir.IntType(8).as_pointer()
+        i32 = _llir.IntType(32)
+        fnty = _llir.FunctionType(_llir.VoidType(), [i8p, i32, i32, i32])
+        fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    @_intrinsic
+    def prefetch(typingctx, arr, i):
+        """Hint that ``arr[i]`` (1-D) will be read soon: ``llvm.prefetch``; no effect on results.
+
+        No bounds check (a prefetch never faults), no array view, no reference counting.
+        """
+        if not (isinstance(arr, _nbtypes.Array) and arr.ndim == 1
+                and isinstance(i, _nbtypes.Integer)):
+            return None
+        return _nbtypes.void(arr, i), _prefetch_codegen
+
+    @_intrinsic
+    def prefetch2(typingctx, arr, i, j):
+        """Hint that ``arr[i, j]`` (2-D) will be read soon; see :func:`prefetch`."""
+        if not (isinstance(arr, _nbtypes.Array) and arr.ndim == 2
+                and isinstance(i, _nbtypes.Integer) and isinstance(j, _nbtypes.Integer)):
+            return None
+        return _nbtypes.void(arr, i, j), _prefetch_codegen
+
 
 # --------------------------------------------------------------------------
 # keyed random numbers (bit-identical to abm.kernels.rng)
@@ -125,6 +182,25 @@ def event_prob(rate_per_s, dt_s):
     if x > 0.0:
         return -math.expm1(-x)
     return 0.0
+
+
+@jit
+def fires(key, cell, draw, rate_per_s, dt_s):
+    """Whether an event of rate ``rate_per_s`` fires this step: ``uniform(key, cell, draw) < event_prob``.
+
+    Same decision as drawing the uniform and comparing it with
+    :func:`event_prob`, but cheaper: nothing is drawn when ``rate dt <= 0``
+    (probability 0), and ``expm1`` is skipped when ``u >= rate dt``, since
+    ``1 - exp(-x) <= x`` also holds after rounding (the rounded ``-expm1(-x)``
+    never exceeds the float ``x``), so the event cannot fire.
+    """
+    x = rate_per_s * dt_s
+    if not (x > 0.0):
+        return False
+    u = uniform(key, cell, draw)
+    if u >= x:
+        return False
+    return u < -math.expm1(-x)
 
 
 @jit
@@ -248,7 +324,7 @@ def _selected(k, tgt, motile_only):
 
 
 @jit
-def build_classes(n, kind, site, target, key, motile_only, start, rows):
+def build_classes(n, kind, site, target, key, motile_only, start, rows, kbuf):
     """Group live tissue cells by the key of their site (stable counting sort).
 
     Args:
@@ -261,6 +337,8 @@ def build_classes(n, kind, site, target, key, motile_only, start, rows):
         start: int64 ``(n_keys + 1,)`` output; key ``k`` holds
             ``rows[start[k]:start[k + 1]]``.
         rows: int64 output of length >= n.
+        kbuf: int32 scratch of length >= n (each row's key, -1 if not selected),
+            so the second pass reads one array instead of four.
 
     Returns:
         number of rows selected.
@@ -270,19 +348,23 @@ def build_classes(n, kind, site, target, key, motile_only, start, rows):
         start[c] = 0
     for r in range(n):
         if _selected(kind[r], target[r], motile_only):
-            start[key[site[r]] + 1] += 1
+            k = key[site[r]]
+            kbuf[r] = k
+            start[k + 1] += 1
+        else:
+            kbuf[r] = -1
     for c in range(nk):
         start[c + 1] += start[c]
     cursor = start[:nk].copy()
     for r in range(n):
-        if _selected(kind[r], target[r], motile_only):
-            c = key[site[r]]
+        c = kbuf[r]
+        if c >= 0:
             rows[cursor[c]] = r
             cursor[c] += 1
     return start[nk]
 
 
-@jit
+@jit(inline="always")
 def pick_free(s, neighbours, occ, vessel, allow_vessel, u):
     """A free neighbour of site ``s`` chosen uniformly with the uniform ``u``, or -1.
 
@@ -342,8 +424,21 @@ def site_sort_permutation(n, kind, site, rank):
     return perm
 
 
+@jit
+def permute_column(col, perm, n, fill):
+    """``col[:m] = col[perm]`` (``m = len(perm)``) and ``col[m:n] = fill``: one column of a table sort."""
+    m = perm.shape[0]
+    tmp = np.empty(m, dtype=col.dtype)
+    for i in range(m):
+        tmp[i] = col[perm[i]]
+    for i in range(m):
+        col[i] = tmp[i]
+    for i in range(m, n):
+        col[i] = fill
+
+
 __all__ = [
-    "stream_key", "slot_word", "uniform", "normal", "event_prob", "hill", "relax",
+    "stream_key", "slot_word", "uniform", "normal", "event_prob", "fires", "prefetch", "prefetch2", "hill", "relax",
     "site_colours", "n_colours", "tile_layout", "colour_order", "build_classes", "pick_free",
-    "site_sort_permutation",
+    "site_sort_permutation", "permute_column",
 ]

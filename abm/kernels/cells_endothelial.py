@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from abm.kernels import streams
 from abm.kernels.cells_cart import ENV_IL6R, ENV_STEROID
-from abm.kernels.cells_common import (F_ANG2, F_IFNG, F_IL1, F_IL6, FREE, event_prob, hill, relax,
-                                      stream_key, uniform)
+from abm.kernels.cells_common import (F_ANG2, F_IFNG, F_IL1, F_IL6, FREE, event_prob, fires,
+                                      hill, prefetch, prefetch2, relax, stream_key, uniform)
 from abm.kernels.jit import jit
 
 EN_DT = 0                # step, s
@@ -79,6 +79,18 @@ def update_permeability(erows, site, activation, fields, perm, ep):
 
 
 @jit(inline="always")
+def endothelial_prefetch(s, fields, sources, uptake, perm):
+    """Request the site data :func:`endothelial_update` touches at site ``s`` (a cache hint only)."""
+    prefetch2(fields, F_IL6, s)
+    prefetch2(fields, F_IL1, s)
+    prefetch2(fields, F_IFNG, s)
+    prefetch2(fields, F_ANG2, s)
+    prefetch2(sources, F_ANG2, s)
+    prefetch2(uptake, F_IL6, s)
+    prefetch(perm, s)
+
+
+@jit(inline="always")
 def endothelial_update(r, key, ids, site, activation, store, fields, sources, uptake, perm, ep,
                        env, vwf_out, ang2_out):
     """Advance the endothelial cell in row ``r`` by one step; see module docstring.
@@ -107,8 +119,7 @@ def endothelial_update(r, key, ids, site, activation, store, fields, sources, up
     activation[r] = e
     w = store[r]
     released = 0.0
-    p_rel = event_prob(ep[EN_RELEASE] * e, ep[EN_DT])
-    if p_rel > 0.0 and uniform(key, ids[r], 0) < p_rel:
+    if fires(key, ids[r], 0, ep[EN_RELEASE] * e, ep[EN_DT]):
         released = ep[EN_RELEASE_FRAC] * w
         w -= released
     w = 1.0 - (1.0 - w) * ep[EN_F_REFILL]

@@ -22,7 +22,7 @@ Stream: ``MYELOID_DEATH`` draw 0, keyed by the cell id.
 from __future__ import annotations
 
 from abm.kernels.cells_common import (DEAD, EV_MYELOID_DIED, F_DAMAGE, F_GMCSF, F_IFNG, F_IL1,
-                                      F_IL6, FREE, event_prob, hill, relax, uniform)
+                                      F_IL6, FREE, fires, hill, prefetch2, relax)
 from abm.kernels.cells_cart import ENV_STEROID
 from abm.kernels.jit import jit
 
@@ -48,7 +48,7 @@ M_N = 17
 K_MYELOID_DEATH = 10
 
 
-@jit
+@jit(inline="always")
 def myeloid_activation_target(fields, s, mp, sigma):
     """``m* = (1 - sigma) S`` from the fields at site ``s`` (see module docstring)."""
     n = mp[M_HILL]
@@ -60,6 +60,19 @@ def myeloid_activation_target(fields, s, mp, sigma):
 
 
 @jit(inline="always")
+def myeloid_prefetch(s, fields, sources, uptake):
+    """Request the site data :func:`myeloid_update` touches at site ``s`` (a cache hint only)."""
+    prefetch2(fields, F_IFNG, s)
+    prefetch2(fields, F_GMCSF, s)
+    prefetch2(fields, F_IL1, s)
+    prefetch2(fields, F_DAMAGE, s)
+    prefetch2(sources, F_IL6, s)
+    prefetch2(sources, F_IL1, s)
+    prefetch2(uptake, F_IFNG, s)
+    prefetch2(uptake, F_GMCSF, s)
+
+
+@jit(inline="always")
 def myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sources, uptake,
                    mp, env, events, il6_out):
     """Advance the myeloid cell in row ``r`` by one step (see module docstring)."""
@@ -67,8 +80,7 @@ def myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sou
     sigma = env[ENV_STEROID] * mp[M_STEROID_MAX]
     m = relax(activation[r], myeloid_activation_target(fields, s, mp, sigma),
               mp[M_F_ON], mp[M_F_OFF])
-    p_die = event_prob(mp[M_DEATH] + mp[M_DEATH_ACT] * m, mp[M_DT])
-    if p_die > 0.0 and uniform(keys[K_MYELOID_DEATH], ids[r], 0) < p_die:
+    if fires(keys[K_MYELOID_DEATH], ids[r], 0, mp[M_DEATH] + mp[M_DEATH_ACT] * m, mp[M_DT]):
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1

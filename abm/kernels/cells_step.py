@@ -36,13 +36,14 @@ import numpy as np
 from numba import prange
 
 from abm.kernels import streams
-from abm.kernels.cells_cart import cart_update
-from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED, EV_EXHAUSTED,
-                                      EV_KILL, EV_LYSED, EV_MYELOID_DIED, EV_TUMOUR_DIED, FREE,
-                                      MYELOID, TUMOUR, TUMOUR_ALIVE, build_classes, colour_order,
-                                      pick_free, stream_key, uniform)
-from abm.kernels.cells_endothelial import endothelial_update
-from abm.kernels.cells_myeloid import myeloid_update
+from abm.kernels.cells_cart import cart_prefetch, cart_update
+from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
+                                      EV_EXHAUSTED, EV_KILL, EV_LYSED, EV_MYELOID_DIED,
+                                      EV_TUMOUR_DIED, FREE, MYELOID, TUMOUR, TUMOUR_ALIVE,
+                                      build_classes, colour_order, pick_free, prefetch, prefetch2,
+                                      stream_key, uniform)
+from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
+from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
 from abm.kernels.cells_tumour import tumour_update
 from abm.kernels.jit import jit, pjit
 
@@ -91,6 +92,23 @@ def _update_one(r, keys, ids, kind, site, phenotype, activation, antigen, engage
     elif k == MYELOID:
         myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sources,
                        uptake, mp, env, events, il6_out)
+
+
+#: Prefetch distance: while cell ``j`` of a colour class is updated, the site
+#: data of cell ``j + PF_DIST`` is requested from memory (and the neighbour
+#: table row of cell ``j + 2 PF_DIST``). Prefetches only hint the cache; they
+#: change no result.
+PF_DIST = 6
+
+
+@jit(inline="always")
+def _prefetch_cell(r, kind, site, fields, sources, uptake, occ, neighbours):
+    """Prefetch the site data the update of row ``r`` will touch (CAR-T and myeloid cells)."""
+    k = kind[r]
+    if k == CART:
+        cart_prefetch(site[r], fields, sources, uptake, occ, neighbours)
+    elif k == MYELOID:
+        myeloid_prefetch(site[r], fields, sources, uptake)
 
 
 @jit(inline="always")
@@ -274,7 +292,15 @@ def _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenoty
     base = t * nc
     for ci in range(nc):
         c = base + class_order[ci]
-        for j in range(start[c], start[c + 1]):
+        j1 = start[c + 1]
+        for j in range(start[c], j1):
+            if j + 2 * PF_DIST < j1:
+                q = rows[j + 2 * PF_DIST]
+                if kind[q] == CART:
+                    prefetch2(neighbours, site[q], 0)
+            if j + PF_DIST < j1:
+                _prefetch_cell(rows[j + PF_DIST], kind, site, fields, sources, uptake, occ,
+                               neighbours)
             _update_one(rows[j], keys, ids, kind, site, phenotype, activation, antigen,
                         engagements, divisions_left, target, timer, occ, neighbours, vessel,
                         fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value,
@@ -288,7 +314,14 @@ def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, ta
     base = t * nc
     for ci in range(nc):
         c = base + class_order[ci]
-        for j in range(start[c], start[c + 1]):
+        j1 = start[c + 1]
+        for j in range(start[c], j1):
+            if j + 2 * PF_DIST < j1:
+                prefetch2(neighbours, site[rows[j + 2 * PF_DIST]], 0)
+            if j + PF_DIST < j1:
+                q = site[rows[j + PF_DIST]]
+                for k in range(neighbours.shape[1]):
+                    prefetch(occ, neighbours[q, k])
             _move_one(rows[j], sub, kc, km, ids, kind, site, target, occ, neighbours, vessel,
                       p_cart, p_mye, events)
 
@@ -298,6 +331,8 @@ def _endothelial_range(lo, hi, erows, key, ids, site, activation, store, fields,
                        perm, ep, env, vwf_out, ang2_out):
     """Endothelial update of ``erows[lo:hi]`` (cells are independent)."""
     for j in range(lo, hi):
+        if j + PF_DIST < hi:
+            endothelial_prefetch(site[erows[j + PF_DIST]], fields, sources, uptake, perm)
         endothelial_update(erows[j], key, ids, site, activation, store, fields, sources, uptake,
                            perm, ep, env, vwf_out, ang2_out)
 
@@ -308,8 +343,8 @@ def agent_step(seed, step, n, next_id,
                target, timer, store,
                occ, neighbours, vessel, site_key, tile_start, fields, sources, uptake, perm,
                tp, cp, mp, ep, env, erows, n_move, p_cart, p_mye, par_min,
-               start, rows, class_order, tile_order, birth_site, birth_value, events, il6_out,
-               vwf_out, ang2_out, counts, sums):
+               start, rows, kbuf, class_order, tile_order, birth_site, birth_value, events,
+               il6_out, vwf_out, ang2_out, counts, sums):
     """The whole agent phase of one step; returns the new number of rows.
 
     Order: (1) endothelial cells (rows ``erows``; independent);
@@ -354,7 +389,7 @@ def agent_step(seed, step, n, next_id,
         _endothelial_range(0, ne, erows, ekey, ids, site, activation, store, fields, sources,
                            uptake, perm, ep, env, vwf_out, ang2_out)
     # (2) agent pass
-    build_classes(n, kind, site, target, site_key, False, start, rows)
+    build_classes(n, kind, site, target, site_key, False, start, rows, kbuf)
     colour_order(seed, step, 0, tile_order)
     colour_order(seed, step, 1, class_order)
     keys = make_keys(seed, step)

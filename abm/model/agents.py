@@ -124,9 +124,7 @@ def sort_by_site(cells, rank=None) -> None:
     perm = KM.site_sort_permutation(n, cells.kind[:n], cells.site[:n], rank)
     m = len(perm)
     for name, (dtype, fill, _, _) in C.COLUMNS.items():
-        col = getattr(cells, name)
-        col[:m] = col[perm]
-        col[m:n] = fill
+        KM.permute_column(getattr(cells, name), perm, n, fill)
     cells.n = m
     cells.rebuild_occupancy()
 
@@ -297,6 +295,7 @@ class CellRules(Process):
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
             self._rows = np.zeros(capacity, dtype=np.int64)
+            self._kbuf = np.zeros(capacity, dtype=np.int32)
             self._birth_site = np.full(capacity, -1, dtype=np.int64)
             self._birth_value = np.zeros(capacity, dtype=np.float64)
             self._events = np.zeros(capacity, dtype=np.int32)
@@ -325,7 +324,7 @@ class CellRules(Process):
                 state.sources, state.uptake, state.perm,
                 self.tp, self.cp, self.mp, self.ep, environment(state), erows,
                 self.n_move, self.p_cart, self.p_mye, self.par_min,
-                self._start, self._rows, self._class_order, self._tile_order,
+                self._start, self._rows, self._kbuf, self._class_order, self._tile_order,
                 self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
                 self._ang2, self._counts, self._sums)
         new_n = int(new_n)
