@@ -87,6 +87,16 @@ def _same(a: Path, b: Path) -> bool:
     return True
 
 
+def source_hash() -> str:
+    """Hash of the simulator's sources (worker processes import them when they start)."""
+    import hashlib
+    import abm
+    h = hashlib.sha256()
+    for p in sorted(Path(abm.__file__).parent.rglob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _warm_cache(batch, tmp: Path) -> None:
     """Compile or load every kernel once, so no worker pays a cold compile."""
     from abm.batch import expand_batch
@@ -99,6 +109,7 @@ def run(quick: bool) -> dict:
     from abm.batch.runner import run_batch
 
     batch = _batch(quick)
+    src_before = source_hash()
     rows = []
     with tempfile.TemporaryDirectory(prefix="abm-bench-batch-") as tmp:
         tmp = Path(tmp)
@@ -149,6 +160,14 @@ def run(quick: bool) -> dict:
                 "failed": res.failed,
                 "wall_reps_s": walls,
             })
+    src_after = source_hash()
+    notes = []
+    if src_after != src_before:   # workers started at different times ran different code
+        for row in rows:
+            if row["identical"] == "NO":
+                row["identical"] = "n/a"
+        notes.append("the abm sources changed while the benchmark ran, so files of executors "
+                     "started at different times are not comparable (identical: n/a)")
     r = batch.base_config().run
     return {
         "title": "Batch throughput (16 short runs)",
@@ -163,6 +182,8 @@ def run(quick: bool) -> dict:
             "start (s) is not in wall (s); the Numba cache is warm (filled before timing); "
             "wall (s) is the median of 3 repetitions (1 with --quick), each rep in wall_reps_s",
             "the machine's load average is in machine.loadavg of the JSON: other jobs on the "
-            "same cores lower the figures",
+            "same cores lower the figures (see CPU %)",
+            *notes,
         ],
+        "source_hash": [src_before, src_after],
     }

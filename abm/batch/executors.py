@@ -138,10 +138,17 @@ class InProcess:
         pass
 
     def submit(self, task: dict):
+        import threading
         from abm.batch import worker
         fut: cf.Future = cf.Future()
         worker._STATE["stop"] = False
-        fut.set_result(worker.execute(task))   # Ctrl-C: an "interrupted" result
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, worker._on_sigint) if main else None
+        try:   # Ctrl-C stops the run at the next step: an "interrupted" result
+            fut.set_result(worker.execute(task))
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         return fut
 
     def wait(self, futures, timeout: float):

@@ -9,13 +9,16 @@ stays correct (use one thread per worker process for speed).
 
 Local process-pool workers also get :func:`init_local_worker`:
 
-* SIGINT (Ctrl-C in the terminal reaches the whole process group) interrupts
-  the run in progress once: the writer closes the ``.part`` cleanly, so
-  ``--resume`` continues it from its last checkpoint; an idle worker just
-  stops taking runs. No traceback is printed.
-* a watchdog thread notices when the parent process has died (``kill -9``)
-  and then interrupts the run the same way and exits, so no orphan keeps
-  writing a file that a resumed batch is about to write.
+* SIGINT (Ctrl-C in the terminal reaches the whole process group) only sets a
+  stop flag; the run in progress checks it after every step (a writer added
+  through ``run_to_file(extra_writers=...)``) and stops there, so the writer
+  closes the ``.part`` cleanly and ``--resume`` continues it from its last
+  checkpoint; an idle worker stops taking runs. Raising from the signal
+  handler itself could land in a garbage-collector callback, where Python
+  prints and swallows it.
+* a watchdog thread notices when the parent process has died (``kill -9``),
+  stops the run the same way and exits, so no orphan keeps writing a file
+  that a resumed batch is about to write.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from abm.batch.manifest import one_line
 
 _LOCK = threading.Lock()
-_STATE = {"active": False, "interrupted": False, "stop": False}
+_STATE = {"active": False, "stop": False}
 
 #: Seconds to keep retrying a file that another (dying) process still holds open.
 LOCK_RETRY_S = 20.0
@@ -70,7 +73,7 @@ def _execute(task: dict) -> dict:
     if _STATE["stop"]:
         out.update(status="interrupted", error="interrupted before it started")
         return out
-    _STATE["active"], _STATE["interrupted"] = True, False
+    _STATE["active"] = True
     try:
         out.update(_run(task, out["messages"]))
         out["status"] = "done"
@@ -100,12 +103,13 @@ def _run(task: dict, messages: list) -> dict:
     set_threads(task.get("threads") or cfg.run.threads)
     path = Path(task["path"])
     log = messages.append
+    stop = [(1, _stop_if_asked)]   # checked after every step
     deadline = time.monotonic() + LOCK_RETRY_S
     while True:
         try:
             if task.get("resume") and part_path(path).exists():
                 try:
-                    res = run_to_file(cfg, path=path, resume=True, log=log)
+                    res = run_to_file(cfg, path=path, resume=True, log=log, extra_writers=stop)
                     return {"resumed_from": res.resumed_from}
                 except FileFormatError as exc:
                     if "lock" in str(exc).lower():
@@ -115,7 +119,7 @@ def _run(task: dict, messages: list) -> dict:
                 except Exception as exc:  # noqa: BLE001 - a fresh run gives the same result
                     log(f"could not resume {part_path(path).name} ({_error_text(exc)}); "
                         "starting it again")
-            run_to_file(cfg, path=path, log=log)
+            run_to_file(cfg, path=path, log=log, extra_writers=stop)
             return {}
         except FileFormatError as exc:
             # a killed batch's orphaned worker may still hold the .part for a moment
@@ -129,20 +133,21 @@ def _run(task: dict, messages: list) -> dict:
 # ----------------------------------------------------------------------------
 
 
-def _on_sigint(signum, frame):
-    _STATE["stop"] = True
-    if _STATE["active"] and not _STATE["interrupted"]:
-        _STATE["interrupted"] = True
+def _stop_if_asked(sim) -> None:
+    """Per-step writer: end the run (cleanly, through run_to_file) once a stop was asked."""
+    if _STATE["stop"]:
         raise KeyboardInterrupt
 
 
+def _on_sigint(signum, frame):
+    _STATE["stop"] = True
+
+
 def _watch_parent(ppid: int, poll_s: float = 0.2) -> None:
-    import _thread
     while os.getppid() == ppid:
         time.sleep(poll_s)
     _STATE["stop"] = True
     if _STATE["active"]:
-        _thread.interrupt_main(signal.SIGINT)
         deadline = time.monotonic() + 30.0
         while _STATE["active"] and time.monotonic() < deadline:
             time.sleep(0.05)
