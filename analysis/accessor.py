@@ -128,7 +128,7 @@ class AbmAccessor:
 
     def endpoints(self, *, kinds=KINDS, merge_gap_h: float = E.MERGE_GAP_H,
                   response_day: float = E.RESPONSE_DAY,
-                  cart_peak_after_days: float = E.CART_PEAK_AFTER_DAYS, chunk_runs: int = 256,
+                  cart_peak_after_days: float = E.CART_PEAK_AFTER_DAYS, chunk_runs: int = 32,
                   progress: bool | None = None) -> xr.Dataset:
         """Per-run endpoints computed from the time series.
 
@@ -148,8 +148,9 @@ class AbmAccessor:
         oxygen_support_max, hypotension_support_max, fluids_total_ml``;
         ``follow_up_day`` (last record).
 
-        For a batch the runs are read ``chunk_runs`` at a time, so memory
-        stays bounded. The result is cached on this Dataset.
+        For a batch the runs are read ``chunk_runs`` at a time (each file is
+        opened once per block: keep it at most ``analysis.batch.FILE_CACHE``),
+        so memory stays bounded. The result is cached on this Dataset.
         """
         key = (tuple(kinds), merge_gap_h, response_day, cart_peak_after_days)
         if key in self._cache:
@@ -163,12 +164,14 @@ class AbmAccessor:
         if self.is_batch:
             starts = range(0, self.n_runs, max(1, int(chunk_runs)))
             it = starts
-            if progress or (progress is None and self.n_runs >= 200):
+            if progress or (progress is None and self.n_runs >= 100):
                 from tqdm.auto import tqdm
                 it = tqdm(starts, desc="endpoints", unit="chunk", leave=False,
                           disable=None if progress is None else not progress)
             for a in it:
-                sub = ds[need].isel(run=slice(a, a + int(chunk_runs))).load()
+                # one thread: h5py serialises reads anyway, and threads only add overhead
+                sub = ds[need].isel(run=slice(a, a + int(chunk_runs))).load(
+                    scheduler="synchronous")
                 arrays = {v: np.asarray(sub[v].values, float) for v in need}
                 for i in range(sub.sizes["run"]):
                     rows.append(_run_endpoints(t, {v: arr[i] for v, arr in arrays.items()},

@@ -44,6 +44,15 @@ def check_file(path) -> dict:
         FileFormatError: missing, not HDF5, truncated or corrupted, not an abm
             file, or an unsupported schema version.
     """
+    return check_open(path)[0]
+
+
+def check_open(path, fn=None) -> tuple[dict, object]:
+    """:func:`check_file`, then ``fn(h5)`` on the same open file (one open instead of two).
+
+    Returns ``(attrs, fn(h5))`` (``None`` without ``fn``). Errors of ``fn``
+    other than :class:`FileFormatError` read as a damaged file.
+    """
     path = Path(path)
     if not path.exists():
         raise FileFormatError(f"{path}: no such file")
@@ -55,11 +64,17 @@ def check_file(path) -> dict:
         with _h5open(path) as h5:
             attrs = {k: _plain(v) for k, v in h5.attrs.items()}
             missing = [g for g in ("timeseries",) if g not in h5]
+            _check_attrs(path, attrs, missing)
+            out = fn(h5) if fn is not None else None
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         msg = _one_line(exc)
         if "lock" in msg.lower():
             raise FileFormatError(f"{path}: is locked; is an abm process still writing it?") from None
         raise FileFormatError(f"{path}: truncated or corrupted HDF5 file ({msg})") from None
+    return attrs, out
+
+
+def _check_attrs(path, attrs: dict, missing: list) -> None:
     version = attrs.get("schema_version")
     if version is None:
         raise FileFormatError(f"{path}: not an abm run file (no schema_version attribute)")
@@ -69,7 +84,6 @@ def check_file(path) -> dict:
             f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); use a matching abm version")
     if missing:
         raise FileFormatError(f"{path}: corrupted run file (no /{missing[0]} group)")
-    return attrs
 
 
 def _h5open(path) -> h5py.File:
