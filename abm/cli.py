@@ -69,8 +69,8 @@ def _cmd_run(args) -> int:
 def _cmd_analyze(args) -> int:
     from analysis.report import analyze   # imports xarray, dask, matplotlib: only here
     path = analyze(args.path, args.out, by=args.by, covariate=args.covariate,
-                   html_page=not args.no_html, progress=False if args.quiet else None,
-                   quiet=args.quiet)
+                   html_page=not args.no_html, bootstrap=args.bootstrap,
+                   progress=False if args.quiet else None, quiet=args.quiet)
     print(f"abm: report in {path.parent}/ (open {path.name}"
           f"{'' if args.no_html else ' or report.html'})")
     return 0
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "lymphodepletion.depth or member")
     a.add_argument("--covariate", default="burden_cells", metavar="COORD",
                    help="continuous covariate of the risk curve (default: burden_cells)")
+    a.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="also percentile bootstrap intervals from N resamples (in risk.csv)")
     a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
     a.set_defaults(func=_cmd_analyze)

@@ -53,7 +53,7 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_page: bool = True,
-            progress: bool | None = None, quiet: bool = True) -> Path:
+            bootstrap: int = 0, progress: bool | None = None, quiet: bool = True) -> Path:
     """Write the report of a batch folder or a run file; returns the markdown file.
 
     Args:
@@ -63,6 +63,8 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
         by: extra run coordinates to group the risk table by.
         covariate: continuous covariate of the risk curve.
         html_page: also write ``report.html``.
+        bootstrap: if > 0, also percentile bootstrap intervals with that many
+            resamples (``boot_lo``, ``boot_hi`` in ``risk.csv``).
         progress: progress bars while reading (None: on a terminal, many files).
         quiet: no status lines on stderr.
 
@@ -74,7 +76,8 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
         raise FileFormatError(f"{source}: no such file or folder")
     if source.is_dir():
         return _batch_report(source, out, by=tuple(by), covariate=covariate,
-                             html_page=html_page, progress=progress, quiet=quiet)
+                             html_page=html_page, bootstrap=int(bootstrap), progress=progress,
+                             quiet=quiet)
     return _run_report(source, out, html_page=html_page, quiet=quiet)
 
 
@@ -130,15 +133,16 @@ def _groupings(ep, by) -> list[str]:
     return out
 
 
-def risk_rows(ep, groupings) -> pd.DataFrame:
+def risk_rows(ep, groupings, bootstrap: int = 0) -> pd.DataFrame:
     """The report's risk table: overall and by each grouping (long format)."""
     outcomes = grade_outcomes(KINDS)
-    frames = [risk_table(ep, outcomes).assign(by="all")]
+    frames = [risk_table(ep, outcomes, bootstrap=bootstrap).assign(by="all")]
     for g in groupings:
-        frames.append(risk_table(ep, outcomes, by=g))
+        frames.append(risk_table(ep, outcomes, by=g, bootstrap=bootstrap))
     df = pd.concat(frames, ignore_index=True)
-    return df[["by", "group", "outcome", "endpoint", "threshold", "n", "k", "p", "lo", "hi",
-               "available"]]
+    cols = ["by", "group", "outcome", "endpoint", "threshold", "n", "k", "p", "lo", "hi"]
+    cols += ["boot_lo", "boot_hi"] if bootstrap else []
+    return df[cols + ["available"]]
 
 
 def _risk_markdown(risk: pd.DataFrame) -> str:
@@ -279,18 +283,21 @@ def _pick_patient(ep) -> str:
     return str(runs[max(range(runs.size), key=lambda i: keys[i])])
 
 
-def _batch_report(folder: Path, out, *, by, covariate, html_page, progress, quiet) -> Path:
+def _batch_report(folder: Path, out, *, by, covariate, html_page, bootstrap, progress,
+                  quiet) -> Path:
     out = Path(out) if out else folder / "report"
     _say(f"reading {folder} ...", quiet)
     ds = open_batch(folder, progress=progress)
     try:
         return _write_batch_report(ds, folder, out, by=by, covariate=covariate,
-                                   html_page=html_page, progress=progress, quiet=quiet)
+                                   html_page=html_page, bootstrap=bootstrap, progress=progress,
+                                   quiet=quiet)
     finally:
         close_files()
 
 
-def _write_batch_report(ds, folder, out, *, by, covariate, html_page, progress, quiet) -> Path:
+def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap, progress,
+                        quiet) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     n = int(ds.sizes["run"])
     _say(f"{n} runs loaded ({ds.attrs['n_skipped']} skipped); computing endpoints ...", quiet)
@@ -302,7 +309,7 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, progress, 
             ep = ep.assign_coords(burden_bin=("run", assign_bins(b, edges, bin_labels(edges,
                                                                                      "cells"))))
     groupings = _groupings(ep, by)
-    risk = risk_rows(ep, groupings)
+    risk = risk_rows(ep, groupings, bootstrap)
     check = ds.abm.check_endpoints(ep)
 
     table = ep.reset_coords().to_dataframe()
@@ -394,7 +401,10 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, progress, 
            "Share of runs whose maximal grade reached each level, with 95 % Wilson score "
            "intervals and k/n. Grades are computed from the recorded `crs_grade` / "
            "`icans_grade` time series (ASTCT 2019). Follow-up is the length of the runs, "
-           "shorter than in the clinical trials.", "", _risk_markdown(risk), ""]
+           "shorter than in the clinical trials."
+           + (f" Percentile bootstrap intervals ({bootstrap} resamples) are in "
+              "[risk.csv](risk.csv) (`boot_lo`, `boot_hi`)." if bootstrap else ""),
+           "", _risk_markdown(risk), ""]
     cal = _calibration_markdown(ep, risk)
     if cal:
         md += ["### Against the calibration bands (MODEL.md section 11)", "",

@@ -332,6 +332,9 @@ def golden_batch(folder: Path, grades, products, burdens) -> Path:
             cov = json.loads(h5.attrs["covariates"])
             cov.update(product_preset=prod, burden_cells=b)
             h5.attrs["covariates"] = json.dumps(cov)
+            cfg = json.loads(h5.attrs["config_json"])
+            cfg["clinician"]["preset"] = "early" if i % 2 else "default"
+            h5.attrs["config_json"] = json.dumps(cfg)
             h5.attrs["run_name"] = run_id
         rows.append([run_id, i, "done", "", f"{run_id}.h5", prod])
     n = len(rows)
@@ -353,9 +356,11 @@ def test_report_for_a_batch_and_a_run(tmp_path, capsys):
     products = ["cd28", "cd28", "cd28", "cd28", "4-1bb", "4-1bb", "4-1bb", "4-1bb"]
     burdens = [2e9, 5e9, 3e10, 2e11, 3e9, 4e10, 6e10, 1e11]
     folder = golden_batch(tmp_path / "tiny", grades, products, burdens)
-    assert main(["analyze", str(folder), "-q"]) == 0
+    assert main(["analyze", str(folder), "-q", "--bootstrap", "200"]) == 0
     out = folder / "report"
     md = (out / "report.md").read_text()
+    # policy varies: its own rows (early = odd runs: grades 1, 3, 2, 4)
+    assert "| policy | early | 4 | 100 % (51-100) 4/4 | 50 % (15-85) 2/4 |" in md
     # risk table: cd28 any grade 3/4, grade >= 3 1/4; 4-1bb 3/4 and 1/4; all 6/8 and 2/8
     lo, hi = wilson_by_hand(3, 4)
     assert f"{100 * 3 / 4:.0f} % ({100 * lo:.0f}-{100 * hi:.0f}) 3/4" in md
@@ -372,6 +377,8 @@ def test_report_for_a_batch_and_a_run(tmp_path, capsys):
     assert (out / "report.html").read_text().count("<img") == len(pngs)
     import pandas as pd
     assert len(pd.read_csv(out / "endpoints.csv")) == 8
+    risk = pd.read_csv(out / "risk.csv")
+    assert {"boot_lo", "boot_hi"} <= set(risk.columns) and "grade_distribution_by_policy.png" in pngs
     # one run file: patient panel and endpoints
     assert main(["analyze", str(folder / "tiny_00003.h5"), "--out", str(tmp_path / "one"),
                  "--no-html", "-q"]) == 0
