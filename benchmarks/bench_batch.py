@@ -162,8 +162,8 @@ def run(quick: bool) -> dict:
             })
     src_after = source_hash()
     notes = []
-    if src_after != src_before:   # workers started at different times ran different code
-        for row in rows:
+    if src_after != src_before and any(r["identical"] == "NO" for r in rows):
+        for row in rows:   # workers started at different times ran different code
             if row["identical"] == "NO":
                 row["identical"] = "n/a"
         notes.append("the abm sources changed while the benchmark ran, so files of executors "

@@ -288,6 +288,18 @@ def test_every_parameter_path_is_known():
         assert path in idx
 
 
+def test_docs_example_is_valid(tmp_path):
+    text = (ROOT / "docs" / "batch.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    base = (ROOT / "configs" / "default.toml").as_posix()
+    path = tmp_path / "doc.toml"
+    path.write_text(block.replace('base = "default.toml"', f'base = "{base}"'))
+    batch = load_batch(path)
+    assert batch.n_runs == 400 and batch.name == "trial" and not batch.warnings
+    specs = expand_batch(batch, indices=[0, 399])
+    assert all(s.error is None for s in specs)
+
+
 def test_validate_command_accepts_batch_files(tmp_path, capsys):
     examples = sorted(str(p) for p in (ROOT / "configs").glob("batch_*.toml"))
     assert examples and all(is_batch_file(p) for p in examples)

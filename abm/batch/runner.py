@@ -223,7 +223,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
     chosen = select_runs(only, specs)
     folder.mkdir(parents=True, exist_ok=True)
     header = (f"Batch {batch.name!r} resolved by abm from {batch.file or 'a dict'} on {_utc()}.\n"
-              f"Continue it with: abm batch {folder / BATCH_TOML} --resume")
+              f"Continue it with: abm batch {folder / BATCH_TOML} --resume"
+              + (f" --out {folder.parent}" if out is not None else ""))
     write_atomic(folder / BATCH_TOML, batch_toml(batch, header))
 
     result = BatchResult(folder=folder, manifest=mpath, n_runs=len(specs))
