@@ -382,7 +382,8 @@ class Brain:
         p = self.p
         x = sum(s[f"csf_{sp}"] / self.neuro_ec50[sp] for sp in CSF_SPECIES)
         x += s["brain_water_excess_ml"] / p.neuro_oedema_ec50_ml
-        return hill(self.neuro_sens * x, 1.0, p.neuro_hill) * (1.0 - p.neuro_steroid_imax * s.get("steroid_effect", 0.0))
+        damp = 1.0 - p.neuro_steroid_imax * s.get("steroid_effect", 0.0)
+        return hill(self.neuro_sens * x, 1.0, p.neuro_hill) * damp
 
     def _barrier_and_csf(self, s: dict) -> None:
         p, dt = self.p, self.dt_h
@@ -436,7 +437,8 @@ class Brain:
         rate = p.seizure_max_rate_per_h * hill(n, p.seizure_n50, p.seizure_hill) * (
             1.0 - p.seizure_prophylaxis_efficacy * (1.0 if on_aed else 0.0))
         if rate > 0.0 and rng.uniform(self.seed, streams.SEIZURE, state.step, 0, 0) < -math.expm1(-rate * self.dt_h):
-            prolonged = rng.uniform(self.seed, streams.SEIZURE, state.step, 1, 0) < hill(n, p.seizure_prolonged_n50, 8.0)
+            p_long = hill(n, p.seizure_prolonged_n50, 8.0)
+            prolonged = rng.uniform(self.seed, streams.SEIZURE, state.step, 1, 0) < p_long
             repetitive = t - s["brain_last_seizure_day"] <= p.seizure_repetitive_window_h / 24.0 + 1e-9
             u = rng.uniform(self.seed, streams.SEIZURE, state.step, 2, 0)
             minutes = 5.0 + 25.0 * u if prolonged else 0.5 + 2.5 * u
@@ -579,9 +581,9 @@ class ICANSGrade:
                     s["icans_onset_day"] = t
                 crs = s.get("crs_onset_day", NAN)
                 rel = (f"{t - crs:+.2f} days from CRS onset" if crs == crs else "no CRS before")
-                _event(state, t, "icans_onset", g, f"episode {int(s['icans_episodes'])}; day {t - self.infusion_day:+.2f} "
-                                                   f"after infusion, {rel}; CRS grade {int(s.get('crs_grade', 0))} now; "
-                                                   f"{self.features(s)}")
+                _event(state, t, "icans_onset", g,
+                       f"episode {int(s['icans_episodes'])}; day {t - self.infusion_day:+.2f} after infusion, "
+                       f"{rel}; CRS grade {int(s.get('crs_grade', 0))} now; {self.features(s)}")
             elif g > s["icans_episode_max_grade"]:
                 s["icans_episode_max_grade"] = float(g)
                 _event(state, t, "icans_grade", g, f"episode {int(s['icans_episodes'])} reaches grade {g}: "
