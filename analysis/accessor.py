@@ -398,7 +398,7 @@ def _attrs(name: str) -> dict:
             f = name[len(kind) + 1:]
             if f in _UNITS:
                 return {"units": _UNITS[f], "long_name": _LONG[f].format(K=kind.upper())}
-    if name.endswith("_day"):
+    if name.endswith(("_day", "_days")):
         return {"units": "day", "long_name": name.replace("_", " ")}
     if name.endswith("_per_ul"):
         return {"units": "cells/uL", "long_name": name.replace("_", " ")}
