@@ -75,6 +75,7 @@ class Manifest:
         self.params = list(params)
         self.rows: dict[int, dict] = {}
         self._saved_at = 0.0
+        self._save_cost = 0.0
         self._dirty = False
 
     @classmethod
@@ -137,6 +138,7 @@ class Manifest:
 
     def save(self) -> Path:
         """Write atomically: ``.manifest.csv.tmp`` + fsync + rename."""
+        t0 = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".{MANIFEST}.tmp"
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -144,13 +146,17 @@ class Manifest:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        self._saved_at = time.monotonic()
+        now = time.monotonic()
+        self._save_cost = now - t0
+        self._saved_at = now
         self._dirty = False
         return self.path
 
     def maybe_save(self, min_interval_s: float = 0.5) -> None:
-        """Save if something changed and the last save is older than ``min_interval_s``."""
-        if self._dirty and time.monotonic() - self._saved_at >= min_interval_s:
+        """Save if something changed and the last save is older than ``min_interval_s``
+        (or 20 times the last save's duration, so a huge manifest costs <= 5 %)."""
+        interval = max(min_interval_s, 20.0 * self._save_cost)
+        if self._dirty and time.monotonic() - self._saved_at >= interval:
             self.save()
 
 
