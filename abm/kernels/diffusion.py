@@ -542,6 +542,103 @@ def _ss_ser(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, vol_ml,
     _ss_sum(partial, vol_ml, mass)
 
 
+@jit
+def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial):
+    """Block ``blk`` of the ``decay_after`` mode: visit only sites with a source, uptake or exchange.
+
+    At such a site the update is that of :func:`_ss_block` (exact), divided
+    by ``edec = exp(-k_dec dt)``: the diffusion step that follows multiplies
+    every voxel by that factor, so the pair gives the same ``C1`` (to
+    rounding) while the other sites, where only decay acts, are not touched
+    here at all. Uptake and exchange are summed in site order exactly as in
+    :func:`_ss_block` (same bits). The decayed-mass partial holds the visited
+    sites' decay minus ``(1 - edec) C0`` of the visited sites: the caller adds
+    ``(1 - edec) sum(C0)`` over all sites (a vectorised NumPy sum), which
+    leaves the decay of the sites not visited. With ``clear`` the visited
+    sources and uptakes are reset to 0, which leaves both arrays all zero.
+    """
+    F = c2.shape[0]
+    n = c2.shape[1]
+    lo = blk * SITE_BLOCK
+    hi = min(lo + SITE_BLOCK, n)
+    nb = hi - lo
+    # OR of the bit patterns: nonzero where any species has S != 0 or K != 0, or perm != 0
+    # (integer ORs vectorise; -0.0 counts as nonzero, which only costs a visit)
+    bits = perm[lo:hi].view(np.uint64).copy()
+    for f in range(F):
+        Sb = S2[f, lo:hi].view(np.uint64)
+        Kb = K2[f, lo:hi].view(np.uint64)
+        for i in range(nb):
+            bits[i] |= Sb[i] | Kb[i]
+    idx = np.empty(nb, dtype=np.int64)
+    m = 0
+    for i in range(nb):
+        idx[m] = lo + i
+        m += bits[i] != 0
+    for f in range(F):
+        c = c2[f]
+        S = S2[f]
+        K = K2[f]
+        kx = kex[f]
+        cb = blood[f]
+        kd = kdec[f]
+        ed = edec[f]
+        pd = phidec[f]
+        visited = 0.0
+        exch = 0.0
+        upt = 0.0
+        dec = 0.0
+        for j in range(m):
+            i = idx[j]
+            ku = K[i]
+            kp = kx * perm[i]
+            si = S[i]
+            if ku == 0.0 and kp == 0.0:
+                if si == 0.0:
+                    continue   # only decay acts here: left to the diffusion step
+                c0 = c[i]
+                visited += c0
+                tot = c0 + si * dt
+                c1 = c0 * ed + si * pd
+                dec += tot - c1
+            else:
+                c0 = c[i]
+                visited += c0
+                lam = ku + kp + kd
+                rin = si + kp * cb
+                em1 = math.expm1(-lam * dt)
+                c1 = c0 * (1.0 + em1) + rin * (-em1 / lam)
+                loss = (c0 + rin * dt) - c1
+                upt += ku / lam * loss
+                dec += kd / lam * loss
+                exch += kp / lam * loss - kp * cb * dt
+            c[i] = c1 / ed
+        partial[0, f, blk] = exch
+        partial[1, f, blk] = upt
+        partial[2, f, blk] = dec - (1.0 - ed) * visited   # the caller adds (1 - ed) sum(C0)
+        if clear:
+            for j in range(m):
+                i = idx[j]
+                S[i] = 0.0
+                K[i] = 0.0
+
+
+@pjit
+def _ss_sparse_par(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, vol_ml, partial,
+                   mass):
+    for blk in numba.prange(partial.shape[2]):
+        _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial)
+    _ss_sum(partial, vol_ml, mass)
+
+
+@jit
+def _ss_sparse_ser(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, vol_ml, partial,
+                   mass):
+    for blk in range(partial.shape[2]):
+        _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial)
+    _ss_sum(partial, vol_ml, mass)
+
+
 # --------------------------------------------------------------------------- #
 # steppers (thin Python objects around the compiled kernels)
 # --------------------------------------------------------------------------- #
@@ -700,14 +797,18 @@ class SourceSinkStepper:
 
     Attributes: ``shape``, ``n_species``, ``n_sites``, ``h_um``, ``dt_s``,
     ``voxel_volume_ml`` (``h^3 1e-12``), ``exchange_per_s``, ``decay_per_s``
-    (zeros unless given), ``method``, ``parallel``. Owns the per-block
-    partial sums: one call at a time.
+    (zeros unless given), ``method``, ``parallel``, ``decay_after``. Owns the
+    per-block partial sums: one call at a time.
     """
 
-    def __init__(self, shape, h_um, dt_s, exchange_per_s, decay_per_s, parallel, method):
+    def __init__(self, shape, h_um, dt_s, exchange_per_s, decay_per_s, parallel, method,
+                 decay_after=False):
         if method not in SOURCE_SINK_METHODS:
             raise ValueError(f"method must be one of {SOURCE_SINK_METHODS}, got {method!r}")
+        if decay_after and method != "exact":
+            raise ValueError("decay_after=True needs method='exact'")
         self.method = method
+        self.decay_after = bool(decay_after)
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be (F, ny, nx) or (F, nz, ny, nx), got {shape}")
@@ -732,13 +833,16 @@ class SourceSinkStepper:
 
     def _site_array(self, arr, name, per_species):
         want = (self.n_species, self.n_sites) if per_species else (self.n_sites,)
+        if (type(arr) is np.ndarray and arr.shape == want and arr.dtype == np.float64
+                and arr.flags.c_contiguous):
+            return arr   # the common case, checked cheaply
         a = np.asarray(arr)
         if a.dtype != np.float64 or a.size != int(np.prod(want)) or not a.flags.c_contiguous:
             raise ValueError(f"{name} must be a C-contiguous float64 array of {want} values, "
                              f"got {a.dtype} {a.shape}")
         return a.reshape(want)
 
-    def __call__(self, conc, source, uptake, perm, blood, mass=None):
+    def __call__(self, conc, source, uptake, perm, blood, mass=None, clear=False, decayed=True):
         """Advance ``conc`` in place by the pointwise ODE over ``dt``; return the masses moved.
 
         Args:
@@ -748,6 +852,10 @@ class SourceSinkStepper:
             perm: ``(nsites,)`` vessel permeability (0 away from vessels), >= 0.
             blood: ``(F,)`` plasma concentrations, pg/mL.
             mass: optional ``(3, F)`` float64 output.
+            clear: set ``source`` and ``uptake`` to 0 once read (saves the
+                caller two passes over them).
+            decayed: with ``decay_after``, False skips the decayed mass (row
+                :data:`MASS_DECAYED` is then NaN), which saves a pass over ``conc``.
 
         Returns:
             ``mass`` ``(3, F)`` in pg: row :data:`MASS_EXCHANGED` net tissue ->
@@ -767,10 +875,23 @@ class SourceSinkStepper:
         else:
             _check_field(mass, (3, self.n_species), "mass")
         threads = self.parallel and _n_threads() > 1 and self._partial.shape[2] > 1
+        if self.decay_after:
+            total = c2.sum(axis=1) if decayed else None   # before the update; deterministic
+            kernel = _ss_sparse_par if threads else _ss_sparse_ser
+            kernel(c2, S2, K2, p1, self.exchange_per_s, cb, self.decay_per_s, self._edec,
+                   self._phidec, self.dt_s, bool(clear), self.voxel_volume_ml, self._partial, mass)
+            if decayed:
+                mass[MASS_DECAYED] += (1.0 - self._edec) * total * self.voxel_volume_ml
+            else:
+                mass[MASS_DECAYED] = np.nan
+            return mass
         kernel = _ss_par if threads else _ss_ser
         kernel(c2, S2, K2, p1, self.exchange_per_s, cb, self.decay_per_s, self._edec,
                self._phidec, self.dt_s, self.method == "exact", self.voxel_volume_ml,
                self._partial, mass)
+        if clear:
+            S2.fill(0.0)
+            K2.fill(0.0)
         return mass
 
 
@@ -848,7 +969,7 @@ def make_explicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="nof
 
 
 def make_source_sink_stepper(shape, h_um, dt_s, exchange_per_s, decay_per_s=None,
-                             parallel=True, method="exact") -> SourceSinkStepper:
+                             parallel=True, method="exact", decay_after=False) -> SourceSinkStepper:
     """Build the pointwise secretion / uptake / blood-exchange stepper (exact in time by default).
 
     Per voxel and species, over one ``dt`` with all rates frozen,
@@ -880,6 +1001,15 @@ def make_source_sink_stepper(shape, h_um, dt_s, exchange_per_s, decay_per_s=None
     stepper) removes the ``~k dt / 2`` splitting bias of steady states, e.g. a
     uniform source then settles exactly at ``S / k``.
 
+    ``decay_after=True`` (exact method only) is the same scheme, computed
+    sparsely for a caller whose next step applies the decay factor
+    ``exp(-k_dec dt)`` to every voxel (the implicit stepper built with the
+    same ``decay_per_s``): sites with a source, uptake or exchange get the
+    exact ``C1`` divided by that factor, all other sites -- where only decay
+    acts -- are left alone, so the cost scales with the number of such sites
+    instead of the lattice. Uptake and exchange masses are bit-identical to
+    the default mode; ``C1`` after the decay factor agrees to rounding.
+
     Args:
         shape: ``(F, ny, nx)`` or ``(F, nz, ny, nx)``.
         h_um: lattice edge, um (2D lattices are slabs of thickness ``h``).
@@ -888,12 +1018,14 @@ def make_source_sink_stepper(shape, h_um, dt_s, exchange_per_s, decay_per_s=None
         decay_per_s: optional ``(F,)`` decay, 1/s (see above).
         parallel: use Numba threads (one block of sites per work item).
         method: "exact" (default) or "backward_euler".
+        decay_after: see above.
 
     Returns:
         A :class:`SourceSinkStepper`; call ``step(conc, source, uptake, perm,
         blood, mass=None) -> mass``.
     """
-    return SourceSinkStepper(shape, h_um, dt_s, exchange_per_s, decay_per_s, parallel, method)
+    return SourceSinkStepper(shape, h_um, dt_s, exchange_per_s, decay_per_s, parallel, method,
+                             decay_after)
 
 
 __all__ = [

@@ -134,8 +134,10 @@ def _quiet_compile(dispatcher):
     """Silence Numba's 'parallel=True but no transformation' warning while compiling.
 
     Only the first call of a dispatcher (no compiled or cached signature yet)
-    is wrapped; see the note above ``_update_range`` in
+    is wrapped; see the note above ``_tile_update`` in
     :mod:`abm.kernels.cells_step` for why those helpers use parallel=True.
+    (``dispatcher.signatures`` costs ~20 us, so callers ask only until the
+    first call has run.)
     """
     if getattr(dispatcher, "signatures", True):
         yield
@@ -291,6 +293,7 @@ class CellRules(Process):
         self._counts = np.zeros(KS.N_COUNTS, dtype=np.int64)
         self._sums = np.zeros(KS.N_SUMS, dtype=np.float64)
         self._cap = -1
+        self._called = False
 
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
@@ -315,7 +318,8 @@ class CellRules(Process):
         n = c.n
         erows = np.flatnonzero(c.kind[:n] == C.ENDOTHELIAL)
         fields = state.fields.reshape(len(SPECIES), -1)
-        with _quiet_compile(KS.agent_step):
+        quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
+        with quiet:
             new_n = KS.agent_step(
                 state.seed, state.step, n, c.next_id,
                 c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
@@ -327,6 +331,7 @@ class CellRules(Process):
                 self._start, self._rows, self._kbuf, self._class_order, self._tile_order,
                 self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
                 self._ang2, self._counts, self._sums)
+        self._called = True
         new_n = int(new_n)
         c.next_id += new_n - n
         c.n = new_n

@@ -9,10 +9,17 @@ Each step, for every species at once:
 2. diffusion is stepped by the implicit LOD solver (default) or the explicit
    sub-stepping solver.
 
-First-order tissue decay is folded into step 1 (exact per voxel) rather than
-the diffusion step: with decay in the diffusion step a uniform source would
-settle ``k dt / 2`` below ``S / k`` (3.5 % for a 1 h half-life at dt = 6 min);
-this way it settles exactly at ``S / k``.
+First-order tissue decay is part of the exact pointwise solution of step 1
+rather than split off into the diffusion step: with the split a uniform
+source would settle ``k dt / 2`` below ``S / k`` (3.5 % for a 1 h half-life
+at dt = 6 min); this way it settles exactly at ``S / k``. With the implicit
+solver the two steps share the work (same scheme, same result to rounding):
+step 1 visits only the sites with a source, uptake or exchange and leaves
+their exact value divided by ``exp(-k dt)``, and the LOD step applies the
+factor ``exp(-k dt)`` to every voxel at no extra cost, so sites where only
+decay acts cost nothing in step 1 (``decay_after`` in
+:func:`abm.kernels.diffusion.make_source_sink_stepper`). Step 1 also clears
+``state.sources`` and ``state.uptake`` for the next step.
 
 The net mass moved from tissue to plasma in the patch this step is stored in
 ``state.scalars["exchange_<species>_pg"]`` (negative: plasma -> tissue) for
@@ -43,11 +50,15 @@ class FieldProcess(Process):
         D = np.array([s.D_um2_s for s in sp])
         k = np.array([s.decay_per_s for s in sp])
         kex = np.array([s.exchange_per_s for s in sp])
-        make = make_implicit_stepper if cfg.fields.solver == "implicit" else make_explicit_stepper
-        self.diffuse = make(shape, lat.h_um, cfg.run.dt_s, D, np.zeros_like(k),
+        implicit = cfg.fields.solver == "implicit"
+        make = make_implicit_stepper if implicit else make_explicit_stepper
+        # implicit: decay factor applied by the LOD step, source-sink visits active sites only;
+        # explicit: decay inside the source-sink step (sub-stepped decay would not commute
+        # with fixed boundary values)
+        self.diffuse = make(shape, lat.h_um, cfg.run.dt_s, D, k if implicit else np.zeros_like(k),
                             boundary=cfg.lattice.boundary)
         self.source_sink = make_source_sink_stepper(shape, lat.h_um, cfg.run.dt_s, kex,
-                                                    decay_per_s=k)
+                                                    decay_per_s=k, decay_after=implicit)
         self.fixed = cfg.lattice.boundary == "fixed"
         self._mass = np.zeros((3, len(SPECIES)))
         self._plasma_keys = [f"plasma_{s}" for s in SPECIES]
@@ -60,13 +71,12 @@ class FieldProcess(Process):
     def step(self, state):
         plasma = self.plasma(state)
         mass = self.source_sink(state.fields, state.sources, state.uptake, state.perm, plasma,
-                                self._mass)
+                                self._mass, clear=True, decayed=False)
         self.diffuse(state.fields, boundary_values=plasma if self.fixed else None)
-        for i in range(len(SPECIES)):
-            state.scalars[self._exchange_keys[i]] = float(mass[MASS_EXCHANGED, i])
-            state.scalars[self._uptake_keys[i]] = float(mass[MASS_UPTAKE, i])
-        state.sources.fill(0.0)
-        state.uptake.fill(0.0)
+        sc = state.scalars
+        for i, ex, up in zip(range(len(SPECIES)), self._exchange_keys, self._uptake_keys):
+            sc[ex] = float(mass[MASS_EXCHANGED, i])
+            sc[up] = float(mass[MASS_UPTAKE, i])
 
     def record(self, state, row):
         flat = state.fields.reshape(len(SPECIES), -1)
