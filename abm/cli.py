@@ -1,5 +1,5 @@
 """Command-line interface: ``abm run``, ``abm inspect``, ``abm validate``, ``abm show-config``,
-``abm batch``, ``abm analyze``.
+``abm batch``, ``abm analyze``, ``abm bench``.
 
 Errors caused by input (configs, files, arguments) print one line and exit
 with code 2; they never show a traceback.
@@ -82,6 +82,18 @@ def _fmt_size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000.0
     return str(n)
+
+
+def _cmd_bench(args) -> int:
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    if (Path(root) / "benchmarks" / "__init__.py").exists() and root not in sys.path:
+        sys.path.insert(0, root)   # a source checkout: import benchmarks/ from it
+    from benchmarks.__main__ import main as bench_main
+    argv = list(args.names) + (["--quick"] if args.quick else []) + (["--list"] if args.list else [])
+    if args.out:
+        argv += ["--out", args.out]
+    return bench_main(argv)
 
 
 def _cmd_inspect(args) -> int:
@@ -182,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
     a.set_defaults(func=_cmd_analyze)
+
+    b = sub.add_parser("bench", help="run the kernel and end-to-end benchmarks",
+                       description="Run the benchmarks (python -m benchmarks): diffusion, agents, "
+                                   "patient (end to end, scaling), batch, cache. Writes "
+                                   "<out>/<name>.json and <out>/RESULTS.md; about 10 minutes "
+                                   "with the defaults on 2 cores, ~2 with --quick.")
+    b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions (smoke run)")
+    b.add_argument("--out", metavar="DIR", help="results folder (default: benchmarks/results)")
+    b.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

@@ -9,7 +9,9 @@ stdout. To add a benchmark, write a module with
 returning ``{"title": str, "columns": [str, ...], "rows": [dict, ...]}``
 (optionally ``"notes": [str, ...]`` and any extra JSON-able keys) and add
 one line to :data:`REGISTRY`. The helpers below time a callable (compile
-apart from warm runs, median and spread) and describe the machine.
+apart from warm runs, median and spread of wall and CPU time) and describe
+the machine. The runner also writes ``<out>/RESULTS.md`` with every table
+and the machine (CPU, cores, versions, load average before and after).
 """
 
 from __future__ import annotations
@@ -24,30 +26,40 @@ from typing import Callable
 REGISTRY: dict[str, str] = {
     "agents": "benchmarks.bench_agents",
     "batch": "benchmarks.bench_batch",
+    "cache": "benchmarks.bench_cache",
     "diffusion": "benchmarks.bench_diffusion",
+    "patient": "benchmarks.bench_patient",
 }
+
+#: Order of the default run (fast kernels first; the cold-compile benchmark last).
+DEFAULT_ORDER = ("diffusion", "agents", "patient", "batch", "cache")
 
 
 def time_call(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict:
     """Time ``fn()``: the first call apart (compile or cache load), then ``reps`` warm calls.
 
     Returns seconds: ``first`` (first call), ``median``, ``min``, ``max``,
-    ``q1``/``q3`` (quartiles) of the warm calls, and ``reps``.
+    ``q1``/``q3`` (quartiles) of the warm calls' wall time, ``cpu_median`` and
+    ``cpu_min`` (process CPU time, all threads; unlike wall time it does not
+    count time the process waited for a core held by someone else), and ``reps``.
     """
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
     for _ in range(max(0, warmup - 1)):
         fn()
-    times = []
+    times, cpu = [], []
     for _ in range(max(1, reps)):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
     return {"first": first, "median": statistics.median(times), "min": times[0],
-            "max": times[-1], "q1": q[0], "q3": q[2], "reps": len(times)}
+            "max": times[-1], "q1": q[0], "q3": q[2], "reps": len(times),
+            "cpu_median": statistics.median(cpu), "cpu_min": min(cpu)}
 
 
 def machine_info() -> dict:
@@ -68,9 +80,20 @@ def machine_info() -> dict:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet
         layer = "not initialised"
+    mem_gb = None
+    try:
+        with open("/proc/meminfo") as fh:
+            mem_gb = int(fh.readline().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        from abm import __version__ as abm_version
+    except ImportError:  # pragma: no cover
+        abm_version = None
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "numpy": numpy.__version__, "numba": numba.__version__,
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "numpy": numpy.__version__, "numba": numba.__version__, "abm": abm_version,
         "numba_threads_max": numba.config.NUMBA_NUM_THREADS, "threading_layer": layer,
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -90,4 +113,4 @@ def markdown_table(columns: list[str], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["REGISTRY", "time_call", "machine_info", "markdown_table"]
+__all__ = ["REGISTRY", "DEFAULT_ORDER", "time_call", "machine_info", "markdown_table"]

@@ -1,0 +1,254 @@
+"""End to end: one default virtual patient, and the cost of a step versus lattice and burden.
+
+Part 1 -- the default patient (``configs/default.toml``: 128 x 128 patch,
+day -5 to 28, 7920 steps of 6 min), run as ``abm run`` runs it
+(:func:`abm.io.run.run_to_file`, HDF5 output included) in a fresh process
+with the Numba cache already filled. Per repetition:
+
+* ``first step (s)``: the first step of the process (loads every kernel from
+  the on-disk cache; the cold compile is benchmark ``cache``);
+* ``simulate (s)``: the remaining 7919 steps, wall and process CPU time;
+* ``write (s)``: HDF5 time series, snapshots and checkpoints;
+* ``per day (s)``: median wall time per simulated day, and its range;
+* ``total (s)``: process start to file closed (imports, set-up, compile
+  or cache load, simulation, output).
+
+The CPU time of each process of the step (agents, fields, blood, ...) is
+summed over the run, so the table says where a step's time goes.
+
+Part 2 -- scaling: the same model from day 0 (infusion) on lattices of
+64^2 ... 512^2 sites with the tumour filling the same fraction of the patch,
+and on the 128^2 patch with 2000 ... 12000 initial tumour cells. Each row
+times 120 steps after 10 warm-up steps (process CPU time and wall time per
+step, plus the CPU time of the agent and field phases). The exponent ``b``
+of ``cost ~ cells^b`` is fitted by least squares on log-log axes, for the
+whole step and for the agent phase alone.
+
+Target (ARCHITECTURE.md): a default patient in under 10 s after compilation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "default.toml"
+TARGET_S = 10.0
+
+COLUMNS = ["case", "cells", "lattice", "steps", "first step (s)", "simulate (s)", "cpu (s)",
+           "write (s)", "total (s)", "ms/step", "per day (s)", "x target"]
+
+
+def _timed(cls, acc: dict):
+    """A subclass of process class ``cls`` whose step adds its CPU time to ``acc[name]``."""
+    name = cls.__name__
+    base_step = cls.step
+
+    def step(self, state):
+        t0 = time.process_time()
+        base_step(self, state)
+        acc[name] = acc.get(name, 0.0) + time.process_time() - t0
+
+    return type(name, (cls,), {"step": step, "__doc__": cls.__doc__})
+
+
+def child_patient(config_path: str, end_day: float | None, out_json: str) -> None:
+    """Run one patient to a file and write its timings as JSON (runs in a subprocess)."""
+    t_start = time.perf_counter()
+    c_start = time.process_time()
+    from abm.config import load_config
+    from abm.io.run import run_to_file
+    from abm.kernels.jit import compile_stats, set_threads
+    from abm.simulation import default_processes
+    t_import = time.perf_counter() - t_start
+
+    overrides = {"run": {"end_day": end_day}} if end_day is not None else None
+    cfg = load_config(config_path, overrides)
+    set_threads(1)
+    spd = int(round(1440.0 / cfg.run.dt_min))
+    acc: dict = {}
+    days: list = []
+    clock = {"wall": None, "cpu": None}
+
+    def per_day(sim):
+        w, c = time.perf_counter(), time.process_time()
+        if clock["wall"] is not None:
+            days.append({"day": sim.state.time_day, "wall_s": w - clock["wall"],
+                         "cpu_s": c - clock["cpu"], **sim.state.counts()})
+        clock["wall"], clock["cpu"] = w, c
+
+    processes = [_timed(p, acc) for p in default_processes(cfg)]
+    with tempfile.TemporaryDirectory(prefix="abm-bench-patient-") as tmp:
+        c0 = time.process_time()
+        res = run_to_file(cfg, path=Path(tmp) / "patient.h5", processes=processes,
+                          extra_writers=[(spd, per_day)], log=lambda m: None)
+        cpu_run = time.process_time() - c0
+    t = res.timings
+    out = {
+        "import_s": t_import, "steps": res.sim.state.step, "n_steps": cfg.run.n_steps,
+        "setup_s": t["wall_setup_s"], "first_step_s": t["wall_compile_s"],
+        "simulate_s": t["wall_simulate_s"], "write_s": t["wall_write_s"],
+        "run_total_s": t["wall_total_s"], "cpu_run_s": cpu_run,
+        "cpu_process_s": time.process_time() - c_start,
+        "total_s": time.perf_counter() - t_start,
+        "process_cpu_s": acc, "per_day": days, "final_counts": res.sim.state.counts(),
+        "compile_stats": compile_stats(), "loadavg": os.getloadavg(),
+    }
+    Path(out_json).write_text(json.dumps(out, default=float))
+
+
+def _run_child(end_day, timeout=900) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        code = ("import sys; sys.path.insert(0, %r); from benchmarks.bench_patient import "
+                "child_patient; child_patient(%r, %r, %r)"
+                % (str(ROOT), str(DEFAULT_CONFIG), end_day, str(path)))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout,
+                       capture_output=True, text=True)
+        res = json.loads(path.read_text())
+        res["process_wall_s"] = time.perf_counter() - t0
+        return res
+
+
+def _scaling_sim(shape, cells):
+    from abm.config import load_config
+    from abm.simulation import Simulation
+    cfg = load_config(DEFAULT_CONFIG, {"run": {"start_day": 0.0, "end_day": 2.0},
+                                       "lattice": {"shape": list(shape)},
+                                       "tumour": {"initial_cells": int(cells)}})
+    return Simulation(cfg)
+
+
+def _time_steps(sim, warm: int, steps: int) -> dict:
+    from abm import cells as C
+    acc: dict = {}
+    for p in sim.processes:   # time each process's step (CPU), on this instance only
+        p.step = _instance_timer(p, acc)
+    sim.run(warm)
+    acc.clear()
+    c = sim.state.cells
+    live = []
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        live.append(int(np.count_nonzero(c.kind[: c.n] != C.DEAD)))
+        sim.step()
+    wall = (time.perf_counter() - w0) / steps
+    cpu = (time.process_time() - c0) / steps
+    return {"wall_s": wall, "cpu_s": cpu, "cells": float(np.mean(live)),
+            "process_cpu_s": {k: v / steps for k, v in acc.items()}}
+
+
+def _instance_timer(proc, acc):
+    step = proc.step
+    name = type(proc).__name__
+
+    def timed(state):
+        t0 = time.process_time()
+        step(state)
+        acc[name] = acc.get(name, 0.0) + time.process_time() - t0
+
+    return timed
+
+
+def fit_exponent(cells, cost) -> float:
+    """Least-squares slope of log(cost) against log(cells)."""
+    x, y = np.log(np.asarray(cells, float)), np.log(np.asarray(cost, float))
+    return float(np.polyfit(x, y, 1)[0]) if len(x) >= 2 else float("nan")
+
+
+def scaling(quick: bool) -> tuple[list, dict]:
+    from abm.kernels.jit import set_threads
+    set_threads(1)
+    frac = 8000 / (128 * 128)
+    sides = [64, 128, 256] if quick else [64, 128, 256, 512]
+    burdens = [2000, 8000] if quick else [2000, 4000, 8000, 12000]
+    steps = 40 if quick else 120
+    rows, series = [], {"lattice": [], "burden": []}
+    cases = [("lattice", (s, s), int(round(frac * s * s))) for s in sides]
+    cases += [("burden", (128, 128), b) for b in burdens]
+    for kind, shape, cells in cases:
+        sim = _scaling_sim(shape, cells)
+        t = _time_steps(sim, warm=10, steps=steps)
+        pc = t["process_cpu_s"]
+        agents = pc.get("CellRules", 0.0) + pc.get("Extravasation", 0.0)
+        fields = pc.get("FieldProcess", 0.0)
+        series[kind].append((t["cells"], t["cpu_s"], agents, fields, t["wall_s"]))
+        rows.append({"case": f"scaling: {kind}", "cells": int(round(t["cells"])),
+                     "lattice": "x".join(map(str, shape)), "steps": steps,
+                     "ms/step": t["wall_s"] * 1e3, "cpu ms/step": t["cpu_s"] * 1e3,
+                     "agents cpu ms": agents * 1e3, "fields cpu ms": fields * 1e3,
+                     "initial tumour": cells})
+        del sim
+    fits = {}
+    for kind, pts in series.items():
+        if len(pts) >= 2:
+            cells = [p[0] for p in pts]
+            fits[kind] = {"step": fit_exponent(cells, [p[1] for p in pts]),
+                          "agents": fit_exponent(cells, [p[2] for p in pts]),
+                          "fields": fit_exponent(cells, [p[3] for p in pts])}
+    return rows, fits
+
+
+def run(quick: bool) -> dict:
+    reps = 1 if quick else 2
+    end_day = 1.0 if quick else None   # quick: day -5 .. 1 (1440 steps)
+    runs = [_run_child(end_day) for _ in range(reps)]
+    sim_s = [r["simulate_s"] for r in runs]
+    med = runs[int(np.argsort(sim_s)[len(sim_s) // 2])]
+    rows = []
+    for i, r in enumerate(runs):
+        pd = [d["wall_s"] for d in r["per_day"]]
+        after = r["simulate_s"] + r["write_s"]
+        rows.append({
+            "case": f"default patient, rep {i + 1}", "cells": sum(r["final_counts"].values()),
+            "lattice": "128x128", "steps": r["steps"], "first step (s)": r["first_step_s"],
+            "simulate (s)": r["simulate_s"], "cpu (s)": r["cpu_run_s"], "write (s)": r["write_s"],
+            "total (s)": r["process_wall_s"], "ms/step": 1e3 * r["simulate_s"] / max(1, r["steps"] - 1),
+            "per day (s)": (f"{np.median(pd):.2f} ({min(pd):.2f}-{max(pd):.2f})" if pd else None),
+            "x target": after / TARGET_S if not quick else None, "raw": r,
+        })
+    srows, fits = scaling(quick)
+    rows.extend(srows)
+    proc = med["process_cpu_s"]
+    steps = max(1, med["steps"])
+    share = ", ".join(f"{k} {1e3 * v / steps:.3f}" for k, v in
+                      sorted(proc.items(), key=lambda kv: -kv[1]))
+    notes = [
+        f"default patient ({'day -5..1 (quick)' if quick else 'day -5..28'}, 1 thread, cache warm): "
+        f"simulate {np.median(sim_s):.1f} s wall (median of {reps}), "
+        f"{med['cpu_run_s']:.1f} s CPU for the whole run_to_file; "
+        f"write {med['write_s']:.1f} s; first step (cache load) {med['first_step_s']:.2f} s; "
+        f"process total incl. imports {med['process_wall_s']:.1f} s",
+        f"CPU per step by process (ms, median run): {share}",
+        "wall >> cpu means other processes held the cores (shared 2-core machine)",
+    ]
+    if not quick:
+        after = med["simulate_s"] + med["write_s"]
+        notes.append(f"target: default patient < {TARGET_S:.0f} s after compilation: "
+                     f"{after:.1f} s wall, {med['cpu_run_s']:.1f} s CPU "
+                     f"({'met' if after < TARGET_S else 'NOT met'} on wall time, "
+                     f"{'met' if med['cpu_run_s'] < TARGET_S else 'NOT met'} on CPU time)")
+    for kind, f in fits.items():
+        notes.append(f"scaling with {kind}: cost ~ cells^b with b = {f['step']:.2f} for the whole "
+                     f"step (CPU), {f['agents']:.2f} for the agent phase, {f['fields']:.2f} for "
+                     "the field phase")
+    return {"title": "End to end: default virtual patient and scaling", "columns": COLUMNS
+            + ["cpu ms/step", "agents cpu ms", "fields cpu ms"], "rows": rows, "notes": notes,
+            "fits": fits, "target_s": TARGET_S}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    res = run("--quick" in sys.argv)
+    from benchmarks import markdown_table
+    print(markdown_table(res["columns"], res["rows"]))
+    for note in res["notes"]:
+        print("-", note)
