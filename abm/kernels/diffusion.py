@@ -550,8 +550,9 @@ def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear
     by ``edec = exp(-k_dec dt)``: the diffusion step that follows multiplies
     every voxel by that factor, so the pair gives the same ``C1`` (to
     rounding) while the other sites, where only decay acts, are not touched
-    here at all. Uptake and exchange are summed in site order exactly as in
-    :func:`_ss_block` (same bits). The decayed-mass partial holds the visited
+    here at all. Uptake and exchange are summed in site order as in
+    :func:`_ss_block` (with ``1 / lam`` computed once, so they agree to
+    rounding rather than bit for bit). The decayed-mass partial holds the visited
     sites' decay minus ``(1 - edec) C0`` of the visited sites: the caller adds
     ``(1 - edec) sum(C0)`` over all sites (a vectorised NumPy sum), which
     leaves the decay of the sites not visited. With ``clear`` the visited
@@ -583,6 +584,7 @@ def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear
         cb = blood[f]
         kd = kdec[f]
         ed = edec[f]
+        inv_ed = 1.0 / ed
         pd = phidec[f]
         visited = 0.0
         exch = 0.0
@@ -605,14 +607,15 @@ def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear
                 c0 = c[i]
                 visited += c0
                 lam = ku + kp + kd
+                inv = 1.0 / lam   # one division instead of four (divisions dominate here)
                 rin = si + kp * cb
                 em1 = math.expm1(-lam * dt)
-                c1 = c0 * (1.0 + em1) + rin * (-em1 / lam)
+                c1 = c0 * (1.0 + em1) - rin * em1 * inv
                 loss = (c0 + rin * dt) - c1
-                upt += ku / lam * loss
-                dec += kd / lam * loss
-                exch += kp / lam * loss - kp * cb * dt
-            c[i] = c1 / ed
+                upt += ku * inv * loss
+                dec += kd * inv * loss
+                exch += kp * inv * loss - kp * cb * dt
+            c[i] = c1 * inv_ed
         partial[0, f, blk] = exch
         partial[1, f, blk] = upt
         partial[2, f, blk] = dec - (1.0 - ed) * visited   # the caller adds (1 - ed) sum(C0)
@@ -1007,8 +1010,8 @@ def make_source_sink_stepper(shape, h_um, dt_s, exchange_per_s, decay_per_s=None
     same ``decay_per_s``): sites with a source, uptake or exchange get the
     exact ``C1`` divided by that factor, all other sites -- where only decay
     acts -- are left alone, so the cost scales with the number of such sites
-    instead of the lattice. Uptake and exchange masses are bit-identical to
-    the default mode; ``C1`` after the decay factor agrees to rounding.
+    instead of the lattice. ``C1`` after the decay factor, and the uptake and
+    exchange masses, agree with the default mode to rounding.
 
     Args:
         shape: ``(F, ny, nx)`` or ``(F, nz, ny, nx)``.
