@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR", help="output directory (default: output.dir, 'runs')")
     r.add_argument("--seed", type=int, metavar="N", help="run seed (overrides run.seed)")
     r.add_argument("--days", type=float, metavar="D", help="override run.end_day")
-    r.add_argument("--threads", type=int, metavar="N", help="Numba threads (default: run.threads or all)")
+    r.add_argument("--threads", type=int, metavar="N", help="Numba threads (default: run.threads, 1)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--resume", action="store_true",
                    help="continue the interrupted run of this config (its .h5.part) from its "
