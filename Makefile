@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Main job: the default virtual patient, then its report (figures + markdown).
 run: $(STAMP)
 	$(BIN)/abm run configs/default.toml
+	$(BIN)/abm analyze runs/default/default_seed20261121.h5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
