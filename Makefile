@@ -13,10 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Main job: the default virtual patient, then its report (figures + markdown).
+# Main job: the default virtual patient and its report, then a small virtual
+# trial (configs/batch_example.toml, 12 patients) and its population report.
 run: $(STAMP)
 	$(BIN)/abm run configs/default.toml
 	$(BIN)/abm analyze runs/default/default_seed20261121.h5
+	$(BIN)/abm batch configs/batch_example.toml --resume
+	$(BIN)/abm analyze runs/example
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
