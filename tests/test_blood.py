@@ -250,6 +250,25 @@ def test_double_counting_would_break_conservation():
     assert total() == pytest.approx(before - S, rel=1e-12)
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.25, 0.0])
+def test_patch_egress_returns_through_the_tissue_pool(fraction):
+    """A share f of the cells leaving the patch joins the non-tumour tissue pool, the rest blood."""
+    extra = no_clearance()
+    extra["blood"]["cart_tissue_to_blood_per_day"] = 0.0
+    extra["blood"]["cart_blood_to_tissue_per_day"] = 0.0
+    extra["blood"]["cart_egress_via_tissue_fraction"] = fraction
+    extra["run"] = {"start_day": 0.0, "end_day": 1.0}
+    sim = make(extra, processes=(BloodProcess,))
+    s = sim.state.scalars
+    sim.step()                          # infusion
+    b0, t0 = s["blood_cart_cells"], s["tissue_cart_cells"]
+    s["cart_egressed_patch"] = 2.0
+    sim.step()
+    S = patient_scale(sim.config)
+    assert s["tissue_cart_cells"] - t0 == pytest.approx(2 * S * fraction, rel=1e-12)
+    assert s["blood_cart_cells"] - b0 == pytest.approx(2 * S * (1 - fraction), rel=1e-12)
+
+
 def test_blood_never_goes_negative_and_clamped_mass_is_counted():
     sim = make(no_clearance())
     s = sim.state.scalars

@@ -56,7 +56,11 @@ CAR-T outside the patch: blood ``C_b`` and a non-tumour tissue pool ``C_t``
     g = g_max (1 - Imax_T E_steroid) IL7_15 / (EC + IL7_15)    (homeostatic proliferation)
 
 plus the infusion of ``product.dose_cells`` into blood on ``infusion_day`` and
-the patch entry/egress above. Reported as cells/uL over a 5 L blood volume.
+the patch entry/egress above. Entries are taken from blood; cells leaving the
+patch return through efferent lymph: a share ``cart_egress_via_tissue_fraction``
+(default 1) joins the non-tumour tissue pool ``C_t`` and reaches blood at
+``k_tb``, the rest enters blood directly. Reported as cells/uL over a 5 L
+blood volume.
 
 Host lymphocytes ``N`` (cells, body total) with lymphodepletion (Flu/Cy, days
 -5..-3 by default) and recovery::
@@ -158,10 +162,10 @@ class BloodParams(Section):
     myeloid_pool_sd: float = param(0.4, unit="1", ge=0, le=3, doc="log-scale SD of the pool size")
     myeloid_il6_fg_per_h: float = param(0.31, unit="fg/cell/h", ge=0,
                                         doc="IL-6 secretion of a fully activated macrophage (nlisim)")
-    myeloid_il1_fg_per_h: float = param(0.03, unit="fg/cell/h", ge=0,
+    myeloid_il1_fg_per_h: float = param(0.01, unit="fg/cell/h", ge=0,
                                         doc="IL-1 secretion into plasma of a fully activated macrophage")
-    myeloid_ifng_ec50_pg_ml: float = param(200.0, unit="pg/mL", gt=0, doc="IFN-gamma potency for pool activation")
-    myeloid_gmcsf_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0, doc="GM-CSF potency for pool activation")
+    myeloid_ifng_ec50_pg_ml: float = param(500.0, unit="pg/mL", gt=0, doc="IFN-gamma potency for pool activation")
+    myeloid_gmcsf_ec50_pg_ml: float = param(100.0, unit="pg/mL", gt=0, doc="GM-CSF potency for pool activation")
     myeloid_il1_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0, doc="IL-1 potency for pool activation")
     myeloid_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of pool activation")
     myeloid_sensitivity_sd: float = param(0.3, unit="1", ge=0, le=3,
@@ -174,13 +178,17 @@ class BloodParams(Section):
     infusion_day: float = param(0.0, unit="day", doc="day the product is infused into blood")
     cart_peak_after_days: float = param(1.0, unit="day", ge=0,
                                         doc="the CAR-T peak endpoint ignores this long after infusion")
-    cart_blood_to_tissue_per_day: float = param(0.5, unit="1/day", ge=0,
+    cart_blood_to_tissue_per_day: float = param(1.0, unit="1/day", ge=0,
                                                 doc="CAR-T homing from blood to non-tumour tissues")
-    cart_tissue_to_blood_per_day: float = param(0.02, unit="1/day", ge=0,
+    cart_tissue_to_blood_per_day: float = param(0.1, unit="1/day", ge=0,
                                                 doc="CAR-T return from non-tumour tissues to blood")
     cart_blood_death_per_day: float = param(0.1, unit="1/day", ge=0, doc="CAR-T death in blood")
     cart_tissue_death_per_day: float = param(0.15, unit="1/day", ge=0,
                                              doc="CAR-T death in non-tumour tissues (contraction ~0.16/day)")
+    cart_egress_via_tissue_fraction: float = param(
+        1.0, unit="1", ge=0, le=1,
+        doc="share of CAR-T leaving the patch that returns through lymph to the non-tumour tissue pool "
+            "(the rest enters blood directly); smooths the blood curve")
     cart_homeostatic_per_day: float = param(0.1, unit="1/day", ge=0,
                                             doc="maximal IL-7/IL-15-driven proliferation outside the patch")
     cart_homeostatic_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
@@ -441,7 +449,11 @@ class Blood:
         egressed = S * _first(s, "cart_egressed_patch", "cart_egressed_step")
         s["cart_entered_patient_cells"] += entered
         s["cart_egressed_patient_cells"] += egressed
-        self._gain_cart(s, egressed - entered)
+        # egress leaves the tumour through efferent lymph: a share f goes to the
+        # non-tumour tissue / lymphoid pool (which returns it to blood at k_tb)
+        via_tissue = self.p.cart_egress_via_tissue_fraction * egressed
+        s["tissue_cart_cells"] += via_tissue
+        self._gain_cart(s, egressed - via_tissue - entered)
         lysed = S * _first(s, "lysed_cells_step", "tumour_lysed_step")
         if lysed > 0.0:
             s["lysed_patient_cells"] += lysed
