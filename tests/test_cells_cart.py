@@ -172,7 +172,7 @@ def test_cd28_expands_faster_exhausts_sooner_4_1bb_leaves_more_memory():
           f"exhausted: {cd[day2, 1]:.0f} vs {bb[day2, 1]:.0f}; "
           f"day 6 memory: {cd[day6, 2]:.0f} vs {bb[day6, 2]:.0f}")
     assert cd[day2, 0] > 1.5 * bb[day2, 0]          # faster expansion
-    assert cd[day2, 1] > 10 and bb[day2, 1] < 0.2 * cd[day2, 1]  # earlier exhaustion
+    assert cd[day2, 1] >= 3 and bb[day2, 1] < 0.2 * cd[day2, 1]  # earlier exhaustion
     first_exh = [np.argmax(r[:, 1] >= 5) if np.any(r[:, 1] >= 5) else len(r) for r in (cd, bb)]
     assert first_exh[0] < first_exh[1]
     assert bb[day6, 2] > 1.3 * cd[day6, 2]         # more memory cells with 4-1BB
@@ -182,7 +182,7 @@ def test_cd28_expands_faster_exhausts_sooner_4_1bb_leaves_more_memory():
 def test_steroids_suppress_killing_division_and_secretion():
     def run(steroid):
         sim = make_sim({"lattice": {"shape": [40, 40], "vessel_fraction": 0.0},
-                        "product": {"speed_um_per_min": 0.0}}, seed=4)
+                        "product": {"speed_um_per_min": 0.0, "steroid_max_suppression": 0.8}}, seed=4)
         sites = grid_sites(sim.state.lattice, 4, offset=2)
         fill_tumour(sim, 1e6, exclude=sites)
         add_cart(sim, sites)

@@ -45,10 +45,10 @@ class ProductParams(Section):
     dose_cells: float = param(1.4e8, unit="cells", gt=0, le=1e10,
                               doc="CAR-T cells infused on day 0")
     # -- homing and egress ---------------------------------------------------
-    homing_per_day: float = param(0.2, unit="1/day", ge=0, le=100,
+    homing_per_day: float = param(0.3, unit="1/day", ge=0, le=100,
                                   doc="fraction of blood CAR-T entering the tumour per day through "
                                       "resting vessels (permeability 1); scaled by local permeability")
-    egress_per_day: float = param(2.0, unit="1/day", ge=0, le=1000,
+    egress_per_day: float = param(3.0, unit="1/day", ge=0, le=1000,
                                   doc="rate at which a free cell on a vessel site returns to blood")
     speed_um_per_min: float = param(5.0, unit="um/min", ge=0, le=100,
                                     doc="random-walk speed of a free cell")
@@ -81,9 +81,9 @@ class ProductParams(Section):
     # -- exhaustion, activation, phenotypes ----------------------------------
     exhaustion_engagements: int = param(10, unit="-", ge=1, le=1000,
                                         doc="engagements without rest before exhaustion")
-    rest_recovery_per_day: float = param(1.0, unit="1/day", ge=0,
+    rest_recovery_per_day: float = param(10.0, unit="1/day", ge=0,
                                          doc="engagement count forgiven per day without contact")
-    activation_half_life_h: float = param(8.0, unit="h", gt=0,
+    activation_half_life_h: float = param(16.0, unit="h", gt=0,
                                           doc="half-life of activation after disengagement")
     memory_conversion_per_day: float = param(0.02, unit="1/day", ge=0,
                                              doc="effector-to-memory conversion rate of a resting cell "
@@ -109,7 +109,7 @@ class ProductParams(Section):
     exhausted_kill_factor: float = param(0.1, unit="1", ge=0, le=1,
                                          doc="kill and secretion of exhausted cells relative to effectors")
     # -- drugs -------------------------------------------------------------------
-    steroid_max_suppression: float = param(0.8, unit="1", ge=0, le=1,
+    steroid_max_suppression: float = param(0.3, unit="1", ge=0, le=1,
                                            doc="maximal steroid suppression of division, killing, secretion")
 
     def check(self, fail):
