@@ -87,6 +87,7 @@ from abm.config.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model.effects import patient_effects
 from abm.model.odes import hill, relax, relax_to
+from abm.model.eventlog import log_event as _event
 
 LN10 = math.log(10.0)
 LN2 = math.log(2.0)
@@ -503,12 +504,6 @@ class Brain:
         s = state.scalars
         for key in ENDPOINTS:
             out[key] = s[key]
-
-
-def _event(state, t: float, kind: str, grade: int, detail: str) -> None:
-    events = getattr(state, "events", None)
-    if events is not None:
-        events.append((t, kind, int(grade), detail))
 
 
 # -- ICANS episodes ------------------------------------------------------------------------------

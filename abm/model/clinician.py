@@ -61,6 +61,7 @@ from abm.config.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model import drugs
 from abm.model.physiology import OXYGEN_RUNG_LEVEL, OXYGEN_RUNGS, Vitals
+from abm.model.eventlog import log_event as _event
 
 _PRESETS = load_presets("clinician")
 NAN = float("nan")
@@ -201,12 +202,6 @@ def current_crs_grade(s: dict, t: float, window_h: float) -> int:
     if s.get("infusion_reaction_active", 0.0) > 0.0:
         temperature = min(temperature, grading.FEVER_C - 0.5)
     return grading.crs_grade(temperature, hypotension_support(s, t, window_h), oxygen_support(s), crs_masked(s))
-
-
-def _event(state, t: float, kind: str, grade: int, detail: str) -> None:
-    events = getattr(state, "events", None)
-    if events is not None:
-        events.append((t, kind, int(grade), detail))
 
 
 #: Recorded scalars of the clinician: name -> (unit, long name).

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from abm.config.schema import Section, param
 from abm.kernels import rng, streams
+from abm.model.eventlog import log_event as _event
 
 NAN = float("nan")
 
@@ -267,9 +268,4 @@ class PostInfusionEvents:
         for key in ENDPOINTS:
             out[key] = s[key]
 
-
-def _event(state, t: float, kind: str, grade: int, detail: str) -> None:
-    events = getattr(state, "events", None)
-    if events is not None:
-        events.append((t, kind, int(grade), detail))
 
