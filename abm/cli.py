@@ -68,7 +68,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_analyze(args) -> int:
     from analysis.report import analyze   # imports xarray, dask, matplotlib: only here
-    path = analyze(args.path, args.out, by=args.by, covariate=args.covariate,
+    path = analyze(args.paths, args.out, by=args.by, covariate=args.covariate,
                    html_page=not args.no_html, bootstrap=args.bootstrap,
                    progress=False if args.quiet else None, quiet=args.quiet)
     print(f"abm: report in {path.parent}/ (open {path.name}"
@@ -176,19 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
     from abm.batch.cli import add_parser as add_batch_parser
     add_batch_parser(sub)   # abm batch (implementation in abm/batch/cli.py)
 
-    a = sub.add_parser("analyze", help="report (figures, risk table) for a batch folder or a run",
+    a = sub.add_parser("analyze", help="report (figures, risk table) for a batch folder or a "
+                                       "run, or a comparison of batches",
                        description="Write a report folder: for a batch folder (runs/<batch>) the "
-                                   "CRS/ICANS risk table with 95 % intervals by group, figures "
-                                   "and what was run; for one run file its patient panel and "
-                                   "endpoints. See docs/analysis.md.")
-    a.add_argument("path", help="batch folder (runs/<batch>) or one run file (.h5)")
+                                   "CRS/ICANS risk table with 95 % intervals by group, the "
+                                   "calibration bands, the trend test of risk versus tumour "
+                                   "burden, figures and what was run; for one run file its "
+                                   "patient panel and endpoints; for two or more batch folders "
+                                   "a comparison report (one trial per folder: simulated versus "
+                                   "target rates with the in-band verdict, onset and rate "
+                                   "tests, blood CAR-T kinetics, overlaid grade and onset "
+                                   "figures). See docs/analysis.md.",
+                       epilog="examples: abm analyze runs/example | abm analyze "
+                              "runs/trial_cd28 runs/trial_41bb --out runs/trials_report")
+    a.add_argument("paths", nargs="+", metavar="PATH",
+                   help="batch folder (runs/<batch>) or one run file (.h5); several batch "
+                        "folders: compare them")
     a.add_argument("--out", metavar="DIR",
-                   help="report folder (default: <batch>/report, or <file stem>_report)")
+                   help="report folder (default: <batch>/report, <file stem>_report, or "
+                        "compare_<a>_vs_<b> beside the first folder)")
     a.add_argument("--by", action="append", default=[], metavar="COORD",
                    help="also group the risk table by this run coordinate (repeatable), e.g. "
-                        "lymphodepletion.depth or member")
+                        "lymphodepletion.depth or member (one batch only)")
     a.add_argument("--covariate", default="burden_cells", metavar="COORD",
-                   help="continuous covariate of the risk curve (default: burden_cells)")
+                   help="continuous covariate of the risk curve and trend test (default: "
+                        "burden_cells)")
     a.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also percentile bootstrap intervals from N resamples (in risk.csv)")
     a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")

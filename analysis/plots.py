@@ -14,6 +14,8 @@ across figures.
   95 % band, and each run as a tick.
 * :func:`plot_grade_distribution`: max-grade distribution by group.
 * :func:`plot_onset`: cumulative incidence of onset by group (Kaplan-Meier).
+* :func:`plot_cart_course`: blood CAR-T over time by group (median, IQR band)
+  with reference points.
 """
 
 from __future__ import annotations
@@ -527,6 +529,49 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
     return fig
 
 
+def plot_cart_course(courses: dict, *, n_runs: dict | None = None, points=(),
+                     points_label: str = "reference", vline: float | None = None,
+                     vline_label: str = ""):
+    """Blood CAR-T over time by group: median line and IQR band (log scale).
+
+    Args:
+        courses: group -> table with ``time, q25, median, q75`` (cells/uL),
+            e.g. from :func:`analysis.compare.cart_kinetics`.
+        n_runs: group -> number of runs (legend).
+        points: reference ``(day, cells/uL)`` points, drawn as black diamonds.
+        vline: a reference day (dashed vertical line), e.g. a median peak day.
+    """
+    fig, ax = plt.subplots(figsize=(9.0, 5.2), layout="constrained")
+    cols = group_colours(courses)
+    for lab in sorted(courses, key=str):
+        c = courses[lab]
+        if len(c) == 0:
+            ax.plot([], [], color=cols[str(lab)], label=f"{lab}: blood CAR-T not recorded")
+            continue
+        t = c["time"].to_numpy(float)
+        pos = {q: np.where(c[q].to_numpy(float) > 0, c[q].to_numpy(float), np.nan)
+               for q in ("q25", "median", "q75")}
+        n = f" (n = {n_runs[lab]})" if n_runs and lab in n_runs else ""
+        ax.plot(t, pos["median"], color=cols[str(lab)], lw=1.8, label=f"{lab}{n}: median")
+        ax.fill_between(t, pos["q25"], pos["q75"], color=cols[str(lab)], alpha=0.2, lw=0,
+                        label=f"{lab}: IQR")
+    if len(points):
+        px, py = zip(*points)
+        ax.plot(px, py, ls="none", marker="D", ms=7, color="black", label=points_label)
+        for x, y in points:
+            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(6, 4),
+                        fontsize=8)
+    if vline is not None:
+        ax.axvline(vline, color="#444444", ls="--", lw=1.2, label=vline_label)
+    ax.axvline(0.0, color="black", lw=0.8, ls=":", alpha=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("day after CAR-T infusion")
+    ax.set_ylabel("CAR-T cells in blood (cells/µL, log)")
+    ax.set_title("Blood CAR-T by trial: median and interquartile range over runs")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
 __all__ = ["plot_patient", "plot_field_snapshot", "plot_risk_vs_covariate",
-           "plot_grade_distribution", "plot_onset", "save", "group_colours",
-           "GRADE_COLOURS"]
+           "plot_grade_distribution", "plot_onset", "plot_cart_course", "save",
+           "group_colours", "GRADE_COLOURS"]

@@ -11,12 +11,16 @@ A batch report holds:
   risk table (CRS and ICANS, any grade and grade >= 3, 95 % Wilson
   intervals; overall and by product, tumour-burden decade, clinician policy
   and any ``by`` coordinate), endpoint summaries, the comparison with the
-  calibration bands of MODEL.md section 11, the cross-check of computed
-  against file endpoints, and the figures;
-* ``endpoints.csv`` (one row per run), ``risk.csv``, ``cross_check.csv``;
+  calibration bands of MODEL.md section 11 (:func:`in_band`), the
+  cross-check of computed against file endpoints, and the figures, with the
+  trend test of risk versus tumour burden under the risk figure;
+* ``endpoints.csv`` (one row per run), ``risk.csv``, ``trend.csv``,
+  ``calibration.csv``, ``cross_check.csv``;
 * figures (PNG): risk versus tumour burden, grade distribution by group,
   time to onset by group, the course of the most severe patient and a field
   snapshot of that patient.
+
+Two or more batch folders give the comparison report of :mod:`analysis.compare`.
 """
 
 from __future__ import annotations
@@ -37,13 +41,20 @@ from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.io import open_group, open_run, read_provenance
 from analysis.risk import (_group_order, assign_bins, bin_labels, decade_bins, grade_outcomes,
-                           median_iqr, risk_table)
+                           median_iqr, risk_table, trend_table)
 
-#: MODEL.md section 11: pivotal-trial bands (CRS any, CRS >= 3, neurotox any, >= 3), %.
+#: MODEL.md section 11: pivotal-trial rates by costimulation domain, % (CRS any, CRS >= 3,
+#: neurotoxicity any, neurotoxicity >= 3).
 CALIBRATION = {
-    "cd28": ("ZUMA-1 axi-cel (CD28), n ~ 100", 93, 13, 64, 28),
-    "4-1bb": ("JULIET tisa-cel (4-1BB), n ~ 110", 58, 22, 21, 12),
+    "CD28": ("ZUMA-1 axi-cel (CD28), n ~ 100", 93, 13, 64, 28),
+    "4-1BB": ("JULIET tisa-cel (4-1BB), n ~ 110", 58, 22, 21, 12),
 }
+#: The outcomes compared with CALIBRATION, in its order (ICANS stands for neurotoxicity).
+CALIBRATION_OUTCOMES = ("CRS any grade", "CRS grade >= 3", "ICANS any grade", "ICANS grade >= 3")
+#: Tolerance of the calibration band, percentage points (see :func:`in_band`).
+BAND_PP = 10.0
+#: Costimulation of the built-in product presets (when a file's config does not say).
+PRESET_COSTIMULATION = {"cd28": "CD28", "4-1bb": "4-1BB"}
 KINDS = ("crs", "icans")
 
 
@@ -57,9 +68,13 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
     """Write the report of a batch folder or a run file; returns the markdown file.
 
     Args:
-        source: a batch folder (``runs/<batch>``) or one run file (``.h5``).
+        source: a batch folder (``runs/<batch>``) or one run file (``.h5``);
+            or a list of batch folders: with two or more, the comparison
+            report of :func:`analysis.compare.compare_batches` (one trial per
+            folder; ``by`` must be empty then).
         out: report folder (default: ``<batch>/report`` or ``<file stem>_report``
-            beside the file).
+            beside the file; for a comparison ``compare_<a>_vs_<b>`` beside
+            the first folder).
         by: extra run coordinates to group the risk table by.
         covariate: continuous covariate of the risk curve.
         html_page: also write ``report.html``.
@@ -71,6 +86,16 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
     Raises:
         FileFormatError: no such path, no readable complete runs, a bad file.
     """
+    if not isinstance(source, (str, Path)):
+        sources = [Path(x) for x in source]
+        if len(sources) != 1:
+            from analysis.compare import compare_batches
+            if by:
+                raise FileFormatError("--by groups the report of one batch; a comparison "
+                                      "groups by trial (give one folder, or drop --by)")
+            return compare_batches(sources, out, covariate=covariate, html_page=html_page,
+                                   bootstrap=int(bootstrap), progress=progress, quiet=quiet)
+        source = sources[0]
     source = Path(source)
     if not source.exists():
         raise FileFormatError(f"{source}: no such file or folder")
@@ -82,6 +107,12 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
 
 
 # -- formatting ---------------------------------------------------------------------
+
+def _pval(p) -> str:
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
 
 def _pct(p, lo, hi, k=None, n=None) -> str:
     if n == 0 or p is None or not np.isfinite(p):
@@ -110,8 +141,11 @@ def md_table(header, rows) -> str:
     return "\n".join(lines)
 
 
-def _fig(md: list, title: str, fname: str, caption: str) -> None:
+def _fig(md: list, title: str, fname: str, caption: str, *extra: str) -> None:
+    """A figure section; ``extra`` markdown blocks (e.g. a table) follow the caption."""
     md += [f"### {title}", "", f"![{title}]({fname})", "", caption, ""]
+    for block in extra:
+        md += [block, ""]
 
 
 # -- batch ------------------------------------------------------------------------
@@ -214,30 +248,154 @@ def _summary_markdown(ep, group: str | None) -> str:
     return md_table(["endpoint: median [IQR] or share of runs"] + groups, rows)
 
 
-def _calibration_markdown(ep, risk) -> str | None:
-    if "product" not in ep.coords:
+# -- calibration bands (MODEL.md section 11) ------------------------------------------
+
+def in_band(p, lo, hi, target, tol: float = BAND_PP / 100):
+    """Whether a target rate lies in the calibration band of a simulated rate.
+
+    The band is the simulated 95 % Wilson interval ``[lo, hi]`` widened to at
+    least ``p +- tol`` (10 percentage points): ``min(lo, p - tol) <= target <=
+    max(hi, p + tol)``. The interval covers the sampling error of the virtual
+    trial; the tolerance covers what the interval does not (the pivotal trials'
+    own sampling error, ~+-7 points at n ~ 100, and their other grading scales:
+    Lee 2014 or Penn against ASTCT, neurotoxicity against ICANS). All rates
+    as fractions. None when ``p`` is NaN (not available).
+    """
+    if p is None or not np.isfinite(p):
         return None
+    return bool(min(lo, p - tol) - 1e-12 <= target <= max(hi, p + tol) + 1e-12)
+
+
+def product_costimulation(ds) -> dict:
+    """Costimulation domain ("CD28", "4-1BB", or None) of each ``product`` of a batch.
+
+    From the ``product.costimulation`` coordinate when it varies, else from
+    the config of the first run file of the product, else from the preset
+    name (:data:`PRESET_COSTIMULATION`).
+    """
+    if "product" not in ds.coords:
+        return {}
+    prods = np.asarray(ds["product"].values, dtype=object).astype(str)
+    cost = (np.asarray(ds["product.costimulation"].values, dtype=object)
+            if "product.costimulation" in ds.coords else None)
+    paths = np.asarray(ds["path"].values, dtype=object) if "path" in ds.coords else None
+    out = {}
+    for prod in _group_order(prods):
+        i = int(np.flatnonzero(prods == prod)[0])
+        c = str(cost[i]) if cost is not None and cost[i] not in (None, "") else None
+        if c is None and paths is not None:
+            try:
+                c = (read_provenance(paths[i]).get("config") or {}).get(
+                    "product", {}).get("costimulation")
+            except FileFormatError:
+                c = None
+        out[prod] = c or PRESET_COSTIMULATION.get(prod.lower())
+    return out
+
+
+def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
+    """Simulated rates next to the MODEL.md section 11 targets, with the band verdict.
+
+    Args:
+        risk: :func:`analysis.risk.risk_table` rows (``group, outcome, n, k, p,
+            lo, hi, available``) holding :data:`CALIBRATION_OUTCOMES`.
+        costimulation: group -> costimulation ("CD28" -> ZUMA-1, "4-1BB" ->
+            JULIET); groups mapping to no target are left out.
+
+    Returns:
+        One row per (group, outcome): ``group, costimulation, cohort, outcome,
+        n, k, p, lo, hi, target, band_lo, band_hi, in_band`` (rates as
+        fractions; :func:`in_band`; ``in_band`` None when not available).
+    """
     rows = []
-    for prod, (cohort, crs_any, crs3, neuro_any, neuro3) in CALIBRATION.items():
-        sub = risk[(risk["by"] == "product") & (risk["group"].astype(str) == prod)]
-        if sub.empty:
-            sub = risk[(risk["by"] == "all")] if set(np.asarray(ep["product"].values,
-                                                                dtype=object)) == {prod} else sub
-        if sub.empty:
+    for group, costim in costimulation.items():
+        if costim not in CALIBRATION:
             continue
-        def cell(outcome, target):
+        cohort, *targets = CALIBRATION[costim]
+        sub = risk[risk["group"].astype(str) == str(group)]
+        for outcome, target in zip(CALIBRATION_OUTCOMES, targets):
             r = sub[sub["outcome"] == outcome]
-            if r.empty or not r.iloc[0]["available"]:
-                return f"n/a (target {target} %)"
-            r = r.iloc[0]
-            inside = r["lo"] <= target / 100 <= r["hi"]
-            return f"{_pct(r['p'], r['lo'], r['hi'])} vs {target} %{'' if inside else ' (outside)'}"
-        rows.append([prod, cohort, cell("CRS any grade", crs_any), cell("CRS grade >= 3", crs3),
-                     cell("ICANS any grade", neuro_any), cell("ICANS grade >= 3", neuro3)])
-    if not rows:
-        return None
-    return md_table(["product", "pivotal trial", "CRS any", "CRS >= 3", "neurotox / ICANS any",
-                     "neurotox / ICANS >= 3"], rows)
+            ok = not r.empty and bool(r.iloc[0]["available"])
+            n, k, p, lo, hi = ((int(r.iloc[0]["n"]), int(r.iloc[0]["k"]),
+                                *(float(r.iloc[0][c]) for c in ("p", "lo", "hi")))
+                               if ok else (0, 0, math.nan, math.nan, math.nan))
+            tol = BAND_PP / 100
+            rows.append({"group": group, "costimulation": costim, "cohort": cohort,
+                         "outcome": outcome, "n": n, "k": k, "p": p, "lo": lo, "hi": hi,
+                         "target": target / 100, "band_lo": max(min(lo, p - tol), 0.0),
+                         "band_hi": min(max(hi, p + tol), 1.0),
+                         "in_band": in_band(p, lo, hi, target / 100) if ok else None})
+    return pd.DataFrame(rows, columns=["group", "costimulation", "cohort", "outcome", "n", "k",
+                                       "p", "lo", "hi", "target", "band_lo", "band_hi",
+                                       "in_band"])
+
+
+def calibration_markdown(cal: pd.DataFrame, group_label: str = "product") -> str:
+    """:func:`calibration_table` as markdown: one row per (group, outcome)."""
+    rows = []
+    for r in cal.itertuples():
+        verdict = ("n/a" if r.in_band is None else "yes" if r.in_band else
+                   f"no (simulated {'above' if r.p > r.target else 'below'})")
+        rows.append([str(r.group), r.cohort, r.outcome.replace("ICANS", "neurotox / ICANS"),
+                     str(r.n), str(r.k) if r.n else "n/a",
+                     _pct(r.p, r.lo, r.hi) if r.n else "not available",
+                     f"{100 * r.target:.0f} %", verdict])
+    return md_table([group_label, "target trial", "outcome", "n", "k",
+                     "simulated % (95 % CI)", "target", "in band?"], rows)
+
+
+CALIBRATION_NOTE = (
+    "Pivotal-trial rates used other grading scales (Lee 2014 for ZUMA-1, Penn for JULIET) "
+    "and neurotoxicity is not exactly ICANS: aim for the band, not the point. The target "
+    "row follows the product's costimulation (CD28 -> ZUMA-1, 4-1BB -> JULIET). **In band**: "
+    f"the target lies inside the simulated 95 % Wilson interval widened to at least "
+    f"+-{BAND_PP:g} percentage points around the simulated rate, i.e. "
+    f"min(lo, p - {BAND_PP:g} pp) <= target <= max(hi, p + {BAND_PP:g} pp); the interval "
+    "carries the virtual trial's sampling error, the tolerance the pivotal trial's own "
+    "(~+-7 points at n ~ 100) and the differences of grading scale.")
+
+
+def _calibration_markdown(ep) -> tuple[str | None, pd.DataFrame]:
+    """The batch report's calibration section: by product, targets by costimulation."""
+    if "product" not in ep.coords:
+        return None, calibration_table(pd.DataFrame(columns=["group", "outcome"]), {})
+    risk = risk_table(ep, grade_outcomes(KINDS), by="product")
+    cal = calibration_table(risk, product_costimulation(ep))
+    return (calibration_markdown(cal) if len(cal) else None), cal
+
+
+# -- trend of risk over the covariate -----------------------------------------------
+
+def trend_markdown(trend: pd.DataFrame, group_label: str | None = None) -> str:
+    """:func:`analysis.risk.trend_table` as the report's table."""
+    rows = []
+    for r in trend.itertuples():
+        first = [str(r.group)] if group_label else []
+        if not r.available:
+            rows.append(first + [r.outcome, "0", "0", "not available", "", "", ""])
+            continue
+        lo, hi = (_num(v, "{:+.2f}") if np.isfinite(v) else ("-inf" if v < 0 else "+inf")
+                  for v in (r.slope_lo, r.slope_hi))
+        slope = "n/a" if not np.isfinite(r.slope) else \
+            f"{r.slope:+.2f} [{lo}, {hi}]".replace("+0.00 ", "0.00 ")
+        rows.append(first + [r.outcome, str(r.n), str(r.k), _num(r.ca_z, "{:+.2f}"),
+                             _pval(r.ca_p_increasing), slope, _pval(r.slope_p)]
+                    + [r.note or ""])
+    header = ([group_label] if group_label else []) + [
+        "outcome", "n", "events", "CA z", "one-sided p (increasing)",
+        "logistic slope per decade [95 % CI]", "p (slope)", "note"]
+    return md_table(header, [r + [""] * (len(header) - len(r)) for r in rows])
+
+
+TREND_NOTE = (
+    "**Cochran-Armitage** test for trend over the decade bins of {lab} (scores: log10 "
+    "of each bin's geometric-mean value); z > 0 means risk rising with {lab}; the p-value "
+    "is one-sided for an increase (two-sided and decreasing p-values in "
+    "[trend.csv](trend.csv)). **Logistic slope**: change of the log-odds per 10-fold "
+    "increase of {lab} in the Firth-penalised logistic fit on log10 {lab}, with its profile "
+    "penalised-likelihood 95 % interval and the two-sided penalised likelihood-ratio "
+    "p-value (Heinze & Schemper 2002; Wald values in trend.csv). MODEL.md 10.3 expects "
+    "a monotone rise of CRS and ICANS risk with tumour burden.")
 
 
 def _response_day(ep) -> str:
@@ -321,16 +479,21 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
     _say("drawing figures ...", quiet)
     figs = []
     main_group = "product" if "product" in groupings else (groupings[0] if groupings else None)
+    trend = None
     if covariate in ep.coords or covariate in ep:
         fname = f"risk_vs_{covariate.replace('.', '_')}.png"
         plots.save(plots.plot_risk_vs_covariate(ep, covariate), out / fname)
-        lab = "tumour burden" if covariate == "burden_cells" else covariate
+        lab = covariate_label(covariate)
+        trend = trend_table(ep, covariate, grade_outcomes(KINDS))
+        trend.to_csv(out / "trend.csv", index=False)
         figs.append((f"Risk versus {lab}", fname,
                      f"Points: share of runs per bin of {lab} (horizontal bar: range of the "
                      "values in the bin; labels k/n) with 95 % Wilson intervals. Curve: "
                      "logistic regression on log10 of the covariate (Firth-penalised), shaded "
                      "95 % confidence band; OR is the odds ratio per 10-fold increase. Grey "
-                     "ticks: covariate values of the runs."))
+                     "ticks: covariate values of the runs.",
+                     f"**Risk vs {lab}: trend test**", trend_markdown(trend),
+                     TREND_NOTE.format(lab=lab)))
     for g in [x for x in (main_group, "policy") if x in groupings] or [None]:
         fname = f"grade_distribution_by_{g or 'all'}.png"
         plots.save(plots.plot_grade_distribution(ep, by=g), out / fname)
@@ -405,17 +568,17 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
            + (f" Percentile bootstrap intervals ({bootstrap} resamples) are in "
               "[risk.csv](risk.csv) (`boot_lo`, `boot_hi`)." if bootstrap else ""),
            "", _risk_markdown(risk), ""]
-    cal = _calibration_markdown(ep, risk)
+    cal, cal_table = _calibration_markdown(ep)
     if cal:
+        cal_table.to_csv(out / "calibration.csv", index=False)
         md += ["### Against the calibration bands (MODEL.md section 11)", "",
-               "Pivotal-trial rates used different grading scales (Lee 2014, Penn) and "
-               "neurotoxicity is not exactly ICANS: aim for the band, not the point.", "",
-               cal, ""]
+               CALIBRATION_NOTE + " Table: [calibration.csv](calibration.csv).", "", cal, ""]
     md += ["## Endpoints", "", _summary_markdown(ep, main_group), "",
            f"Response: tumour cells in the patch at day {_response_day(ep)} against day 0 "
            "(the last record at or before it); CR none left, PR <= -50 %, PD >= +50 % "
            "(a patch-count proxy for Lugano imaging response). "
-           "Per-run endpoints: [endpoints.csv](endpoints.csv); risk table: [risk.csv](risk.csv).",
+           "Per-run endpoints: [endpoints.csv](endpoints.csv); risk table: [risk.csv](risk.csv)"
+           + ("; trend tests: [trend.csv](trend.csv)." if trend is not None else "."),
            ""]
     bad = check[check["mismatches"] > 0] if len(check) else check
     md += ["## Cross-check with the files' own endpoints", "",
@@ -430,9 +593,13 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
                          "e.g."], [[r.endpoint, f"{r.mismatches}/{r.n}", _num(r.max_abs_diff),
                                     r.tolerance, r.runs] for r in bad.itertuples()]), ""]
     md += ["## Figures", ""]
-    for title, fname, caption in figs:
-        _fig(md, title, fname, caption)
+    for fig in figs:
+        _fig(md, *fig)
     return _write(out, md, html_page, quiet, n_figs=len(figs))
+
+
+def covariate_label(covariate: str) -> str:
+    return "tumour burden" if covariate == "burden_cells" else covariate
 
 
 def _version() -> str:
@@ -583,4 +750,6 @@ def markdown_to_html(text: str, title: str = "abm report") -> str:
             + "\n</body></html>\n")
 
 
-__all__ = ["analyze", "risk_rows", "markdown_to_html", "md_table", "CALIBRATION"]
+__all__ = ["analyze", "risk_rows", "markdown_to_html", "md_table", "CALIBRATION",
+           "CALIBRATION_OUTCOMES", "BAND_PP", "in_band", "calibration_table",
+           "calibration_markdown", "product_costimulation", "trend_markdown"]

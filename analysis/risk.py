@@ -22,6 +22,12 @@ Formulas (``z`` = the normal quantile, 1.96 for 95 %):
   is ``expit(eta +- z se(eta))`` with ``se(eta)^2 = g' Cov g``, ``g = (1,
   log10 x)`` and ``Cov`` the inverse Fisher information (delta method on the
   linear predictor).
+* **Trend of risk over a covariate**: the Cochran-Armitage test over ordered
+  bins (``z = T / sqrt(Var T)``, ``T = sum s_i (k_i - n_i pbar)``, ``Var T =
+  pbar (1 - pbar) [sum n_i s_i^2 - (sum n_i s_i)^2 / N]``, scores ``s_i`` the
+  log10 bin midpoints or the bin index), and the likelihood-ratio test of the
+  logistic slope (penalised likelihood ``l + 0.5 log det I`` for Firth fits,
+  Heinze & Schemper 2002) with its profile-likelihood interval.
 * **Cumulative incidence of onset**: ``1 - S(t)``, ``S`` the Kaplan-Meier
   estimate with runs that never reach the grade censored at the end of their
   follow-up; Greenwood variance with the log(-log) transform for the interval
@@ -161,6 +167,22 @@ def risk_table(table, outcomes=None, by=None, *, conf: float = CONF, bootstrap: 
         endpoint is absent or NaN in every run: e.g. ICANS in files written
         before the ICANS model; ``n = 0`` and NaN risk then).
     """
+    def compute(sel, events):
+        return proportion(events[sel], conf=conf, bootstrap=bootstrap, seed=seed)
+    empty = {"n": 0, "k": 0, "p": math.nan, "lo": math.nan, "hi": math.nan}
+    if bootstrap:
+        empty.update(boot_lo=math.nan, boot_hi=math.nan)
+    return _by_group(table, outcomes, by, compute, empty)
+
+
+def _by_group(table, outcomes, by, compute, empty: dict) -> pd.DataFrame:
+    """Rows ``group, outcome, endpoint, threshold, **compute(sel, events), available``.
+
+    ``compute(sel, events)`` gets the group's run mask and the outcome's
+    1/0/NaN events of every run; ``empty`` stands in where the outcome's
+    endpoint is absent or NaN in every run. A ``by`` column comes first when
+    grouped.
+    """
     outcomes = grade_outcomes() if outcomes is None else list(outcomes)
     groups = _column(table, by) if by is not None else None
     if by is not None and groups is None:
@@ -174,13 +196,7 @@ def risk_table(table, outcomes=None, by=None, *, conf: float = CONF, bootstrap: 
         for o in outcomes:
             col = _column(table, o.endpoint)
             available = col is not None and np.isfinite(np.asarray(col, float)).any()
-            if available:
-                r = proportion(o.events(np.asarray(col)[sel]), conf=conf, bootstrap=bootstrap,
-                               seed=seed)
-            else:
-                r = {"n": 0, "k": 0, "p": math.nan, "lo": math.nan, "hi": math.nan}
-                if bootstrap:
-                    r.update(boot_lo=math.nan, boot_hi=math.nan)
+            r = compute(sel, o.events(np.asarray(col))) if available else dict(empty)
             rows.append({"group": g, "outcome": o.label, "endpoint": o.endpoint,
                          "threshold": o.threshold, **r, "available": bool(available)})
     df = pd.DataFrame(rows)
@@ -242,6 +258,14 @@ def assign_bins(x, edges, labels=None) -> np.ndarray:
 
 # -- risk versus a continuous covariate ---------------------------------------------
 
+def _finite_pairs(x, y, log: bool):
+    """``x``, ``y`` as floats, keeping runs where both are finite (and ``x > 0`` if ``log``)."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log else True)
+    return x[ok], y[ok]
+
+
 def binned_risk(x, events, bins=None, *, log: bool = True, conf: float = CONF) -> pd.DataFrame:
     """Risk per covariate bin with Wilson intervals.
 
@@ -252,14 +276,12 @@ def binned_risk(x, events, bins=None, *, log: bool = True, conf: float = CONF) -
             else 4 quantile bins.
 
     Returns:
-        ``lo_edge, hi_edge``, ``x_min, x_max`` (range of the values in the
-        bin), ``x_mid`` (their geometric mean if ``log``, else the mean),
-        ``n, k, p, lo, hi``; empty bins dropped.
+        ``bin`` (index of the bin among the edges, 0 = lowest), ``lo_edge,
+        hi_edge``, ``x_min, x_max`` (range of the values in the bin),
+        ``x_mid`` (their geometric mean if ``log``, else the mean), ``n, k, p,
+        lo, hi``; empty bins dropped (``bin`` keeps counting them).
     """
-    x = np.asarray(x, float)
-    e = np.asarray(events, float)
-    ok = np.isfinite(x) & np.isfinite(e) & ((x > 0) if log else True)
-    x, e = x[ok], e[ok]
+    x, e = _finite_pairs(x, events, log)
     if bins is None:
         edges = decade_bins(x) if log else np.quantile(x, np.linspace(0, 1, 5))
     elif np.isscalar(bins):
@@ -278,11 +300,11 @@ def binned_risk(x, events, bins=None, *, log: bool = True, conf: float = CONF) -
         k = int(e[sel].sum())
         mid = float(10 ** np.mean(np.log10(x[sel]))) if log else float(np.mean(x[sel]))
         lo, hi = wilson_interval(k, n, conf)
-        rows.append({"lo_edge": a, "hi_edge": b, "x_min": float(x[sel].min()),
+        rows.append({"bin": i, "lo_edge": a, "hi_edge": b, "x_min": float(x[sel].min()),
                      "x_max": float(x[sel].max()), "x_mid": mid, "n": n, "k": k, "p": k / n,
                      "lo": lo, "hi": hi})
-    return pd.DataFrame(rows, columns=["lo_edge", "hi_edge", "x_min", "x_max", "x_mid", "n", "k",
-                                       "p", "lo", "hi"])
+    return pd.DataFrame(rows, columns=["bin", "lo_edge", "hi_edge", "x_min", "x_max", "x_mid", "n",
+                                       "k", "p", "lo", "hi"])
 
 
 @dataclass
@@ -299,6 +321,8 @@ class LogisticFit:
     iterations: int = 0
     note: str = ""
     x_range: tuple = field(default=(math.nan, math.nan))
+    # the fitted data on the centred, scaled design (for likelihood-ratio tests)
+    _design: tuple | None = field(default=None, repr=False, compare=False)
 
     def _u(self, x):
         x = np.asarray(x, float)
@@ -320,9 +344,76 @@ class LogisticFit:
         return float(math.exp(self.coef[1]))
 
     def slope_interval(self, conf: float = CONF) -> tuple[float, float]:
+        """Wald interval of the slope ``b1``."""
         se = math.sqrt(max(self.cov[1, 1], 0.0))
         z = _z(conf)
         return float(self.coef[1] - z * se), float(self.coef[1] + z * se)
+
+    def slope_p_wald(self) -> float:
+        """Two-sided Wald p-value of ``b1 = 0`` (``z = b1 / se``)."""
+        se = math.sqrt(max(self.cov[1, 1], 0.0))
+        return float(2 * stats.norm.sf(abs(self.coef[1]) / se)) if se > 0 else math.nan
+
+    # -- (penalised) likelihood ratio ----------------------------------------------
+    def _loglik(self, beta_s) -> float:
+        """Log-likelihood on the scaled design; for Firth plus ``0.5 log det I``."""
+        X, y, _, _ = self._design
+        eta = X @ beta_s
+        ll = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+        if self.method == "firth":
+            w = special.expit(eta) * special.expit(-eta)
+            sign, logdet = np.linalg.slogdet(X.T @ (w[:, None] * X))
+            ll += 0.5 * logdet if sign > 0 else -math.inf
+        return ll
+
+    def _profile(self, b1s: float) -> float:
+        """Maximum of :meth:`_loglik` over the intercept with the scaled slope fixed."""
+        from scipy import optimize
+        b0 = float(self._design[2][0])
+        res = optimize.minimize_scalar(lambda a: -self._loglik(np.array([a, b1s])),
+                                       bracket=(b0 - 1.0, b0 + 1.0), method="brent")
+        return float(-res.fun)
+
+    def lr_test(self) -> tuple[float, float]:
+        """Likelihood-ratio test of ``b1 = 0``: ``(statistic, p)``, chi-square with 1 df.
+
+        For Firth fits the penalised likelihood ``l + 0.5 log det I`` is
+        compared, the penalty of the null model taken from the full model's
+        information at ``(b0, 0)`` (Heinze & Schemper 2002, as R's logistf).
+        """
+        if self._design is None:
+            return math.nan, math.nan
+        stat = max(2.0 * (self._loglik(self._design[2]) - self._profile(0.0)), 0.0)
+        return float(stat), float(stats.chi2.sf(stat, 1))
+
+    def profile_interval(self, conf: float = CONF, *, limit: float = 100.0
+                         ) -> tuple[float, float]:
+        """Profile (penalised) likelihood interval of the slope ``b1``.
+
+        The set of slopes whose likelihood-ratio test against the fit does not
+        reject at ``1 - conf``; an end beyond ``limit`` standard deviations
+        of ``u`` per unit (a separated outcome) is returned as infinite.
+        Consistent with :meth:`lr_test`: 0 is inside exactly when its p-value
+        is above ``1 - conf``.
+        """
+        from scipy import optimize
+        if self._design is None:
+            return math.nan, math.nan
+        _, _, beta_s, sd = self._design
+        target = self._loglik(beta_s) - stats.chi2.ppf(conf, 1) / 2.0
+        f = lambda b1s: self._profile(b1s) - target   # noqa: E731  (> 0 inside)
+        se_s = math.sqrt(max(self.cov[1, 1], 0.0)) * sd
+        ends = []
+        for direction in (-1.0, 1.0):
+            a, step, end = float(beta_s[1]), max(se_s, 0.05), None
+            while abs(a - beta_s[1]) < limit:
+                b = a + direction * step
+                if f(b) <= 0:
+                    end = optimize.brentq(f, min(a, b), max(a, b), xtol=1e-10)
+                    break
+                a, step = b, step * 2.0
+            ends.append(direction * math.inf if end is None else end / sd)
+        return float(ends[0]), float(ends[1])
 
 
 def fit_logistic(x, y, *, log: bool = True, method: str = "firth", max_iter: int = 100,
@@ -336,10 +427,7 @@ def fit_logistic(x, y, *, log: bool = True, method: str = "firth", max_iter: int
     """
     if method not in ("firth", "mle"):
         raise ValueError(f"method must be 'firth' or 'mle' (got {method!r})")
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log else True)
-    x, y = x[ok], y[ok]
+    x, y = _finite_pairs(x, y, log)
     n, k = int(x.size), int(y.sum())
     if n < 3 or np.ptp(x) == 0 or (method == "mle" and (k == 0 or k == n)):
         return None
@@ -378,7 +466,155 @@ def fit_logistic(x, y, *, log: bool = True, method: str = "firth", max_iter: int
         note = f"every run {'has' if k else 'lacks'} the outcome; curve is Firth-penalised"
     return LogisticFit(coef=coef, cov=cov, n=n, k=k, log=log, method=method,
                        converged=converged, iterations=it, note=note,
-                       x_range=(float(x.min()), float(x.max())))
+                       x_range=(float(x.min()), float(x.max())), _design=(X, y, beta, sd))
+
+
+# -- monotone trend of risk over a covariate ------------------------------------------
+
+@dataclass(frozen=True)
+class CochranArmitage:
+    """Cochran-Armitage test for a linear trend in proportions over ordered groups."""
+
+    z: float                 # T / sqrt(Var T); > 0: risk rises with the score
+    p_two_sided: float
+    p_increasing: float      # one-sided, H1: risk increases with the score
+    p_decreasing: float      # one-sided, H1: risk decreases with the score
+    statistic: float         # T = sum s_i (k_i - n_i pbar)
+    variance: float          # Var T = pbar (1 - pbar) [sum n_i s_i^2 - (sum n_i s_i)^2 / N]
+    n: int
+    k: int
+    n_groups: int
+
+
+def cochran_armitage(k, n, scores=None) -> CochranArmitage:
+    """Cochran-Armitage trend test of ``k_i`` events in ``n_i`` runs per ordered group.
+
+    With ``pbar = K / N`` (``K = sum k_i``, ``N = sum n_i``) and scores ``s_i``
+    (default: the group index 0, 1, 2, ...)::
+
+        T     = sum s_i (k_i - n_i pbar)
+        Var T = pbar (1 - pbar) [sum n_i s_i^2 - (sum n_i s_i)^2 / N]
+        z     = T / sqrt(Var T)          (approximately standard normal under H0)
+
+    ``z^2 = N r^2`` with ``r`` the correlation of score and outcome over the
+    runs; it is the score test of the slope of a logistic regression on the
+    scores. p-values: two-sided ``2 (1 - Phi(|z|))``, increasing ``1 - Phi(z)``,
+    decreasing ``Phi(z)``. ``z`` and the p-values are NaN when ``Var T = 0``
+    (no events, only events, or fewer than two groups with different scores).
+
+    >>> round(cochran_armitage([1, 3, 6], [10, 10, 10]).z, 4)   # 15 / sqrt(40)
+    2.3717
+    """
+    k = np.asarray(k, float)
+    n = np.asarray(n, float)
+    s = np.arange(k.size, dtype=float) if scores is None else np.asarray(scores, float)
+    if not (k.shape == n.shape == s.shape):
+        raise ValueError("k, n and scores need one value per group")
+    ok = n > 0
+    k, n, s = k[ok], n[ok], s[ok]
+    N, K = float(n.sum()), float(k.sum())
+    if N == 0:
+        return CochranArmitage(*(math.nan,) * 6, n=0, k=0, n_groups=0)
+    pbar = K / N
+    t = float(np.sum(s * (k - n * pbar)))
+    var = pbar * (1.0 - pbar) * float(np.sum(n * s * s) - np.sum(n * s) ** 2 / N)
+    if var > 1e-12 * max(1.0, pbar * (1 - pbar) * float(np.sum(n * s * s))):
+        z = t / math.sqrt(var)
+        p2, pinc, pdec = 2 * stats.norm.sf(abs(z)), stats.norm.sf(z), stats.norm.cdf(z)
+    else:
+        z = p2 = pinc = pdec = math.nan
+    return CochranArmitage(z=float(z), p_two_sided=float(p2), p_increasing=float(pinc),
+                           p_decreasing=float(pdec), statistic=t, variance=float(var),
+                           n=int(N), k=int(K), n_groups=int(k.size))
+
+
+#: Columns of :func:`trend_test` (and of :func:`trend_table` after its labels).
+TREND_COLUMNS = ("n", "k", "n_bins", "scores", "ca_z", "ca_p_two_sided", "ca_p_increasing",
+                 "ca_p_decreasing", "slope", "slope_lo", "slope_hi", "slope_p", "lr_stat",
+                 "slope_se", "slope_p_wald", "odds_ratio", "method", "note")
+
+
+def trend_test(x, events, *, bins=None, scores: str = "log10", log: bool = True,
+               method: str = "firth", conf: float = CONF) -> dict:
+    """Monotone trend of risk over a covariate: Cochran-Armitage and logistic slope.
+
+    Args:
+        x: covariate per run (e.g. tumour burden in cells).
+        events: 1/0 per run (NaN: not counted; runs with NaN or, with ``log``,
+            non-positive ``x`` are dropped as well).
+        bins: bins for the Cochran-Armitage test, as in :func:`binned_risk`
+            (default: decades of ``x`` when ``log``).
+        scores: Cochran-Armitage scores: ``"log10"`` (log10 of each bin's
+            geometric-mean value, ``x_mid``; the value itself when ``log`` is
+            False) or ``"index"`` (bin index: 0, 1, 2, ... over all bins,
+            empty ones included).
+        method: logistic fit, ``"firth"`` (default) or ``"mle"`` (:func:`fit_logistic`).
+
+    Returns:
+        A dict with :data:`TREND_COLUMNS`: ``n, k`` (runs, events), ``n_bins``
+        (non-empty bins), ``ca_z`` and its p-values (two-sided, increasing,
+        decreasing; :func:`cochran_armitage`); ``slope`` (logistic slope
+        ``b1`` per unit of ``u`` = log10 x: per 10-fold increase), its
+        profile-likelihood ``conf`` interval ``slope_lo, slope_hi`` and the
+        likelihood-ratio p ``slope_p`` (penalised for Firth; ``lr_stat`` the
+        statistic), the Wald ``slope_se`` and ``slope_p_wald``,
+        ``odds_ratio`` = exp(slope); ``note`` says why a value is NaN. With
+        no events, or events in every run, every test value is NaN.
+    """
+    if scores not in ("log10", "index"):
+        raise ValueError(f"scores must be 'log10' or 'index' (got {scores!r})")
+    x, e = _finite_pairs(x, events, log)
+    out = dict.fromkeys(TREND_COLUMNS, math.nan)
+    out.update(n=int(x.size), k=int(e.sum()), n_bins=0, scores=scores, method=method, note="")
+    if x.size == 0:
+        out["note"] = "no runs"
+        return out
+    b = binned_risk(x, e, bins, log=log, conf=conf)
+    out["n_bins"] = int(len(b))
+    if scores == "index":
+        sc = b["bin"].to_numpy(float)
+    else:
+        sc = np.log10(b["x_mid"].to_numpy(float)) if log else b["x_mid"].to_numpy(float)
+    ca = cochran_armitage(b["k"].to_numpy(), b["n"].to_numpy(), sc)
+    out.update(ca_z=ca.z, ca_p_two_sided=ca.p_two_sided, ca_p_increasing=ca.p_increasing,
+               ca_p_decreasing=ca.p_decreasing)
+    notes = []
+    if out["k"] in (0, out["n"]):   # no variation: nothing to test (a Firth slope would
+        out["note"] = ("no events" if out["k"] == 0 else "every run has the outcome")
+        return out                  # only reflect the penalty and the spread of x)
+    if out["n_bins"] < 2:
+        notes.append("one bin only")
+    fit = fit_logistic(x, e, log=log, method=method)
+    if fit is None:
+        notes.append("no logistic fit (fewer than 3 runs, constant covariate or, for the "
+                     "MLE, a constant outcome)")
+    else:
+        out["lr_stat"], out["slope_p"] = fit.lr_test()
+        out["slope_lo"], out["slope_hi"] = fit.profile_interval(conf)
+        out.update(slope=float(fit.coef[1]), slope_se=math.sqrt(max(fit.cov[1, 1], 0.0)),
+                   slope_p_wald=fit.slope_p_wald(), odds_ratio=fit.odds_ratio_per_unit)
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def trend_table(table, covariate: str, outcomes=None, by=None, **kw) -> pd.DataFrame:
+    """:func:`trend_test` of each outcome against ``covariate``, overall or per group.
+
+    ``table`` as for :func:`risk_table` (a DataFrame or a per-run Dataset);
+    ``kw`` goes to :func:`trend_test`. Returns one row per (group, outcome):
+    ``group, outcome, endpoint, threshold, covariate``, :data:`TREND_COLUMNS`
+    and ``available`` (False when the endpoint is absent or NaN in every run;
+    the test values are NaN then). A ``by`` column comes first when given.
+    """
+    x = _column(table, covariate)
+    if x is None:
+        raise KeyError(f"no covariate {covariate!r}")
+    x = np.asarray(x, float)
+    empty = dict.fromkeys(TREND_COLUMNS, math.nan)
+    empty.update(n=0, k=0, n_bins=0, note="not available")
+    df = _by_group(table, outcomes, by, lambda sel, ev: trend_test(x[sel], ev[sel], **kw), empty)
+    df.insert(df.columns.get_loc("threshold") + 1, "covariate", covariate)
+    return df
 
 
 # -- time to onset ---------------------------------------------------------------
@@ -448,4 +684,5 @@ def median_iqr(values) -> tuple[float, float, float]:
 
 __all__ = ["wilson_interval", "bootstrap_interval", "proportion", "Outcome", "grade_outcomes",
            "risk_table", "binned_risk", "LogisticFit", "fit_logistic", "cumulative_incidence",
-           "decade_bins", "assign_bins", "bin_labels", "median_iqr", "CONF"]
+           "decade_bins", "assign_bins", "bin_labels", "median_iqr", "CochranArmitage",
+           "cochran_armitage", "trend_test", "trend_table", "TREND_COLUMNS", "CONF"]
