@@ -414,3 +414,50 @@ def test_random_effects_change_baselines_per_seed():
     assert a["baseline_il6"] == a2["baseline_il6"]
     typical = make().state.scalars
     assert typical["baseline_il6"] == pytest.approx(5.2)
+
+
+# -- division potential of CAR-T outside the patch ------------------------------------
+
+def test_pool_division_potential_mixes_egress_and_spends_homeostatic_divisions():
+    """Mean potential m: the dose brings max_divisions, egress its tallied sum, dm/dt = -2 g."""
+    extra = no_clearance()
+    extra["run"] = {"start_day": 0.0, "end_day": 1.0}
+    extra["product"] = {"dose_cells": 1e9, "max_divisions": 10}
+    sim = make(extra, processes=(BloodProcess,))
+    s = sim.state.scalars
+    sim.step()                                         # infusion
+    assert s["cart_pool_divisions_left"] == 10.0
+    S = patient_scale(sim.config)
+    n = s["blood_cart_cells"] + s["tissue_cart_cells"]
+    s["cart_egressed_patch"] = 3.0                     # three cells with 2 + 1 + 0 divisions left
+    s["cart_egressed_divisions_left_step"] = 3.0
+    sim.step()
+    want = (n * 10.0 + S * 3.0) / (n + 3.0 * S)
+    assert s["cart_pool_divisions_left"] == pytest.approx(want, rel=1e-12)
+    # homeostatic proliferation at a known rate g spends 2 g per day
+    extra["blood"]["cart_homeostatic_per_day"] = 0.5
+    extra["blood"]["cart_homeostatic_ec50_pg_ml"] = 1e-9    # saturated: g = 0.5/day
+    sim = make(extra, processes=(BloodProcess,))
+    s = sim.state.scalars
+    sim.step()
+    m0 = s["cart_pool_divisions_left"]
+    for _ in range(40):
+        sim.step()
+    dt_day = sim.config.run.dt_s / 86400.0
+    assert m0 - s["cart_pool_divisions_left"] == pytest.approx(2 * 0.5 * 40 * dt_day, rel=1e-9)
+
+
+def test_entering_cart_carry_the_pool_potential_on_average():
+    """Entrants get floor(m) or floor(m) + 1 with mean m (stochastic rounding)."""
+    from abm.model.agents import Extravasation
+    sim = make({"product": {"max_divisions": 10}}, processes=(Extravasation,))
+    proc = sim.processes[0]
+    sim.state.scalars["cart_pool_divisions_left"] = 3.3
+    sites = np.arange(4000)
+    got = proc._entry_potential(sim.state, sites)
+    assert set(np.unique(got)) == {3, 4}
+    assert abs(got.mean() - 3.3) < 3 * math.sqrt(0.3 * 0.7 / 4000)
+    sim.state.scalars["cart_pool_divisions_left"] = 10.0
+    assert np.all(proc._entry_potential(sim.state, sites[:10]) == 10)
+    del sim.state.scalars["cart_pool_divisions_left"]      # before infusion: the product's potential
+    assert np.all(proc._entry_potential(sim.state, sites[:10]) == 10)

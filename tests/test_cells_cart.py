@@ -244,6 +244,27 @@ def test_egress_at_vessel_sites_is_counted():
     assert sim.state.cells.count(C.CART) == 50 - left
 
 
+def test_egress_tallies_the_division_potential_taken_out():
+    """The kernel sums ``divisions_left`` of the cells that leave (the blood pool mixes it in)."""
+    sim = make_sim({"lattice": {"shape": [40, 40], "vessel_fraction": 0.1,
+                                "vessel_layout": "points"},
+                    "product": {"egress_per_day": 24.0, "basal_death_per_day": 0.0,
+                                "speed_um_per_min": 0.0, "homeostatic_division_per_day": 0.0}}, seed=5)
+    lat = sim.state.lattice
+    sites = lat.vessel_sites[:50]
+    rows = add_cart(sim, sites, activation=0.0, divisions_left=np.arange(50, dtype=np.int32) % 4)
+    potential = dict(zip(sim.state.cells.id[rows].tolist(), (np.arange(50) % 4).tolist()))
+    tallied = 0
+    for _ in range(10):
+        sim.step()
+        tallied += sim.state.scalars["cart_egressed_divisions_left_step"]
+    c = sim.state.cells
+    alive = set(c.id[: c.n][c.kind[: c.n] == C.CART].tolist())
+    gone = [i for i in potential if i not in alive]
+    assert len(gone) == sim.state.scalars["cart_egressed_total"] > 10
+    assert tallied == sum(potential[i] for i in gone)
+
+
 def test_product_presets_differ_as_described():
     cd = config_from_dict({"product": {"preset": "cd28"}}).product
     bb = config_from_dict({"product": {"preset": "4-1bb"}}).product

@@ -57,8 +57,8 @@ KEY_STREAMS = (
 
 # tally slots (integer counts)
 N_KILLS, N_CART_DIED, N_EGRESS, N_LYSED, N_TUMOUR_DIED, N_MYELOID_DIED, N_ENGAGED, \
-    N_EXHAUSTED = range(8)
-N_COUNTS = 8
+    N_EXHAUSTED, N_EGRESS_DIVISIONS_LEFT = range(9)
+N_COUNTS = 9
 
 
 @jit
@@ -176,11 +176,12 @@ def append_births(parents, n0, next_id, ids, kind, site, phenotype, activation, 
 
 
 @jit
-def tally(n, kind, events, il6_out, counts, il6_sums):
+def tally(n, kind, events, divisions_left, il6_out, counts, il6_sums):
     """Count event flags and sum IL-6 by source over rows ``0..n-1`` (serial, row order).
 
     ``counts`` (int64, :data:`N_COUNTS`) and ``il6_sums[0:2]`` (CAR-T, myeloid
-    IL-6 in pg) are overwritten.
+    IL-6 in pg) are overwritten. ``counts[N_EGRESS_DIVISIONS_LEFT]`` sums the
+    division potential the egressing CAR-T cells take back to the patient.
     """
     for i in range(counts.shape[0]):
         counts[i] = 0
@@ -195,6 +196,7 @@ def tally(n, kind, events, il6_out, counts, il6_sums):
                 counts[N_CART_DIED] += 1
             if ev & EV_EGRESS:
                 counts[N_EGRESS] += 1
+                counts[N_EGRESS_DIVISIONS_LEFT] += divisions_left[r]
             if ev & EV_LYSED:
                 counts[N_LYSED] += 1
             if ev & EV_TUMOUR_DIED:
@@ -432,7 +434,7 @@ def agent_step(seed, step, n, next_id,
                         _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind,
                                    site, target, occ, neighbours, vessel, p_cart, p_mye, events)
     # (5) tallies (before appending: daughters have no events)
-    tally(n, kind, events, il6_out, counts, sums)
+    tally(n, kind, events, divisions_left, il6_out, counts, sums)
     vwf = 0.0
     ang2 = 0.0
     for j in range(ne):

@@ -50,6 +50,7 @@ from abm import cells as C
 from abm.kernels import cells_cart as KC
 from abm.kernels import cells_common as KM
 from abm.kernels import cells_step as KS
+from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
 from abm.model.fields import SPECIES
@@ -194,8 +195,8 @@ class Extravasation(Process):
     ``n_v`` vessel sites), so that the patch receives ``h N_blood / S`` cells
     per unit time through resting vessels; otherwise a monocyte enters with
     probability ``1 - exp(-k_r (M / 400) (b + e_v) dt)``. Entering CAR-T cells
-    are naive-like with the product's full division potential; monocytes are
-    labelled recruited.
+    are naive-like and carry the blood pool's mean remaining division potential
+    (:meth:`_entry_potential`); monocytes are labelled recruited.
     """
 
     phase = "blood_to_tissue"
@@ -234,14 +235,37 @@ class Extravasation(Process):
                                   self._e_at, lam_c, lam_m, self.mono_basal, self.dt, self._out)
             nc, nm = int(nc), int(nm)
             if nc:
-                c.add(C.CART, self.vsites[self._out == 1], phenotype=C.CART_NAIVE,
-                      divisions_left=self.max_div, target=-1)
+                sites = self.vsites[self._out == 1]
+                c.add(C.CART, sites, phenotype=C.CART_NAIVE,
+                      divisions_left=self._entry_potential(state, sites), target=-1)
             if nm:
                 c.add(C.MYELOID, self.vsites[self._out == 2], phenotype=C.MYELOID_RECRUITED)
         sc["cart_entered_step"] = nc
         _add(sc, "cart_entered_total", nc)
         sc["monocytes_recruited_step"] = nm
         _add(sc, "monocytes_recruited_total", nm)
+
+    def _entry_potential(self, state, sites) -> np.ndarray:
+        """Division potential of the CAR-T cells entering at ``sites`` this step.
+
+        Entrants come from the blood pool, whose mean remaining potential
+        ``m = scalars["cart_pool_divisions_left"]`` (blood model; the product's
+        ``max_divisions`` before any cell has divided) falls as the pool fills
+        with cells that already expanded in the tumour and with homeostatic
+        divisions. Each entrant gets ``floor(m)`` or ``floor(m) + 1`` with
+        probability ``m - floor(m)`` (stream ``CART_ENTRY``, draw 1 at the
+        vessel site), so the mean is ``m``.
+        """
+        m = min(float(self.max_div), max(0.0, float(state.scalars.get("cart_pool_divisions_left",
+                                                                    self.max_div))))
+        base = math.floor(m)
+        frac = m - base
+        out = np.full(len(sites), base, dtype=np.int32)
+        if frac > 0.0:
+            for i, v in enumerate(sites):
+                if rng.uniform(state.seed, streams.CART_ENTRY, state.step, int(v), 1) < frac:
+                    out[i] += 1
+        return out
 
     def record(self, state, row):
         sc = state.scalars
@@ -341,6 +365,7 @@ class CellRules(Process):
         _add(sc, "cart_kills_total", kills)
         _add(sc, "cart_kills_interval", kills)
         sc["cart_egressed_step"] = int(k[KS.N_EGRESS])
+        sc["cart_egressed_divisions_left_step"] = int(k[KS.N_EGRESS_DIVISIONS_LEFT])
         _add(sc, "cart_egressed_total", int(k[KS.N_EGRESS]))
         sc["tumour_lysed_step"] = int(k[KS.N_LYSED])
         _add(sc, "tumour_lysed_total", int(k[KS.N_LYSED]))

@@ -56,7 +56,15 @@ CAR-T outside the patch: blood ``C_b`` and a non-tumour tissue pool ``C_t``
     g = g_max (1 - Imax_T E_steroid) IL7_15 / (EC + IL7_15)    (homeostatic proliferation)
 
 plus the infusion of ``product.dose_cells`` into blood on ``infusion_day`` and
-the patch entry/egress above. Entries are taken from blood; cells leaving the
+the patch entry/egress above. The pool also keeps the mean remaining division
+potential ``m`` of its cells (``cart_pool_divisions_left``): the infused product
+brings ``product.max_divisions``, cells leaving the patch bring what they have
+left (their sum is tallied by the agent kernel), the mean of the mixture is
+cell-weighted, and homeostatic proliferation spends ``dm/dt = -2 g`` (the mean
+generation of a population dividing at rate ``g`` rises at ``2 g``). Cells
+entering the patch carry ``m`` (rounded stochastically), so a late entrant
+drawn from a pool that has already expanded in the tumour has little expansion
+left. Entries are taken from blood; cells leaving the
 patch return through efferent lymph: a share ``cart_egress_via_tissue_fraction``
 (default 1) joins the non-tumour tissue pool ``C_t`` and reaches blood at
 ``k_tb``, the rest enters blood directly. Reported as cells/uL over a 5 L
@@ -260,6 +268,7 @@ RECORDED = {
     "blood_cart_per_ul": ("cells/uL", "CAR-T cells in blood"),
     "blood_cart_cells": ("cells", "CAR-T cells in blood (total)"),
     "tissue_cart_cells": ("cells", "CAR-T cells in non-tumour tissues"),
+    "cart_pool_divisions_left": ("1", "mean remaining division potential of CAR-T outside the patch"),
     "sys_myeloid_activation": ("1", "activation of the systemic myeloid pool"),
     "il6_myeloid_fraction": ("1", "share of IL-6 produced by myeloid cells (cumulative)"),
     "lymphocytes_cells": ("cells", "host lymphocytes (body total)"),
@@ -306,6 +315,7 @@ class Blood:
         self.sim_start_day = cfg.run.start_day
         self.vp = b.plasma_volume_ml
         self.dose = cfg.product.dose_cells
+        self.max_div = float(cfg.product.max_divisions)
         self.cart_steroid_imax = cfg.product.steroid_max_suppression
         # plasma clearance (1/s) and baseline production (pg/mL/s)
         half = {"ifng": b.ifng_half_life_min, "gmcsf": b.gmcsf_half_life_min,
@@ -375,6 +385,7 @@ class Blood:
         s["tissue_cart_cells"] = 0.0
         s["blood_cart_debt_cells"] = 0.0
         s["cart_infused"] = 0.0
+        s["cart_pool_divisions_left"] = self.max_div
         s["cart_entered_patient_cells"] = 0.0
         s["cart_egressed_patient_cells"] = 0.0
         s["lysed_patient_cells"] = 0.0
@@ -434,6 +445,7 @@ class Blood:
         S = self.S
         if s["cart_infused"] == 0.0 and t0 + 0.5 * self.dt_day >= self.p.infusion_day:
             s["cart_infused"] = 1.0
+            self._mix_potential(s, self.dose, self.dose * self.max_div)
             self._gain_cart(s, self.dose)
         for sp in PLASMA_SPECIES:
             x = S * s.get(f"exchange_{sp}_pg", 0.0)
@@ -449,6 +461,8 @@ class Blood:
         egressed = S * _first(s, "cart_egressed_patch", "cart_egressed_step")
         s["cart_entered_patient_cells"] += entered
         s["cart_egressed_patient_cells"] += egressed
+        if egressed > 0.0:
+            self._mix_potential(s, egressed, S * s.get("cart_egressed_divisions_left_step", 0.0))
         # egress leaves the tumour through efferent lymph: a share f goes to the
         # non-tumour tissue / lymphoid pool (which returns it to blood at k_tb)
         via_tissue = self.p.cart_egress_via_tissue_fraction * egressed
@@ -464,6 +478,13 @@ class Blood:
                    + s.get("vwf_released_step_pg", 0.0) * VWF_IU_PER_PG)
         if vwf > 0.0:
             s["vwf_iu_dl"] += vwf / (self.p.plasma_volume_ml / 100.0)
+
+    @staticmethod
+    def _mix_potential(s: dict, cells: float, divisions_left: float) -> None:
+        """Mix ``cells`` arriving with ``divisions_left`` (summed) into the pool's mean potential."""
+        n = max(0.0, s["blood_cart_cells"] + s["tissue_cart_cells"] - s["blood_cart_debt_cells"])
+        if n + cells > 0.0:
+            s["cart_pool_divisions_left"] = (n * s["cart_pool_divisions_left"] + divisions_left) / (n + cells)
 
     @staticmethod
     def _gain_cart(s: dict, n: float) -> None:
@@ -538,6 +559,9 @@ class Blood:
                                 kbt, -(ktb + b.cart_tissue_death_per_day - g),
                                 s["blood_cart_cells"], s["tissue_cart_cells"], dt)
         s["blood_cart_cells"], s["tissue_cart_cells"] = blood, tissue
+        # each homeostatic division spends one division of potential: in a
+        # dividing population (birth rate g) the mean generation rises at 2 g
+        s["cart_pool_divisions_left"] = max(0.0, s["cart_pool_divisions_left"] - 2.0 * g * dt)
 
     def _lymphocytes(self, s: dict, t0: float) -> None:
         ld, dt = self.ld, self.dt_day
