@@ -398,6 +398,12 @@ def test_covariate_draws_are_keyed_by_member_and_path():
      lambda x: abs(x.mean() - 70) < 0.8 and abs(x.std() - 10) < 0.6),
     ({"dist": "lognormal", "median": 1e4, "sigma": 0.5}, "tumour.antigen_median_molecules",
      lambda x: abs(np.median(np.log(x)) - np.log(1e4)) < 0.05 and abs(np.log(x).std() - 0.5) < 0.03),
+    # bounded: ln x is N(ln 1e10, 1) cut at -2.30 and +4.61 SD; its mean moves
+    # up by phi(a) / (Phi(b) - Phi(a)) = 0.0287
+    ({"dist": "lognormal", "median": 1e10, "sigma": 1.0, "low": 1e9, "high": 1e12},
+     "patient.tumour_burden_cells",
+     lambda x: x.min() >= 1e9 and x.max() <= 1e12 and (x < 1.2e9).sum() > 0
+     and abs(np.log(x).mean() - np.log(1e10) - 0.0287) < 0.07),
     ({"dist": "truncnormal", "mean": 0.8, "sd": 0.2, "low": 0.5, "high": 0.9},
      "lymphodepletion.depth", lambda x: x.min() >= 0.5 and x.max() <= 0.9),
     ({"dist": "beta", "a": 2.0, "b": 6.0}, "patient.baseline_endothelial_activation",

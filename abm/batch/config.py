@@ -67,7 +67,7 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "uniform": (("low", "high"), {}),
     "loguniform": (("low", "high"), {}),
     "normal": (("mean", "sd"), {}),
-    "lognormal": (("median", "sigma"), {}),
+    "lognormal": (("median", "sigma"), {"low": None, "high": None}),
     "truncnormal": (("mean", "sd", "low", "high"), {}),
     "beta": (("a", "b"), {"low": 0.0, "high": 1.0}),
     "choice": (("values",), {"weights": None}),
@@ -490,7 +490,7 @@ def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
         ctx.fail(f"{key}.dist", f"{dist!r} draws numbers but {path} is a {kind} parameter; "
                                 "use dist = \"choice\"")
     args = {k: _number(ctx, v.get(k, optional.get(k)), f"{key}.{k}")
-            for k in (*required, *optional)}
+            for k in (*required, *optional) if k in v or optional.get(k) is not None}
     if dist in ("uniform", "loguniform", "truncnormal", "beta") and not args["low"] < args["high"]:
         ctx.fail(f"{key}.high", f"must be > low = {args['low']!r} (got {args['high']!r})")
     if dist == "loguniform" and not args["low"] > 0:
@@ -502,6 +502,12 @@ def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
         ctx.fail(f"{key}.sd", f"must be > 0 for dist = 'truncnormal' (got {args['sd']!r})")
     if dist == "lognormal" and not args["median"] > 0:
         ctx.fail(f"{key}.median", f"must be > 0 (got {args['median']!r})")
+    if dist == "lognormal":
+        lo, hi = args.get("low", 0.0), args.get("high", math.inf)
+        if not 0 <= lo < hi:
+            ctx.fail(f"{key}.high", f"must be > low = {lo!r} >= 0 (got {hi!r})")
+        if not lo <= args["median"] <= hi:
+            ctx.fail(f"{key}.median", f"must lie in [low, high] = [{lo!r}, {hi!r}] (got {args['median']!r})")
     if dist == "beta":
         for k in ("a", "b"):
             if not args[k] > 0:
@@ -512,7 +518,8 @@ def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
         "truncnormal": (args.get("low"), args.get("high")),
         "beta": (args.get("low"), args.get("high")),
         "normal": (-math.inf, math.inf) if args.get("sd", 0) > 0 else (args.get("mean"),) * 2,
-        "lognormal": (math.nextafter(0.0, 1.0), math.inf) if args.get("sigma", 0) > 0 else (args.get("median"),) * 2,
+        "lognormal": (max(math.nextafter(0.0, 1.0), args.get("low", 0.0)), args.get("high", math.inf))
+        if args.get("sigma", 0) > 0 else (args.get("median"),) * 2,
     }[dist]
     ctx.check_value(path, _cast_int(path, _typical(dist, args)), key, typical=True)
     if not _inside(path, support):

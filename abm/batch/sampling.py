@@ -20,7 +20,9 @@ dist         arguments              value
 uniform      low, high              low + u (high - low)
 loguniform   low, high              exp(ln low + u (ln high - ln low))
 normal       mean, sd               mean + sd z
-lognormal    median, sigma          median exp(sigma z)
+lognormal    median, sigma          median exp(sigma z);
+             [, low, high]          with bounds: exp of the truncnormal of
+                                    (ln median, sigma, ln low, ln high)
 truncnormal  mean, sd, low, high    mean + sd Phi^-1(Phi(a) + u (Phi(b) - Phi(a))),
                                     a, b = (low - mean)/sd, (high - mean)/sd
 beta         a, b [, low, high]     low + (high - low) I^-1_u(a, b)
@@ -83,6 +85,15 @@ def _cast(path: str, x):
     return x
 
 
+def _truncnormal(u, mean: float, sd: float, low: float, high: float) -> np.ndarray:
+    """Inverse-CDF draws of a normal restricted to ``[low, high]`` from uniforms ``u``."""
+    pa = _STD.cdf((low - mean) / sd) if low > -math.inf else 0.0
+    pb = _STD.cdf((high - mean) / sd) if high < math.inf else 1.0
+    x = np.array([mean + sd * _STD.inv_cdf(min(max(pa + ui * (pb - pa), 1e-300), 1 - 1e-16))
+                  for ui in u])
+    return np.clip(x, low, high)
+
+
 def sample_covariate(cov: Covariate, root: int, members) -> list:
     """Values of ``cov`` for the population members ``members`` (ints)."""
     ids = np.asarray(list(members), dtype=np.int64)
@@ -90,8 +101,10 @@ def sample_covariate(cov: Covariate, root: int, members) -> list:
     d = cov.dist
     if d == "normal":
         x = a["mean"] + a["sd"] * _normals(root, STEP_POPULATION, ids, cov.path)
-    elif d == "lognormal":
+    elif d == "lognormal" and a.get("low", 0.0) <= 0.0 and a.get("high", math.inf) == math.inf:
         x = a["median"] * np.exp(a["sigma"] * _normals(root, STEP_POPULATION, ids, cov.path))
+    elif d == "lognormal" and a["sigma"] == 0:
+        x = np.full(len(ids), float(a["median"]))
     else:
         u = _uniforms_open(root, STEP_POPULATION, ids, cov.path)
         if d == "uniform":
@@ -100,12 +113,11 @@ def sample_covariate(cov: Covariate, root: int, members) -> list:
             lo, hi = math.log(a["low"]), math.log(a["high"])
             x = np.exp(lo + u * (hi - lo))
         elif d == "truncnormal":
-            pa = _STD.cdf((a["low"] - a["mean"]) / a["sd"])
-            pb = _STD.cdf((a["high"] - a["mean"]) / a["sd"])
-            x = np.array([a["mean"] + a["sd"] * _STD.inv_cdf(min(max(pa + ui * (pb - pa),
-                                                                     1e-300), 1 - 1e-16))
-                          for ui in u])
-            x = np.clip(x, a["low"], a["high"])
+            x = _truncnormal(u, a["mean"], a["sd"], a["low"], a["high"])
+        elif d == "lognormal":   # with bounds
+            lo = math.log(a["low"]) if a.get("low", 0.0) > 0 else -math.inf
+            hi = math.log(a["high"]) if a.get("high", math.inf) < math.inf else math.inf
+            x = np.exp(_truncnormal(u, math.log(a["median"]), a["sigma"], lo, hi))
         elif d == "beta":
             from scipy.special import betaincinv
             x = a["low"] + (a["high"] - a["low"]) * betaincinv(a["a"], a["b"], u)
