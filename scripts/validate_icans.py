@@ -14,6 +14,13 @@ Usage::
 
     python scripts/validate_icans.py --n-off 50 --n-policy 20 --workers 2 --out runs/validate_icans.jsonl
     python scripts/validate_icans.py --synthetic --n-off 50 --n-policy 50 --out runs/validate_icans_synthetic.jsonl
+    python scripts/validate_icans.py --synthetic --n-off 50 --n-policy 50 --e0-beta 1.5 8 \
+        --out runs/validate_icans_synthetic_e0.jsonl
+
+``--e0-beta A B`` draws each patient's baseline endothelial activation
+(``patient.baseline_endothelial_activation``, default 0) from beta(A, B), from the seed, the
+same in every arm (configs/batch_example.toml uses beta(1.5, 8)): a pre-existing activation
+must raise the ICANS risk but never cause ICANS by itself, before infusion or before CRS.
 
 ``--synthetic`` replaces the cell rules by a synthetic patch surge of IFN-gamma and GM-CSF
 (log-uniform 0.3-3x the size used in tests/test_patient.py, starting day 0.5-3, lasting 2-6
@@ -45,13 +52,23 @@ KEYS = ("crs_max_grade", "crs_onset_day", "icans_max_grade", "icans_onset_day", 
         "dexamethasone_doses", "tls_lab_any", "infusion_reaction")
 
 
+def baseline_activation(seed, opts):
+    """The patient's baseline endothelial activation: 0, or a beta(A, B) draw from the seed."""
+    if not opts.get("e0_beta"):
+        return 0.0
+    import numpy as np
+    a, b = opts["e0_beta"]
+    return float(np.random.default_rng([seed, 0xE0]).beta(a, b))
+
+
 def one_run(job):
     arm, seed, opts = job
     sys.path.insert(0, ROOT)
     from abm.config import load_config
     from abm.simulation import Simulation
     over = {"run": {"seed": seed, "start_day": opts["start_day"], "end_day": opts["end_day"]},
-            "lattice": {"shape": [opts["shape"], opts["shape"]]}, "tumour": {"initial_cells": opts["cells"]}}
+            "lattice": {"shape": [opts["shape"], opts["shape"]]}, "tumour": {"initial_cells": opts["cells"]},
+            "patient": {"baseline_endothelial_activation": baseline_activation(seed, opts)}}
     for k, v in ARMS[arm].items():
         over.setdefault(k, {}).update(v)
     cfg = load_config(os.path.join(ROOT, "configs/default.toml"), over)
@@ -67,7 +84,8 @@ def one_run(job):
     t0 = time.time()
     sim.run()
     s = sim.state.scalars
-    out = {"arm": arm, "seed": seed, "wall_s": time.time() - t0, "crs2_h": hours["crs2_h"]}
+    out = {"arm": arm, "seed": seed, "wall_s": time.time() - t0, "crs2_h": hours["crs2_h"],
+           "e0": cfg.patient.baseline_endothelial_activation}
     out.update({k: float(s.get(k, float("nan"))) for k in KEYS})
     return out
 
@@ -83,7 +101,8 @@ def synthetic_run(job):
     from abm.model.patient import PATIENT_PROCESSES
     from abm.simulation import Process, Simulation
     data = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
-            "run": {"seed": seed, "start_day": -1.0, "end_day": 14.0}}
+            "run": {"seed": seed, "start_day": -1.0, "end_day": 14.0},
+            "patient": {"baseline_endothelial_activation": baseline_activation(seed, opts)}}
     for k, v in ARMS[arm].items():
         data.setdefault(k, {}).update(v)
     cfg = config_from_dict(data)
@@ -109,7 +128,8 @@ def synthetic_run(job):
     t0 = time.time()
     sim.run()
     s = sim.state.scalars
-    out = {"arm": arm, "seed": seed, "wall_s": time.time() - t0, "crs2_h": hours["crs2_h"], "surge": amp}
+    out = {"arm": arm, "seed": seed, "wall_s": time.time() - t0, "crs2_h": hours["crs2_h"], "surge": amp,
+           "e0": cfg.patient.baseline_endothelial_activation}
     out.update({k: float(s.get(k, float("nan"))) for k in KEYS})
     return out
 
@@ -125,12 +145,21 @@ def summarise(rows, n_off, n_policy):
         xs = [x for x in xs if x == x]
         return statistics.median(xs) if xs else nan
 
+    def early(r):
+        """ICANS onset before CRS onset (or without CRS), or before infusion (day 0)."""
+        ic, crs = r["icans_onset_day"], r["crs_onset_day"]
+        return r["icans_max_grade"] >= 1 and (ic < 0.0 or crs != crs or ic <= crs)
+
     print("\n== ICANS validation (MODEL.md 10.5, 10.6) ==")
+    e0s = [r.get("e0", 0.0) for r in rows]
+    if any(e0s):
+        print(f"baseline endothelial activation E0: median {med(e0s):.3f}, max {max(e0s):.3f}")
     off = by["off"]
     print(f"[off] endothelial response off, {len(off)} patients: CRS any {frac(off, lambda r: r['crs_max_grade'] >= 1)}, "
           f"ICANS any {frac(off, lambda r: r['icans_max_grade'] >= 1)}, "
           f"ICANS >= 2 {frac(off, lambda r: r['icans_max_grade'] >= 2)} (must be 0); "
           f"max ICANS grade {max((r['icans_max_grade'] for r in off), default=nan):g}; "
+          f"ICANS starting before CRS onset or infusion {sum(1 for r in off if early(r))}; "
           f"median peak neuro-inflammation {med(r['neuroinflammation_max'] for r in off):.3f}, "
           f"Q_alb max {max((r['q_alb_max'] for r in off), default=nan):.4f}")
     for arm in ("on", "no_tcz"):
@@ -143,7 +172,17 @@ def summarise(rows, n_off, n_policy):
               f"ICANS any {frac(rs, lambda r: r['icans_max_grade'] >= 1)}, >= 2 {frac(rs, lambda r: r['icans_max_grade'] >= 2)}, "
               f">= 3 {frac(rs, lambda r: r['icans_max_grade'] >= 3)}; ICANS after CRS onset in {len(after)}/{len(both)} "
               f"with both (median lag {med(lags):.2f} d, min {min(lags, default=nan):.2f} d); "
-              f"ICANS without CRS {sum(1 for r in rs if r['icans_max_grade'] >= 1 and r['crs_max_grade'] < 1)}")
+              f"ICANS without CRS {sum(1 for r in rs if r['icans_max_grade'] >= 1 and r['crs_max_grade'] < 1)}, "
+              f"ICANS starting before CRS onset or infusion {sum(1 for r in rs if early(r))}")
+        if any(r.get("e0", 0.0) for r in rs):
+            cut = med([r.get("e0", 0.0) for r in rs])
+            for name, part in (("E0 <= median", [r for r in rs if r.get("e0", 0.0) <= cut]),
+                               ("E0 > median", [r for r in rs if r.get("e0", 0.0) > cut])):
+                print(f"      {name} ({cut:.3f}): ICANS any {frac(part, lambda r: r['icans_max_grade'] >= 1)}, "
+                      f">= 2 {frac(part, lambda r: r['icans_max_grade'] >= 2)}, "
+                      f">= 3 {frac(part, lambda r: r['icans_max_grade'] >= 3)}; median peak N "
+                      f"{med(r['neuroinflammation_max'] for r in part):.2f}, water excess "
+                      f"{med(r['brain_water_excess_max_ml'] for r in part):.1f} mL")
         print(f"      time at CRS >= 2: mean {statistics.fmean([r['crs2_h'] for r in rs]) if rs else nan:.1f} h; "
               f"median plasma IL-6 peak {med(r['plasma_il6_peak'] for r in rs):.0f} pg/mL, "
               f"CSF IL-6 peak {med(r['csf_il6_peak'] for r in rs):.1f} pg/mL, "
@@ -183,13 +222,19 @@ def main(argv=None):
     ap.add_argument("--synthetic", action="store_true",
                     help="no cell rules: a synthetic patch surge (size and timing vary by seed) through the "
                          "full patient model; fast, independent of the cell-rule calibration")
+    ap.add_argument("--e0-beta", type=float, nargs=2, metavar=("A", "B"),
+                    help="draw each patient's baseline endothelial activation from beta(A, B) (default: 0); "
+                         "use a separate --out file")
     a = ap.parse_args(argv)
-    opts = {"shape": a.shape, "cells": a.cells, "start_day": a.start_day, "end_day": a.end_day}
+    opts = {"shape": a.shape, "cells": a.cells, "start_day": a.start_day, "end_day": a.end_day,
+            "e0_beta": a.e0_beta}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     done = []
     if os.path.exists(a.out):
         with open(a.out) as f:
             done = [json.loads(line) for line in f if line.strip()]
+    if done and any(abs(r.get("e0", 0.0) - baseline_activation(r["seed"], opts)) > 1e-12 for r in done):
+        ap.error(f"{a.out} holds runs with another baseline activation (--e0-beta); use another --out")
     seen = {(r["arm"], r["seed"]) for r in done}
     jobs = []
     for i in range(max(a.n_off, a.n_policy)):

@@ -129,12 +129,21 @@ def test_icans_follows_the_surge_with_a_lag():
     assert kinds.index("icans_onset") < kinds.index("icans_resolved")
 
 
+class HoldBarrier(Process):
+    """Holds the brain barrier activation A at 0.6 (set before the brain steps; response off)."""
+    phase = "tissue_to_blood"
+
+    def step(self, state):
+        state.scalars["brain_barrier_activation"] = 0.6
+
+
 def test_csf_il6_entry_does_not_depend_on_tocilizumab_occupancy():
-    # barrier held at a fixed activation (response off, baseline 0.6): same plasma IL-6 -> same CSF IL-6
-    cfg = config(brain={"endothelial_response": False},
-                 patient={"baseline_endothelial_activation": 0.6, "random_effects": False})
-    a = run(cfg, occupancy=0.0)[0].state.scalars
-    b = run(cfg, occupancy=0.99)[0].state.scalars
+    # barrier held at a fixed activation (response off, A set to 0.6): same plasma IL-6 -> same CSF IL-6
+    cfg = config(brain={"endothelial_response": False})
+    sims = [Simulation(cfg, processes=[plasma(occupancy=occ), HoldBarrier, BrainProcess]) for occ in (0.0, 0.99)]
+    for sim in sims:
+        sim.run()
+    a, b = (sim.state.scalars for sim in sims)
     assert a["csf_il6_peak"] == pytest.approx(b["csf_il6_peak"])
     assert a["csf_il6_peak"] > 10.0
 

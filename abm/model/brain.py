@@ -7,39 +7,50 @@ and vasogenic oedema drive what the ward sees -- the ICE score, the level of
 consciousness, seizures, motor weakness and oedema on imaging -- from which
 the ICANS grade is computed every step (:func:`abm.grading.icans_grade`).
 
-Brain endothelial activation ``E`` (0..1, lag ``tau_E``), floor ``E_0 =
-patient.baseline_endothelial_activation`` (pre-existing activation is a risk
-factor: Gust 2017), which also raises the potency of the cytokine drive::
+Brain endothelial activation. The patient's pre-existing activation ``E_0 =
+patient.baseline_endothelial_activation`` is a risk factor (Gust 2017), not a
+disease: it is the patient's adapted resting state, with an intact barrier,
+no oedema and no neuro-inflammation. It primes the endothelium -- it raises
+the potency of the cytokine drive -- and the barrier opens with the
+activation *above* that resting level, ``A`` (0..1, lag ``tau_E``)::
 
     x_E = sens_E (1 + g_0 E_0) [ (IL6 (1 - occ) - IL6_0)+/EC_6 + (IFNg - IFNg_0)+/EC_g
-                                 + (IL1 (1 - blk) - IL1_0)+/EC_1 + w_A (R/R0 - 1)+ ]
-    E*  = E_0 + (1 - E_0) h_n(x_E) (1 - Imax_E E_steroid);   dE/dt = (E* - E)/tau_E
+                                 + (IL1 (1 - blk) - IL1_0)+/EC_1 + w_A (R - R_rest)+/R_h ]
+    A*  = h_n(x_E) (1 - Imax_E E_steroid);   dA/dt = (A* - A)/tau_E
+    E   = E_0 + (1 - E_0) A                   (total activation, reported; floor E_0)
 
-``R`` = ANG-2/ANG-1 in plasma. The endothelium faces plasma, so IL-6
+With no cytokines above the patient's baseline ``x_E = 0``, so ``A = 0`` and
+the barrier is the resting one whatever ``E_0``; under the same exposure a
+higher ``E_0`` gives a larger ``A`` (more leak, oedema, CSF entry and ICANS).
+``R`` = ANG-2/ANG-1 in plasma, ``R_h`` its healthy baseline and ``R_rest = R_h (1 +
+blood.ang2_activation_gain E_0)`` the patient's resting ratio (the blood model's steady state at the
+resting systemic activation ``E_0``): like the cytokines, the signal above the
+patient's rest over a fixed potency. The endothelium faces plasma, so IL-6
 signalling is blocked by the plasma IL-6R occupancy of tocilizumab (``occ``;
 brain endothelial cells signal through soluble IL-6R, which tocilizumab also
 binds); what tocilizumab cannot reach is the CSF (mAb CSF/serum ~0.1-0.3 %),
 so IL-6 that has crossed acts unopposed. With ``brain.endothelial_response =
-false`` the cytokine drive is removed and ``E`` stays at ``E_0``.
+false`` the cytokine drive is removed: ``A = 0``, ``E = E_0``, resting barrier.
 
 Starling flux across the barrier (parameters.md 5b)::
 
-    L_p   = L_p0 (1 + (m_L - 1) E)                 (x1 ... x m_L, m_L ~ 10)
-    sigma = sigma_0 - (sigma_0 - sigma_min) E      (1 -> ~0.5)
+    L_p   = L_p0 (1 + (m_L - 1) A)                 (x1 ... x m_L, m_L ~ 10)
+    sigma = sigma_0 - (sigma_0 - sigma_min) A      (1 -> ~0.5)
     P_i   = ICP = P_i0 10^(W / PVI)                 (Marmarou pressure-volume index)
-    J_v   = L_p A [ (P_c - P_i) - sigma (pi_c - pi_i) ]                     (mL/h)
+    J_v   = L_p A_c [ (P_c - P_i) - sigma (pi_c - pi_i) ]                   (mL/h; A_c capillary surface)
     dW/dt = J_v - J_v0 - k_W W                      (W >= 0: brain water excess, vasogenic oedema)
 
-``J_v0`` is the resting flux, drained by the resting interstitial outflow; the
+``J_v0`` is the flux of the patient's resting barrier (``A = 0``) at resting ICP,
+drained by the resting interstitial outflow, so ``W = 0`` at rest; the
 excess ``W`` is cleared slowly (``k_W``). Because ICP rises with ``W``, the
 flux falls as oedema builds: ``W`` settles where the Starling forces balance
-the clearance. Each step linearises ``J_v`` in ``W`` (``dJ_v/dW = -L_p A P_i
+the clearance. Each step linearises ``J_v`` in ``W`` (``dJ_v/dW = -L_p A_c P_i
 ln10 / PVI``) and advances the linear ODE exactly (stable at any ``dt``).
 
 Solutes (CSF and brain interstitium as one volume ``V``, bulk outflow
 ``Q = Q_csf + J_v+``): albumin as the quotient ``q = C_csf / C_plasma``
 (the Q_alb observable) and cytokines ``C_s`` (pg/mL), by solvent drag plus
-diffusion (permeability-surface product ``PS = PS_0 (1 + (m_PS - 1) E)``)::
+diffusion (permeability-surface product ``PS = PS_0 (1 + (m_PS - 1) A)``)::
 
     V dq/dt   = (1 - sigma) J_v+ + PS_alb (1 - q) - Q q
     V dC_s/dt = [(1 - sigma) J_v+ + PS_c] C_plasma,s - (PS_c + Q + k_s V) C_s + V P_loc,s
@@ -48,11 +59,15 @@ Only IL-6 has a local source: ``P_loc = a EC_N6 k_6 N`` (activated microglia
 and astrocytes; CSF IL-6 disproportionately high in severe ICANS, Santomasso
 2018); the loop gain ``a < 2`` keeps the loop from sustaining itself.
 
-Neuro-inflammation ``N`` (0..1) from CSF cytokines and oedema, damped by
-steroids (dexamethasone crosses the BBB), rising with ``tau_up`` and
-resolving with ``tau_down``::
+Neuro-inflammation ``N`` (0..1) from CSF cytokines above the patient's resting
+CSF level and from oedema, damped by steroids (dexamethasone crosses the BBB),
+rising with ``tau_up`` and resolving with ``tau_down``::
 
-    x_N = sens_N [ sum_s C_s / EC_Ns + W / W_50 ];   N* = h_n(x_N) (1 - Imax_N E_steroid)
+    x_N = sens_N [ sum_s (C_s - C_s,rest)+ / EC_Ns + W / W_50 ];   N* = h_n(x_N) (1 - Imax_N E_steroid)
+
+``C_s,rest`` is the steady CSF level that the resting barrier gives with the
+patient's baseline plasma level (``baseline_<s>``), so a patient at rest has
+``N = 0``, ICE 10, no seizure hazard and ICANS grade 0.
 
 What the ward sees (``docs/brain.md`` 4):
 
@@ -113,11 +128,14 @@ class BrainParams(Section):
     il6_ec50_pg_ml: float = param(100.0, unit="pg/mL", gt=0, doc="IL-6 signalling above baseline (potency)")
     ifng_ec50_pg_ml: float = param(300.0, unit="pg/mL", gt=0, doc="IFN-gamma above baseline (potency)")
     il1_ec50_pg_ml: float = param(40.0, unit="pg/mL", gt=0, doc="IL-1 signalling above baseline (potency)")
-    ang_weight: float = param(0.15, unit="1", ge=0, doc="drive per unit relative rise of ANG-2/ANG-1")
+    ang_weight: float = param(0.15, unit="1", ge=0,
+                              doc="drive per rise of ANG-2/ANG-1 above the patient's resting ratio, in units of "
+                                  "the healthy baseline ratio")
     activation_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of activation")
     activation_time_constant_h: float = param(24.0, unit="h", gt=0, doc="lag tau_E of brain endothelial activation")
     baseline_potency_gain: float = param(2.0, unit="1", ge=0,
-                                         doc="g_0: pre-existing activation E_0 multiplies the drive by 1 + g_0 E_0")
+                                         doc="g_0: pre-existing activation E_0 multiplies the cytokine drive by 1 + g_0 E_0 "
+                                             "(priming; E_0 alone opens nothing)")
     steroid_imax: float = param(0.7, unit="1", ge=0, le=1, doc="maximal steroid suppression of activation")
     endothelial_sensitivity_sd: float = param(0.4, unit="1", ge=0, le=3,
                                               doc="log-scale SD of brain endothelial sensitivity")
@@ -208,7 +226,7 @@ def starling_flux(lp_cm_s_mmhg: float, area_cm2: float, p_c: float, p_i: float, 
 
 
 def barrier(p: BrainParams, e: float) -> tuple[float, float, float]:
-    """``(L_p / L_p0, sigma, PS / PS_0)`` at endothelial activation ``e``."""
+    """``(L_p / L_p0, sigma, PS / PS_0)`` at barrier activation ``e`` (activation above the resting level)."""
     return (1.0 + (p.lp_max_factor - 1.0) * e, p.sigma_rest - (p.sigma_rest - p.sigma_min) * e,
             1.0 + (p.ps_max_factor - 1.0) * e)
 
@@ -225,7 +243,8 @@ def flux_ml_h(p: BrainParams, lp_factor: float, sigma: float, water_ml: float) -
 
 
 def resting_flux_ml_h(p: BrainParams) -> float:
-    """``J_v0``: the flux of the resting barrier at resting ICP (drained by resting outflow)."""
+    """``J_v0``: the flux of the resting barrier (``A = 0``, any ``E_0``) at resting ICP (drained by
+    the resting outflow)."""
     lp, sigma, _ = barrier(p, 0.0)
     return flux_ml_h(p, lp, sigma, 0.0)
 
@@ -258,7 +277,9 @@ def steady_water_ml(p: BrainParams, lp_factor: float, sigma: float, hours: float
 
 #: Recorded scalars: name -> (unit, long name).
 RECORDED = {
-    "brain_endothelial_activation": ("1", "brain endothelial activation E"),
+    "brain_endothelial_activation": ("1", "brain endothelial activation E = E_0 + (1 - E_0) A (total, floor E_0)"),
+    "brain_barrier_activation": ("1", "brain endothelial activation above the patient's resting level A "
+                                      "(opens the barrier)"),
     "brain_lp_factor": ("1", "brain capillary hydraulic conductivity L_p / L_p0"),
     "brain_sigma": ("1", "brain capillary protein reflection coefficient"),
     "brain_jv_ml_h": ("mL/h", "transcapillary fluid flux J_v into the brain"),
@@ -295,6 +316,7 @@ ENDPOINTS = {
     "q_alb_max": ("1", "peak Q_alb"),
     "csf_il6_peak": ("pg/mL", "peak CSF IL-6"),
     "brain_endothelial_activation_max": ("1", "peak brain endothelial activation"),
+    "brain_barrier_activation_max": ("1", "peak brain barrier activation A (above the resting level)"),
     "brain_jv_max_ml_h": ("mL/h", "peak transcapillary flux J_v"),
     "neuroinflammation_max": ("1", "peak neuro-inflammation"),
 }
@@ -305,7 +327,7 @@ class Brain:
 
     Phase ``patient``, after physiology and before the clinician (which reads
     ``icans_grade``). Reads ``plasma_<s>``, ``baseline_<s>``, ``il6r_occupancy``,
-    ``il1r_blockade``, ``steroid_effect``, ``ang2_ang1_ratio``,
+    ``il1r_blockade``, ``steroid_effect``, ``ang2_ang1_ratio``, ``baseline_ang2``, ``ang1_pg_ml``,
     ``seizure_prophylaxis``, ``crs_grade``, ``antiepileptic``. Writes :data:`RECORDED`
     and ``brain_*`` bookkeeping; appends ``seizure`` events.
     """
@@ -319,6 +341,9 @@ class Brain:
         z = patient_effects(sim.seed, cfg.patient.random_effects)
         self.seed = sim.seed
         self.e0 = cfg.patient.baseline_endothelial_activation
+        # the patient's resting ANG-2 relative to the healthy baseline: the blood model's steady state at
+        # systemic activation E_0 (ANG-2 release x (1 + gain E_sys)); high ANG-2 is how E_0 shows (Hay 2017)
+        self.ang_rest_factor = 1.0 + cfg.blood.ang2_activation_gain * self.e0
         self.endo_sens = math.exp(p.endothelial_sensitivity_sd * z["brain_endothelial_sensitivity"])
         self.neuro_sens = math.exp(p.neuro_sensitivity_sd * z["neuro_sensitivity"])
         self.dt_h = cfg.run.dt_min / 60.0
@@ -327,17 +352,24 @@ class Brain:
         self.neuro_ec50 = {"il6": p.neuro_il6_ec50_pg_ml, "il1": p.neuro_il1_ec50_pg_ml,
                            "ifng": p.neuro_ifng_ec50_pg_ml, "gmcsf": p.neuro_gmcsf_ec50_pg_ml}
         s = sim.state.scalars
+        # the resting barrier (A = 0, whatever E_0): its flux and the CSF gain of plasma solutes
+        lp0, sigma0, ps0 = barrier(p, 0.0)
+        jv0 = max(0.0, resting_flux_ml_h(p))
+        ps_c0 = p.albumin_ps_ml_h * ps0 * p.cytokine_ps_ratio
+        #: C_s,rest / C_plasma,s: steady CSF level per unit plasma level through the resting barrier
+        self.csf_rest_gain = ((1.0 - sigma0) * jv0 + ps_c0) / (
+            ps_c0 + p.csf_outflow_ml_h + jv0 + self.k_csf * p.csf_volume_ml)
         if "brain_initialised" not in s:
             s["brain_initialised"] = 1.0
-            s["brain_endothelial_activation"] = self.e0
-            lp, sigma, ps = barrier(p, self.e0)
-            s["brain_lp_factor"], s["brain_sigma"] = lp, sigma
-            w0 = steady_water_ml(p, lp, sigma, hours=1000.0, dt_h=1.0) if self.e0 > 0 else 0.0
-            s["brain_water_excess_ml"] = w0          # pre-existing activation: its steady oedema
-            s["brain_jv_ml_h"] = flux_ml_h(p, lp, sigma, w0)
-            q_out = p.csf_outflow_ml_h + max(0.0, s["brain_jv_ml_h"])
-            ps_a = p.albumin_ps_ml_h * ps
-            s["q_alb"] = ((1.0 - sigma) * max(0.0, s["brain_jv_ml_h"]) + ps_a) / (ps_a + q_out)
+            s["brain_endothelial_activation"] = self.e0       # the patient's adapted resting state
+            s["brain_barrier_activation"] = 0.0
+            s["brain_lp_factor"], s["brain_sigma"] = lp0, sigma0
+            w0 = 0.0                                         # no water excess at rest, whatever E_0
+            s["brain_water_excess_ml"] = w0
+            s["brain_jv_ml_h"] = flux_ml_h(p, lp0, sigma0, w0)
+            q_out = p.csf_outflow_ml_h + jv0
+            ps_a = p.albumin_ps_ml_h * ps0
+            s["q_alb"] = ((1.0 - sigma0) * jv0 + ps_a) / (ps_a + q_out)
             for sp in CSF_SPECIES:
                 s[f"csf_{sp}"] = 0.0
             for key in ("neuroinflammation", "consciousness_level", "seizures", "seizures_prolonged",
@@ -353,6 +385,7 @@ class Brain:
             s["brain_water_excess_max_ml"] = w0
             s["q_alb_max"] = s["q_alb"]
             s["brain_endothelial_activation_max"] = self.e0
+            s["brain_barrier_activation_max"] = 0.0
             s["brain_jv_max_ml_h"] = s["brain_jv_ml_h"]
             s["brain_next_assessment_day"] = cfg.run.start_day
             s["brain_last_seizure_day"] = -math.inf
@@ -365,33 +398,49 @@ class Brain:
         return max(0.0, s.get(f"plasma_{species}", 0.0) * factor - s.get(f"baseline_{species}", 0.0))
 
     def activation_target(self, s: dict) -> float:
-        """``E*`` from the plasma drive (``E_0`` when the endothelial response is off)."""
+        """``A*``, the barrier activation above the resting level, from the plasma drive above the
+        patient's baseline (0 at rest and when the endothelial response is off). ``E_0`` primes:
+        it multiplies the drive by ``1 + g_0 E_0``."""
         p = self.p
         if not p.endothelial_response:
-            return self.e0
-        r0 = s.get("ang2_ang1_ratio_baseline", 0.0)
-        rel = max(0.0, s.get("ang2_ang1_ratio", 0.0) / r0 - 1.0) if r0 > 0 else 0.0
+            return 0.0
+        r_h = self.ang_ratio_healthy(s)
+        rel = max(0.0, s.get("ang2_ang1_ratio", 0.0) - r_h * self.ang_rest_factor) / r_h if r_h > 0 else 0.0
         x = self.endo_sens * (1.0 + p.baseline_potency_gain * self.e0) * (
             self._excess(s, "il6", 1.0 - s.get("il6r_occupancy", 0.0)) / p.il6_ec50_pg_ml
             + self._excess(s, "ifng") / p.ifng_ec50_pg_ml
             + self._excess(s, "il1", 1.0 - s.get("il1r_blockade", 0.0)) / p.il1_ec50_pg_ml
             + p.ang_weight * rel)
-        return self.e0 + (1.0 - self.e0) * hill(x, 1.0, p.activation_hill) * (
-            1.0 - p.steroid_imax * s.get("steroid_effect", 0.0))
+        return hill(x, 1.0, p.activation_hill) * (1.0 - p.steroid_imax * s.get("steroid_effect", 0.0))
+
+    @staticmethod
+    def ang_ratio_healthy(s: dict) -> float:
+        """``R_h``: healthy baseline ANG-2 over ANG-1 (falls back on the ratio at the start). The patient's
+        resting ratio is ``R_h (1 + gain E_0)``."""
+        ang1 = s.get("ang1_pg_ml", 0.0)
+        if ang1 > 0.0 and s.get("baseline_ang2", 0.0) > 0.0:
+            return s["baseline_ang2"] / ang1
+        return s.get("ang2_ang1_ratio_baseline", 0.0)
+
+    def csf_rest(self, s: dict, species: str) -> float:
+        """``C_s,rest``: the CSF level of the resting barrier at the patient's baseline plasma level."""
+        return self.csf_rest_gain * s.get(f"baseline_{species}", 0.0)
 
     def neuro_target(self, s: dict) -> float:
+        """``N*`` from CSF cytokines above the resting CSF level and from the water excess."""
         p = self.p
-        x = sum(s[f"csf_{sp}"] / self.neuro_ec50[sp] for sp in CSF_SPECIES)
+        x = sum(max(0.0, s[f"csf_{sp}"] - self.csf_rest(s, sp)) / self.neuro_ec50[sp] for sp in CSF_SPECIES)
         x += s["brain_water_excess_ml"] / p.neuro_oedema_ec50_ml
         damp = 1.0 - p.neuro_steroid_imax * s.get("steroid_effect", 0.0)
         return hill(self.neuro_sens * x, 1.0, p.neuro_hill) * damp
 
     def _barrier_and_csf(self, s: dict) -> None:
         p, dt = self.p, self.dt_h
-        e = relax_to(s["brain_endothelial_activation"], self.activation_target(s),
+        a = relax_to(s["brain_barrier_activation"], self.activation_target(s),
                      1.0 / p.activation_time_constant_h, dt)
-        s["brain_endothelial_activation"] = e
-        lp, sigma, ps = barrier(p, e)
+        s["brain_barrier_activation"] = a
+        s["brain_endothelial_activation"] = self.e0 + (1.0 - self.e0) * a
+        lp, sigma, ps = barrier(p, a)
         s["brain_lp_factor"], s["brain_sigma"] = lp, sigma
         w, jv = water_step(p, s["brain_water_excess_ml"], lp, sigma, dt)
         s["brain_jv_ml_h"] = jv
@@ -492,6 +541,7 @@ class Brain:
         s["csf_il6_peak"] = max(s["csf_il6_peak"], s["csf_il6"])
         s["brain_endothelial_activation_max"] = max(s["brain_endothelial_activation_max"],
                                                     s["brain_endothelial_activation"])
+        s["brain_barrier_activation_max"] = max(s["brain_barrier_activation_max"], s["brain_barrier_activation"])
         s["brain_jv_max_ml_h"] = max(s["brain_jv_max_ml_h"], s["brain_jv_ml_h"])
         s["neuroinflammation_max"] = max(s["neuroinflammation_max"], n)
 
