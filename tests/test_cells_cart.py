@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.optimize import curve_fit
 
 from abm import cells as C
@@ -201,7 +202,8 @@ def test_steroids_suppress_killing_division_and_secretion():
 
 def test_entry_rate_scales_with_blood_count_and_permeability_and_is_counted():
     table = {"lattice": {"shape": [60, 60], "vessel_fraction": 0.05},
-             "patient": {"tumour_burden_cells": 1e9}, "tumour": {"initial_cells": 100},
+             "patient": {"tumour_burden_cells": 1e9},
+             "tumour": {"initial_cells": 100, "homing_reference_burden_cells": 1e9},   # h_T = h
              "myeloid": {"recruit_per_vessel_per_day": 0.0},
              "product": {"homing_per_day": 1.0, "speed_um_per_min": 10.0,
                          "egress_per_day": 0.0, "basal_death_per_day": 0.0}}
@@ -242,6 +244,27 @@ def test_egress_at_vessel_sites_is_counted():
     p = 1 - math.exp(-1.0)
     assert abs(left - 50 * p) < 4 * math.sqrt(50 * p * (1 - p))
     assert sim.state.cells.count(C.CART) == 50 - left
+
+
+def test_tumour_homing_rises_with_burden_and_saturates():
+    """h_T(B) = h (B / B_ref) (B_ref + K) / (B + K): h at B_ref, ~linear below K, capped above."""
+    from abm.model.tumour import homing_rate_per_day
+
+    def h_t(b, **tum):
+        return homing_rate_per_day(config_from_dict({"patient": {"tumour_burden_cells": b},
+                                                     "tumour": tum}))
+    h = config_from_dict({}).product.homing_per_day
+    assert h_t(9.5e10) == pytest.approx(h, rel=1e-12)
+    bs = np.logspace(8, 13, 21)
+    rates = np.array([h_t(b) for b in bs])
+    assert np.all(np.diff(rates) > 0)
+    k, ref = 1e12, 9.5e10
+    assert h_t(1e13) < h * (ref + k) / ref                     # the cap h (B_ref + K) / B_ref
+    # per patch site (h_T / S, S = B / n_T0): nearly flat for B << K, halved at B = K
+    per_patch = rates / bs
+    assert per_patch[0] / per_patch[4] == pytest.approx((1e9 + k) / (1e8 + k), rel=1e-12)   # bs[4] = 1e9
+    assert h_t(1e12) / 1e12 == pytest.approx(0.5 * h_t(1e6) / 1e6, rel=1e-5)
+    assert h_t(1e11, homing_saturation_burden_cells=1e20) == pytest.approx(h * 1e11 / ref, rel=1e-6)
 
 
 def test_egress_tallies_the_division_potential_taken_out():

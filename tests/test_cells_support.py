@@ -94,7 +94,7 @@ class DecayFields(Process):
 MIXED = {
     "lattice": {"shape": [24, 24], "vessel_fraction": 0.06, "vessel_segment_sites": 4},
     "tumour": {"initial_cells": 220, "growth_rate_per_day": 3.0, "death_rate_per_day": 0.5,
-               "dying_time_h": 0.3},
+               "dying_time_h": 0.3, "homing_reference_burden_cells": 1e9},   # h_T = product.homing_per_day
     "myeloid": {"resident_fraction": 0.2, "recruit_per_vessel_per_day": 20.0,
                 "activated_death_per_day": 3.0, "speed_um_per_min": 4.0},
     "product": {"engagement_rate_per_h": 6.0, "division_time_h": 1.5, "exhaustion_engagements": 3,

@@ -190,9 +190,10 @@ class Extravasation(Process):
     """CAR-T homing and monocyte recruitment at vessel sites (phase ``blood_to_tissue``).
 
     Per free vessel site v and step: a CAR-T enters with probability
-    ``1 - exp(-lambda_T perm_v dt)``, ``lambda_T = h N_blood / (S n_v)`` (h =
-    ``product.homing_per_day``, ``N_blood = scalars["blood_cart_cells"]``,
-    ``n_v`` vessel sites), so that the patch receives ``h N_blood / S`` cells
+    ``1 - exp(-lambda_T perm_v dt)``, ``lambda_T = h_T N_blood / (S n_v)`` (h_T =
+    :func:`abm.model.tumour.homing_rate_per_day`, ``product.homing_per_day`` at
+    the reference burden and rising with burden; ``N_blood = scalars["blood_cart_cells"]``,
+    ``n_v`` vessel sites), so that the patch receives ``h_T N_blood / S`` cells
     per unit time through resting vessels; otherwise a monocyte enters with
     probability ``1 - exp(-k_r (M / 400) (b + e_v) dt)``. Entering CAR-T cells
     are naive-like and carry the blood pool's mean remaining division potential
@@ -211,7 +212,7 @@ class Extravasation(Process):
         self.vsites = lat.vessel_sites
         self.S = patch_scale(cfg)
         n_v = max(1, len(self.vsites))
-        self.k_home = cfg.product.homing_per_day / 86400.0 / (self.S * n_v)
+        self.k_home = tumour.homing_rate_per_day(cfg) / 86400.0 / (self.S * n_v)
         self.k_mono = cfg.myeloid.recruit_per_vessel_per_day / 86400.0
         self.mono_basal = cfg.myeloid.recruit_basal_activation
         self.mono_default = cfg.myeloid.blood_monocytes_per_ul

@@ -41,10 +41,38 @@ class TumourParams(Section):
                                 doc="mean time from a lethal hit to lysis (exponential)")
     damage_release_fg: float = param(5.0, unit="fg/cell", ge=0,
                                      doc="damage signal released into the voxel on lysis")
+    homing_reference_burden_cells: float = param(
+        9.5e10, unit="cells", gt=0,
+        doc="burden B_ref at which blood CAR-T home to the tumour at product.homing_per_day")
+    homing_saturation_burden_cells: float = param(
+        1e12, unit="cells", gt=0,
+        doc="burden K at which tumour homing is half its maximum (the tumour's share of the "
+            "circulation saturates)")
 
     def check(self, fail):
         if self.antigen_negative_fraction == 1.0:
             fail("antigen_negative_fraction", "is 1: no cell could ever be engaged; use < 1")
+
+
+def homing_rate_per_day(config) -> float:
+    """Rate at which blood CAR-T home to the whole tumour (1/day), rising with burden.
+
+    A bigger tumour has a bigger vascular bed and captures more of the
+    circulating CAR-T, up to a saturation::
+
+        h_T(B) = h (B / B_ref) (B_ref + K) / (B + K)
+
+    with ``h = product.homing_per_day`` (the rate at the reference burden
+    ``B_ref = tumour.homing_reference_burden_cells``, the median LBCL burden)
+    and ``K = tumour.homing_saturation_burden_cells`` [A]. Each patch site
+    then receives ``h_T N_blood / S`` cells per day with ``S = B / n_T0``: for
+    ``B << K`` the same number whatever the burden (the CAR-T:tumour ratio in
+    the patch does not depend on B, and every patch event stands for ``S``
+    patient events), for ``B >> K`` fewer (the dose is spread over more tumour).
+    """
+    t, b = config.tumour, config.patient.burden_cells
+    k, ref = t.homing_saturation_burden_cells, t.homing_reference_burden_cells
+    return config.product.homing_per_day * (b / ref) * (ref + k) / (b + k)
 
 
 def kernel_params(t: TumourParams, dt_s: float, voxel_ml: float) -> np.ndarray:
