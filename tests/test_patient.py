@@ -123,7 +123,12 @@ def test_synthetic_patient_course():
     assert s["tocilizumab_doses"] >= 1
     assert ts["temperature_c"].max() >= 38.0 and ts["temperature_c"][-1] < 37.5
     assert ts["plasma_il6"].max() > 100.0
-    assert s["il6_myeloid_fraction"] > 0.9
+    # the synthetic surge has no patch myeloid cells: the share is the systemic pool's
+    # (the >= 90 % of MODEL.md 10.4 is tested on the real default patient, -m slow)
+    cart = patient_scale(cfg) * s["il6_secreted_cart_pg"]
+    pool = s["il6_secreted_systemic_pg"]
+    assert s["il6_myeloid_fraction"] == pytest.approx(pool / (pool + cart), rel=1e-12)
+    assert s["il6_myeloid_fraction"] > 0.5
     assert s["lysed_patient_cells"] > 0 and ts["potassium_mmol_l"].max() > 4.2
     ends = {}
     for p in sim.processes:

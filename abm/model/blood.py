@@ -165,8 +165,9 @@ class BloodParams(Section):
     vwf_iu_per_store: float = param(1e-9, unit="IU/cell", ge=0,
                                     doc="VWF released by one patient endothelial cell emptying its store")
     # systemic myeloid pool
-    myeloid_pool_cells: float = param(1e10, unit="cells", ge=0,
-                                      doc="macrophages of spleen, liver and marrow that can be activated")
+    myeloid_pool_cells: float = param(3e9, unit="cells", ge=0,
+                                      doc="macrophages of spleen, liver and marrow that can be activated "
+                                          "(calibrated, docs/calibration.md 5)")
     myeloid_pool_sd: float = param(0.4, unit="1", ge=0, le=3, doc="log-scale SD of the pool size")
     myeloid_il6_fg_per_h: float = param(0.31, unit="fg/cell/h", ge=0,
                                         doc="IL-6 secretion of a fully activated macrophage (nlisim)")
@@ -188,8 +189,9 @@ class BloodParams(Section):
                                         doc="the CAR-T peak endpoint ignores this long after infusion")
     cart_blood_to_tissue_per_day: float = param(1.0, unit="1/day", ge=0,
                                                 doc="CAR-T homing from blood to non-tumour tissues")
-    cart_tissue_to_blood_per_day: float = param(0.1, unit="1/day", ge=0,
-                                                doc="CAR-T return from non-tumour tissues to blood")
+    cart_tissue_to_blood_per_day: float = param(0.3, unit="1/day", ge=0,
+                                                doc="CAR-T return from non-tumour tissues to blood "
+                                                    "(calibrated to blood CAR-T levels, docs/calibration.md 5)")
     cart_blood_death_per_day: float = param(0.1, unit="1/day", ge=0, doc="CAR-T death in blood")
     cart_tissue_death_per_day: float = param(0.15, unit="1/day", ge=0,
                                              doc="CAR-T death in non-tumour tissues (contraction ~0.16/day)")

@@ -125,8 +125,10 @@ class BrainParams(Section):
     endothelial_response: bool = param(True, unit="-",
                                        doc="brain endothelium responds to cytokines (false: stays at baseline)")
     # brain endothelial activation
-    il6_ec50_pg_ml: float = param(100.0, unit="pg/mL", gt=0, doc="IL-6 signalling above baseline (potency)")
-    ifng_ec50_pg_ml: float = param(300.0, unit="pg/mL", gt=0, doc="IFN-gamma above baseline (potency)")
+    il6_ec50_pg_ml: float = param(250.0, unit="pg/mL", gt=0,
+                                  doc="IL-6 signalling above baseline (potency; calibrated, docs/calibration.md 5)")
+    ifng_ec50_pg_ml: float = param(600.0, unit="pg/mL", gt=0,
+                                   doc="IFN-gamma above baseline (potency; calibrated, docs/calibration.md 5)")
     il1_ec50_pg_ml: float = param(40.0, unit="pg/mL", gt=0, doc="IL-1 signalling above baseline (potency)")
     ang_weight: float = param(0.15, unit="1", ge=0,
                               doc="drive per rise of ANG-2/ANG-1 above the patient's resting ratio, in units of "
@@ -176,7 +178,9 @@ class BrainParams(Section):
     neuro_rise_time_constant_h: float = param(12.0, unit="h", gt=0, doc="tau_up of neuro-inflammation")
     neuro_fall_time_constant_h: float = param(36.0, unit="h", gt=0, doc="tau_down of neuro-inflammation")
     neuro_steroid_imax: float = param(0.8, unit="1", ge=0, le=1, doc="maximal steroid damping of N*")
-    neuro_sensitivity_sd: float = param(0.4, unit="1", ge=0, le=3, doc="log-scale SD of neuro sensitivity")
+    neuro_sensitivity_sd: float = param(1.0, unit="1", ge=0, le=3,
+                                        doc="log-scale SD of neuro sensitivity (calibrated: few mild, more severe "
+                                            "ICANS; docs/calibration.md 5)")
     # ward neurological assessment
     ice_interval_h: float = param(8.0, unit="h", gt=0, le=24, doc="ICE / consciousness assessment interval")
     ice_close_interval_h: float = param(4.0, unit="h", gt=0, le=24,

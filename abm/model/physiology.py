@@ -87,7 +87,9 @@ class PhysiologyParams(Section):
     temperature_baseline_c: float = param(36.8, unit="degC", ge=34, le=38, doc="afebrile core temperature T0")
     temperature_baseline_sd: float = param(0.2, unit="degC", ge=0, le=2, doc="SD of T0 across patients")
     fever_max_c: float = param(3.0, unit="degC", ge=0, le=6, doc="maximal cytokine-driven rise dT_max (2.5-3)")
-    fever_il6_ec50_pg_ml: float = param(30.0, unit="pg/mL", gt=0, doc="IL-6 signalling above baseline for half dT_max")
+    fever_il6_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0,
+                                        doc="IL-6 signalling above baseline for half dT_max (20-50; calibrated to "
+                                            "the upper end, docs/calibration.md 5)")
     fever_il1_ec50_pg_ml: float = param(50.0, unit="pg/mL", gt=0,
                                         doc="IL-1 above baseline that doubles the IL-6 pyrogen drive")
     fever_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of the fever map")
