@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench trials burden clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Main job: the default virtual patient and its report, then a small virtual
-# trial (configs/batch_example.toml, 12 patients) and its population report.
+# Main job: the default virtual patient and its report, then a small mixed
+# virtual trial (configs/batch_example.toml, 40 patients, CD28 and 4-1BB) and
+# its population report.
 run: $(STAMP)
 	$(BIN)/abm run configs/default.toml
 	$(BIN)/abm analyze runs/default/default_seed20261121.h5
@@ -23,6 +24,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The two ~100-patient virtual trials and their comparison report (~15 min).
+trials: $(STAMP)
+	$(BIN)/abm batch configs/trial_cd28.toml --resume
+	$(BIN)/abm batch configs/trial_41bb.toml --resume
+	$(BIN)/abm analyze runs/trial_cd28 runs/trial_41bb --out runs/trials_report
+
+# Risk versus tumour burden (120 patients, ~8 min) with its trend tests.
+burden: $(STAMP)
+	$(BIN)/abm batch configs/tumor_burden.toml --resume
+	$(BIN)/abm analyze runs/tumor_burden
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -405,7 +405,7 @@ def test_analyze_bad_input_is_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_report_of_the_example_batch(tmp_path):
-    """Real runs: configs/batch_example.toml (12 patients, ~1 min on 2 cores), then analyze."""
+    """Real runs: configs/batch_example.toml (40 patients, ~3 min on 2 cores), then analyze."""
     assert main(["batch", str(ROOT / "configs" / "batch_example.toml"), "--out", str(tmp_path),
                  "-q"]) in (0, 1)
     folder = tmp_path / "example"
