@@ -91,14 +91,34 @@ def test_endothelial_switch_off_means_no_icans_2_even_with_high_baseline(e0):
 
 
 def test_neuroinflammation_reads_csf_above_the_resting_level():
-    # a high baseline plasma level is the patient's rest: its resting CSF level drives nothing
+    # what a resting barrier lets through (here a high plasma level) drives nothing
     cfg = config(patient={"baseline_endothelial_activation": 0.9, "random_effects": False})
     sim, _ = run(cfg, **AT_REST)
     brain = sim.processes[1].model
     s = sim.state.scalars
-    s["baseline_il6"] = 1e5
+    s["csf_rest_il6"] = 50.0
     s["csf_il6"] = brain.csf_rest(s, "il6")
-    assert s["csf_il6"] > 1.0
+    assert s["csf_il6"] == 50.0
     assert brain.neuro_target(s) == 0.0
     s["csf_il6"] += 12.0                               # EC_N6 above rest
     assert brain.neuro_target(s) > 0.0
+
+
+def test_no_cytokine_drive_through_a_resting_barrier_whatever_the_sensitivity():
+    """Endothelial response off: the CSF equals its resting-barrier reference, so N stays 0
+    even for an extremely sensitive brain and plasma levels far above any CRS."""
+    cfg = config(brain={"endothelial_response": False, "neuro_il6_ec50_pg_ml": 1e-3,
+                        "neuro_ifng_ec50_pg_ml": 1e-3, "neuro_il1_ec50_pg_ml": 1e-3,
+                        "neuro_gmcsf_ec50_pg_ml": 1e-3},
+                 patient={"baseline_endothelial_activation": 0.5, "random_effects": False})
+    sim, rows = run(cfg, il6=20000.0, il1=500.0, ifng=5000.0)
+    s = sim.state.scalars
+    assert max(r["csf_il6"] for r in rows) > 1.0          # cytokines do reach the CSF ...
+    assert s["neuroinflammation_max"] == 0.0              # ... but only as through a resting barrier
+    assert s["icans_max_grade"] == 0
+    # with the response on, the same exposure opens the barrier and drives N
+    on = config(brain={"neuro_il6_ec50_pg_ml": 1e-3, "neuro_ifng_ec50_pg_ml": 1e-3,
+                       "neuro_il1_ec50_pg_ml": 1e-3, "neuro_gmcsf_ec50_pg_ml": 1e-3},
+                patient={"baseline_endothelial_activation": 0.5, "random_effects": False})
+    sim_on, _ = run(on, il6=20000.0, il1=500.0, ifng=5000.0)
+    assert sim_on.state.scalars["neuroinflammation_max"] > 0.5

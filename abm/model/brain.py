@@ -363,6 +363,10 @@ class Brain:
         #: C_s,rest / C_plasma,s: steady CSF level per unit plasma level through the resting barrier
         self.csf_rest_gain = ((1.0 - sigma0) * jv0 + ps_c0) / (
             ps_c0 + p.csf_outflow_ml_h + jv0 + self.k_csf * p.csf_volume_ml)
+        #: entry (mL/h) and loss rate (1/h) of the CSF through the resting barrier: the
+        #: reference level ``csf_rest_<s>`` follows the current plasma level through them
+        self.rest_entry_ml_h = (1.0 - sigma0) * jv0 + ps_c0
+        self.rest_loss_per_h = (ps_c0 + p.csf_outflow_ml_h + jv0) / p.csf_volume_ml + self.k_csf
         if "brain_initialised" not in s:
             s["brain_initialised"] = 1.0
             s["brain_endothelial_activation"] = self.e0       # the patient's adapted resting state
@@ -376,6 +380,7 @@ class Brain:
             s["q_alb"] = ((1.0 - sigma0) * jv0 + ps_a) / (ps_a + q_out)
             for sp in CSF_SPECIES:
                 s[f"csf_{sp}"] = 0.0
+                s[f"csf_rest_{sp}"] = 0.0      # the resting-barrier reference starts where the CSF does
             for key in ("neuroinflammation", "consciousness_level", "seizures", "seizures_prolonged",
                         "seizure_level", "motor_weakness", "oedema_level", "oedema_focal", "oedema_diffuse",
                         "icans_grade", "consciousness_max", "motor_weakness_any",
@@ -427,8 +432,19 @@ class Brain:
         return s.get("ang2_ang1_ratio_baseline", 0.0)
 
     def csf_rest(self, s: dict, species: str) -> float:
-        """``C_s,rest``: the CSF level of the resting barrier at the patient's baseline plasma level."""
-        return self.csf_rest_gain * s.get(f"baseline_{species}", 0.0)
+        """``C_s,rest``: the CSF level the resting barrier would hold at the plasma levels so far.
+
+        The same CSF balance as ``csf_<s>`` but through the resting barrier
+        (``A = 0``) and without local production, driven by the actual plasma
+        level (scalar ``csf_rest_<s>``; before the first step the steady level at
+        the patient's baseline plasma level). Neuro-inflammation reads the CSF
+        *above* it: cytokines that reach the brain because the barrier opened.
+        With the endothelial response switched off the two are equal and the
+        brain sees no cytokine drive (MODEL.md 10.6), however high plasma levels
+        or the patient's neuro sensitivity are.
+        """
+        v = s.get(f"csf_rest_{species}")
+        return self.csf_rest_gain * s.get(f"baseline_{species}", 0.0) if v is None else v
 
     def neuro_target(self, s: dict) -> float:
         """``N*`` from CSF cytokines above the resting CSF level and from the water excess."""
@@ -465,6 +481,9 @@ class Brain:
             if sp == "il6":
                 prod += p.local_il6_loop_gain * p.neuro_il6_ec50_pg_ml * self.k_csf * n
             s[f"csf_{sp}"] = relax(s[f"csf_{sp}"], prod, lam, dt)
+            s[f"csf_rest_{sp}"] = relax(self.csf_rest(s, sp),
+                                        self.rest_entry_ml_h * s.get(f"plasma_{sp}", 0.0) / v,
+                                        self.rest_loss_per_h, dt)
         target = self.neuro_target(s)
         tau = p.neuro_rise_time_constant_h if target > n else p.neuro_fall_time_constant_h
         s["neuroinflammation"] = relax_to(n, target, 1.0 / tau, dt)
