@@ -301,12 +301,15 @@ def test_docs_example_is_valid(tmp_path):
 
 
 def test_validate_command_accepts_batch_files(tmp_path, capsys):
-    examples = sorted(str(p) for p in (ROOT / "configs").glob("batch_*.toml"))
-    assert examples and all(is_batch_file(p) for p in examples)
+    examples = sorted(str(p) for pattern in ("batch_*.toml", "trial_cd28.toml", "trial_41bb.toml",
+                                             "tumor_burden.toml")
+                      for p in (ROOT / "configs").glob(pattern))
+    assert len(examples) == 6 and all(is_batch_file(p) for p in examples)
+    assert not is_batch_file(ROOT / "configs" / "trial_patient.toml")
     assert not is_batch_file(ROOT / "configs" / "default.toml")
     assert cli_main(["validate", *examples, str(ROOT / "configs" / "default.toml")]) == 0
     out = capsys.readouterr().out
-    assert out.count(": ok (") == len(examples) + 1 and "batch 'example': 12 runs" in out
+    assert out.count(": ok (") == len(examples) + 1 and "batch 'example': 40 runs" in out
     bad = write_toml(tmp_path / "bad.toml", batch_data(population={"size": 2, "product.prest": {
         "dist": "choice", "values": ["cd28"]}}))
     assert cli_main(["validate", str(bad)]) == 2
