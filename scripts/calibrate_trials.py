@@ -9,10 +9,11 @@ CAR-T kinetics against Kimmel 2021 / Stein 2019::
 
     python scripts/calibrate_trials.py --n 40 --tag base
     python scripts/calibrate_trials.py --n 40 --tag il6 --set brain.il6_ec50_pg_ml=150
-    python scripts/calibrate_trials.py --trials 41bb --set '"4-1bb".division_time_h=24'
+    python scripts/calibrate_trials.py --trials 41bb --set product.division_time_h=24
 
-``--set`` takes ``section.key=value`` (TOML value), applied to every run of
-both trials (on top of the product preset). Results go to
+``--set`` takes ``section.key=value`` (TOML value: strings in double quotes),
+applied to every run of the trials given by ``--trials`` (on top of the
+product preset; to change one product only, run its trial alone). Results go to
 ``runs/calibration/<tag>/<trial>/`` (a normal batch folder: ``abm analyze``
 works on it) and one JSON line per trial is appended to
 ``runs/calibration/log.jsonl``.
