@@ -40,7 +40,7 @@ factor for exhausted cells, else 1):
    rate per cell (1/s).
 
 Movement of free cells happens afterwards in the movement passes
-(:func:`abm.kernels.cells_step.move_pass`).
+(:func:`abm.kernels.cells_step.agent_step`).
 
 Streams (keyed by cell id): ``CART_DEATH`` 0, ``CART_EGRESS`` 0, ``CART_KILL`` 0,
 ``CART_ENGAGE`` 0 (which neighbour), 1 (engage?) and 2 (arrest?), ``CART_PHENOTYPE`` 0 (rest)
@@ -49,12 +49,15 @@ and 1 (memory), ``CART_DIVIDE`` 0 (divide?) and 1 (where).
 
 from __future__ import annotations
 
+import numpy as np
+
 from abm.kernels.cells_common import (CART_EFFECTOR, CART_EXHAUSTED, CART_MEMORY, DEAD,
                                       EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
                                       EV_EXHAUSTED, EV_KILL,
                                       F_GMCSF, F_IFNG, F_IL6, F_IL7_15, FREE, RESERVED, TUMOUR,
-                                      TUMOUR_ALIVE, TUMOUR_DYING, event_prob, fires, hill, pick_free,
-                                      prefetch, prefetch2, uniform)
+                                      TUMOUR_ALIVE, TUMOUR_DYING, event_prob, fires, hill, nth_set_bit,
+                                      pick_free,
+                                      prefetch2, uniform)
 from abm.kernels.jit import jit
 
 C_DT = 0              # step, s
@@ -102,19 +105,13 @@ ENV_N = 2
 
 
 @jit(inline="always")
-def cart_prefetch(s, fields, sources, uptake, occ, neighbours):
-    """Request the site data :func:`cart_update` touches at site ``s`` (a cache hint only).
-
-    The caller prefetches the neighbour-table row ``neighbours[s]`` earlier,
-    so that reading it here to prefetch the neighbours' occupancy is a hit.
-    """
+def cart_prefetch(s, fields, sources, uptake):
+    """Request the field, source and uptake data :func:`cart_update` touches at site ``s`` (a cache hint only)."""
     prefetch2(fields, F_IL7_15, s)
     prefetch2(sources, F_IFNG, s)
     prefetch2(sources, F_GMCSF, s)
     prefetch2(sources, F_IL6, s)
     prefetch2(uptake, F_IL7_15, s)
-    for k in range(neighbours.shape[1]):
-        prefetch(occ, neighbours[s, k])
 
 
 @jit(inline="always")
@@ -184,28 +181,20 @@ def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engage
         a = a * cp[C_ACT_DECAY]
         if E > 0 and not exhausted and uniform(keys[K_CART_PHENOTYPE], cid, 0) < cp[C_P_REST]:
             E -= 1
-        kmax = neighbours.shape[1]
+        # alive tumour neighbours as a bit mask (one pass, no data-dependent
+        # branch: outside neighbours read occ[-1] / kind[-1], valid, masked off)
+        mask = 0
         count = 0
-        for k in range(kmax):
+        for k in range(neighbours.shape[1]):
             q = neighbours[s, k]
-            if q >= 0:
-                j = occ[q]
-                if j >= 0 and kind[j] == TUMOUR and phenotype[j] == TUMOUR_ALIVE:
-                    count += 1
+            j = occ[q]
+            ok = (q >= 0) & (j >= 0) & (kind[j] == TUMOUR) & (phenotype[j] == TUMOUR_ALIVE)
+            mask |= np.int64(ok) << k
+            count += np.int64(ok)
         if count > 0:
             pick = int(uniform(keys[K_CART_ENGAGE], cid, 0) * count)
-            q_pick = -1
-            j_pick = -1
-            for k in range(kmax):
-                q = neighbours[s, k]
-                if q >= 0:
-                    j = occ[q]
-                    if j >= 0 and kind[j] == TUMOUR and phenotype[j] == TUMOUR_ALIVE:
-                        if pick == 0:
-                            q_pick = q
-                            j_pick = j
-                            break
-                        pick -= 1
+            q_pick = neighbours[s, nth_set_bit(mask, pick)]
+            j_pick = occ[q_pick]
             h = hill(antigen[j_pick], cp[C_ENG_EC50], cp[C_ENG_HILL])
             if fires(keys[K_CART_ENGAGE], cid, 1, cp[C_ENGAGE] * h, dt):
                 target[r] = q_pick

@@ -311,57 +311,81 @@ def colour_order(seed, step, pass_id, out):
         out[j] = t
 
 
-@jit
-def _selected(k, tgt, motile_only):
-    if k != TUMOUR and k != CART and k != MYELOID:
-        return False
-    if motile_only:
-        if k == TUMOUR:
-            return False
-        if k == CART and tgt >= 0:
-            return False
-    return True
+#: Kinds updated by the agent pass, in the order they are visited inside a
+#: colour class (their codes are 0, 1, 2: the class of a cell is
+#: ``3 * key[site] + kind``).
+N_UPDATED_KINDS = 3
 
 
 @jit
-def build_classes(n, kind, site, target, key, motile_only, start, rows, kbuf):
-    """Group live tissue cells by the key of their site (stable counting sort).
+def build_classes(n, kind, site, key, start, rows, kbuf, motile):
+    """Group tumour, CAR-T and myeloid cells by site key and kind (stable counting sort).
+
+    Cell ``r`` goes to class ``3 * key[site[r]] + kind[r]``: within one site
+    colour class of one tile the tumour cells come first, then the CAR-T
+    cells, then the myeloid cells. Cells of one colour class never share a
+    neighbour, so the order inside it changes no result; grouping by kind lets
+    the agent pass run one rule per loop (no unpredictable branch on the kind
+    of the next cell) and prefetch only for the cells that need it.
 
     Args:
         n: rows in use.
-        kind, site, target: cell columns.
+        kind, site: cell columns.
         key: key of every site (:func:`tile_layout`: tile, then site colour).
-        motile_only: if True keep only cells that may move (myeloid cells and
-            CAR-T cells without a target); else every tumour, CAR-T and
-            myeloid cell.
-        start: int64 ``(n_keys + 1,)`` output; key ``k`` holds
+        start: int64 ``(3 n_keys + 1,)`` output; class ``k`` holds
             ``rows[start[k]:start[k + 1]]``.
         rows: int64 output of length >= n.
-        kbuf: int32 scratch of length >= n (each row's key, -1 if not selected),
-            so the second pass reads one array instead of four.
+        kbuf: int32 scratch of length >= n (each row's class, -1 if not
+            selected), so the second pass reads one array instead of three.
+        motile: int64 output of length >= n: the CAR-T and myeloid rows, in
+            row order.
 
     Returns:
-        number of rows selected.
+        number of motile rows written to ``motile``.
     """
     nk = start.shape[0] - 1
     for c in range(nk + 1):
         start[c] = 0
     for r in range(n):
-        if _selected(kind[r], target[r], motile_only):
-            k = key[site[r]]
-            kbuf[r] = k
-            start[k + 1] += 1
+        k = kind[r]
+        if k >= 0 and k < N_UPDATED_KINDS:
+            c = key[site[r]] * N_UPDATED_KINDS + k
+            kbuf[r] = c
+            start[c + 1] += 1
         else:
             kbuf[r] = -1
     for c in range(nk):
         start[c + 1] += start[c]
     cursor = start[:nk].copy()
+    m = 0
     for r in range(n):
         c = kbuf[r]
         if c >= 0:
             rows[cursor[c]] = r
             cursor[c] += 1
-    return start[nk]
+            if c % N_UPDATED_KINDS != TUMOUR:
+                motile[m] = r
+                m += 1
+    return m
+
+
+if JIT_DISABLED:
+
+    def trailing_zeros(m):
+        """Index of the lowest set bit of ``m > 0``."""
+        m = int(m)
+        return (m & -m).bit_length() - 1
+
+else:
+    from numba.cpython.unsafe.numbers import trailing_zeros
+
+
+@jit(inline="always")
+def nth_set_bit(mask, pick):
+    """Index of the ``pick``-th (from 0) lowest set bit of ``mask`` (it must have ``> pick`` bits)."""
+    for _ in range(pick):
+        mask &= mask - 1
+    return trailing_zeros(mask)
 
 
 @jit(inline="always")
@@ -369,24 +393,25 @@ def pick_free(s, neighbours, occ, vessel, allow_vessel, u):
     """A free neighbour of site ``s`` chosen uniformly with the uniform ``u``, or -1.
 
     Free means inside the lattice and ``occ == FREE``; vessel sites count only
-    when ``allow_vessel``.
+    when ``allow_vessel``. The ``count`` free neighbours are taken in
+    neighbour-table order and the ``int(u count)``-th is returned. One pass
+    over the neighbourhood builds a bit mask of the free ones (non-short-
+    circuit ``&``, so the loop has no data-dependent branch; an outside
+    neighbour ``-1`` reads ``occ[-1]``, a valid element, and is masked off).
     """
     kmax = neighbours.shape[1]
+    mask = 0
     count = 0
     for k in range(kmax):
         t = neighbours[s, k]
-        if t >= 0 and occ[t] == FREE and (allow_vessel or not vessel[t]):
-            count += 1
+        ok = (t >= 0) & (occ[t] == FREE)
+        if not allow_vessel:
+            ok = ok & (not vessel[t])
+        mask |= np.int64(ok) << k
+        count += np.int64(ok)
     if count == 0:
         return -1
-    pick = int(u * count)
-    for k in range(kmax):
-        t = neighbours[s, k]
-        if t >= 0 and occ[t] == FREE and (allow_vessel or not vessel[t]):
-            if pick == 0:
-                return t
-            pick -= 1
-    return -1
+    return neighbours[s, nth_set_bit(mask, int(u * count))]
 
 
 # --------------------------------------------------------------------------
@@ -439,6 +464,7 @@ def permute_column(col, perm, n, fill):
 
 __all__ = [
     "stream_key", "slot_word", "uniform", "normal", "event_prob", "fires", "prefetch", "prefetch2", "hill", "relax",
-    "site_colours", "n_colours", "tile_layout", "colour_order", "build_classes", "pick_free",
+    "site_colours", "n_colours", "tile_layout", "colour_order", "build_classes", "N_UPDATED_KINDS", "pick_free",
+    "nth_set_bit", "trailing_zeros",
     "site_sort_permutation", "permute_column",
 ]

@@ -2,9 +2,10 @@
 
 Scheme (thread-count and schedule independent):
 
-1. cells are grouped by the key of their site
+1. cells are grouped by the key of their site and their kind
    (:func:`abm.kernels.cells_common.build_classes`): by tile, then by site
-   colour class (:func:`abm.kernels.cells_common.tile_layout`);
+   colour class (:func:`abm.kernels.cells_common.tile_layout`), then tumour,
+   CAR-T, myeloid;
 2. tile colours and site colours are visited in orders drawn per step
    (:func:`abm.kernels.cells_common.colour_order`);
 3. the tiles of one tile colour run in a ``prange``; inside a tile the site
@@ -23,7 +24,10 @@ Scheme (thread-count and schedule independent):
 
 Movement runs as separate passes with the same scheme: a free cell hops to a
 uniformly chosen free neighbour with a fixed probability per pass (CAR-T
-cells that are engaged or arrested on antigen contact stay).
+cells that are engaged or arrested on antigen contact stay). Whether a cell
+attempts a hop in each pass is decided for all passes in one scan
+(:func:`hop_masks`); each pass then groups and visits only the cells that
+attempt one.
 
 Everything runs in one compiled call per step (:func:`agent_step`), so a
 small patch pays no per-pass Python or thread start-up cost; a step with
@@ -39,9 +43,9 @@ from abm.kernels import streams
 from abm.kernels.cells_cart import cart_prefetch, cart_update
 from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
                                       EV_EXHAUSTED, EV_KILL, EV_LYSED, EV_MYELOID_DIED,
-                                      EV_TUMOUR_DIED, FREE, MYELOID, TUMOUR, TUMOUR_ALIVE,
-                                      build_classes, colour_order, pick_free, prefetch, prefetch2,
-                                      stream_key, uniform)
+                                      EV_TUMOUR_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
+                                      TUMOUR_ALIVE, build_classes, colour_order, pick_free,
+                                      prefetch, prefetch2, stream_key, uniform)
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
 from abm.kernels.cells_tumour import tumour_update
@@ -77,62 +81,22 @@ def make_keys(seed, step):
             stream_key(seed, streams.MYELOID_DEATH, step))
 
 
-@jit(inline="always")
-def _update_one(r, keys, ids, kind, site, phenotype, activation, antigen, engagements,
-                divisions_left, target, timer, occ, neighbours, vessel, fields, sources, uptake,
-                tp, cp, mp, env, birth_site, birth_value, events, il6_out):
-    k = kind[r]
-    if k == TUMOUR:
-        tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neighbours,
-                      vessel, sources, tp, birth_site, birth_value, events)
-    elif k == CART:
-        cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engagements,
-                    divisions_left, target, timer, occ, neighbours, vessel, fields, sources,
-                    uptake, cp, env, birth_site, events, il6_out)
-    elif k == MYELOID:
-        myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sources,
-                       uptake, mp, env, events, il6_out)
-
-
-#: Prefetch distance: while cell ``j`` of a colour class is updated, the site
-#: data of cell ``j + PF_DIST`` is requested from memory (and the neighbour
-#: table row of cell ``j + 2 PF_DIST``). Prefetches only hint the cache; they
-#: change no result.
+#: Prefetch distance: while the ``i``-th CAR-T or myeloid cell of a tile (in
+#: visiting order) is updated, the site data of the ``i + PF_DIST``-th is
+#: requested from memory. Prefetches only hint the cache; they change no result.
 PF_DIST = 6
 
 
 @jit(inline="always")
-def _prefetch_cell(r, kind, site, fields, sources, uptake, occ, neighbours):
-    """Prefetch the site data the update of row ``r`` will touch (CAR-T and myeloid cells)."""
-    k = kind[r]
-    if k == CART:
-        cart_prefetch(site[r], fields, sources, uptake, occ, neighbours)
-    elif k == MYELOID:
-        myeloid_prefetch(site[r], fields, sources, uptake)
-
-
-@jit(inline="always")
-def _move_one(r, sub, kc, km, ids, kind, site, target, occ, neighbours, vessel, p_cart, p_mye,
-              events):
-    k = kind[r]
-    if k == CART:
-        if target[r] >= 0 or (events[r] & EV_ARRESTED) != 0:
-            return
-        key = kc
-        p = p_cart
-    elif k == MYELOID:
-        key = km
-        p = p_mye
-    else:
-        return
-    cid = ids[r]
-    if p > 0.0 and uniform(key, cid, 2 * sub) < p:
-        s = site[r]
-        t = pick_free(s, neighbours, occ, vessel, True, uniform(key, cid, 2 * sub + 1))
-        if t >= 0:
-            occ[s] = FREE
-            occ[t] = r
-            site[r] = t
+def _hop(r, sub, kc, km, ids, kind, site, occ, neighbours, vessel):
+    """Move cell ``r`` (chosen to attempt a hop in pass ``sub``) to a uniformly chosen free neighbour."""
+    key = kc if kind[r] == CART else km
+    s = site[r]
+    t = pick_free(s, neighbours, occ, vessel, True, uniform(key, ids[r], 2 * sub + 1))
+    if t >= 0:
+        occ[s] = FREE
+        occ[t] = r
+        site[r] = t
 
 
 @jit
@@ -218,33 +182,62 @@ def tally(n, kind, events, divisions_left, il6_out, counts, il6_sums):
 
 
 @jit
-def gather_motile(n, kind, out):
-    """Write the rows of live CAR-T and myeloid cells to ``out``; return their number."""
-    m = 0
-    for r in range(n):
+def hop_masks(motile, n_move, kc, km, ids, kind, target, events, p_cart, p_mye, masks):
+    """For every row in ``motile``, the movement passes in which it attempts a hop (bit ``sub``).
+
+    A free CAR-T cell (alive, no target, not arrested on antigen contact this
+    step) attempts a hop in pass ``sub`` when the uniform ``(CART_MOVE, id,
+    2 sub)`` is below ``p_cart``; a myeloid cell when ``(MYELOID_MOVE, id,
+    2 sub)`` is below ``p_mye``. None of these inputs changes during the
+    movement passes, so all passes are decided in one scan. ``motile`` holds
+    the CAR-T and myeloid rows at the start of the step (some may have died
+    since). Requires ``n_move <= 62``.
+    """
+    for i in range(motile.shape[0]):
+        r = motile[i]
         k = kind[r]
-        if k == CART or k == MYELOID:
-            out[m] = r
-            m += 1
-    return m
+        m = np.int64(0)
+        if k == CART:
+            if p_cart > 0.0 and target[r] < 0 and (events[r] & EV_ARRESTED) == 0:
+                cid = ids[r]
+                for sub in range(n_move):
+                    m |= np.int64(uniform(kc, cid, 2 * sub) < p_cart) << sub
+        elif k == MYELOID:
+            if p_mye > 0.0:
+                cid = ids[r]
+                for sub in range(n_move):
+                    m |= np.int64(uniform(km, cid, 2 * sub) < p_mye) << sub
+        masks[i] = m
 
 
 @jit
-def classes_of(cand, site, colour, start, rows):
-    """Classes of the rows in ``cand`` (stable counting sort by the key of their site)."""
-    nc = start.shape[0] - 1
-    for c in range(nc + 1):
+def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
+    """Classes of the cells that attempt a hop in movement pass ``sub``; returns their number.
+
+    The rows of ``motile`` whose bit ``sub`` is set in ``masks``
+    (:func:`hop_masks`) are listed in ``cand`` (in order) and grouped by the
+    key of their current site (stable counting sort, as
+    :func:`abm.kernels.cells_common.build_classes`) into ``start`` / ``rows``.
+    """
+    nk = start.shape[0] - 1
+    for c in range(nk + 1):
         start[c] = 0
-    for i in range(cand.shape[0]):
-        start[colour[site[cand[i]]] + 1] += 1
-    for c in range(nc):
+    m = 0
+    for i in range(motile.shape[0]):
+        if (masks[i] >> sub) & 1:
+            r = motile[i]
+            cand[m] = r
+            m += 1
+            start[key[site[r]] + 1] += 1
+    for c in range(nk):
         start[c + 1] += start[c]
-    cursor = start[:nc].copy()
-    for i in range(cand.shape[0]):
+    cursor = start[:nk].copy()
+    for i in range(m):
         r = cand[i]
-        c = colour[site[r]]
+        c = key[site[r]]
         rows[cursor[c]] = r
         cursor[c] += 1
+    return m
 
 
 @jit
@@ -285,47 +278,100 @@ N_SUMS = 4
 # processes silence that warning on the compiling call.
 
 
+@jit(inline="always")
+def _prefetch_motile(r, kind, site, fields, sources, uptake, occ, neighbours, occ_rows):
+    """Request the site data the update of CAR-T or myeloid row ``r`` will touch (a hint only).
+
+    CAR-T cells: their neighbour-table row, the occupancy lines of their
+    neighbourhood (sites ``s + occ_rows[i]``: the lattice rows above and
+    below, and the planes in 3D) and the fields, sources and uptake they use;
+    myeloid cells: the fields, sources and uptake they use.
+    """
+    s = site[r]
+    if kind[r] == CART:
+        prefetch2(neighbours, s, 0)
+        cart_prefetch(s, fields, sources, uptake)
+        n_sites = occ.shape[0]
+        for o in occ_rows:
+            q = s + o
+            if q >= 0 and q < n_sites:
+                prefetch(occ, q)
+    else:
+        myeloid_prefetch(s, fields, sources, uptake)
+
+
 @pjit
 def _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype, activation,
                  antigen, engagements, divisions_left, target, timer, occ, neighbours, vessel,
                  fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value, events,
-                 il6_out):
-    """Agent update of the cells of tile position ``t``, site colour by site colour."""
+                 il6_out, occ_rows, visit):
+    """Agent update of the cells of tile position ``t``, site colour by site colour.
+
+    Inside a colour class the tumour cells run first, then the CAR-T and the
+    myeloid cells (classes from :func:`abm.kernels.cells_common.build_classes`).
+    The CAR-T and myeloid rows of the tile are first listed in visiting order
+    (in ``visit``, at the tile's own positions of ``rows``, so tiles running in
+    parallel never share it); while the ``i``-th of them is updated, the site
+    data of the ``i + PF_DIST``-th is requested from memory, with the tumour
+    cells in between giving it time to arrive.
+    """
     base = t * nc
+    # motile rows of the tile in visiting order
+    v0 = start[N_UPDATED_KINDS * base]
+    v1 = v0
     for ci in range(nc):
-        c = base + class_order[ci]
-        j1 = start[c + 1]
-        for j in range(start[c], j1):
-            if j + 2 * PF_DIST < j1:
-                q = rows[j + 2 * PF_DIST]
-                if kind[q] == CART:
-                    prefetch2(neighbours, site[q], 0)
-            if j + PF_DIST < j1:
-                _prefetch_cell(rows[j + PF_DIST], kind, site, fields, sources, uptake, occ,
-                               neighbours)
-            _update_one(rows[j], keys, ids, kind, site, phenotype, activation, antigen,
+        c = N_UPDATED_KINDS * (base + class_order[ci])
+        for j in range(start[c + 1], start[c + 3]):
+            visit[v1] = rows[j]
+            v1 += 1
+    for i in range(v0, min(v1, v0 + PF_DIST)):
+        _prefetch_motile(visit[i], kind, site, fields, sources, uptake, occ, neighbours, occ_rows)
+    i = v0
+    for ci in range(nc):
+        c = N_UPDATED_KINDS * (base + class_order[ci])
+        m0 = start[c + 1]          # first CAR-T row of the class
+        m1 = start[c + 2]          # first myeloid row
+        for j in range(start[c], m0):
+            tumour_update(rows[j], keys, ids, kind, site, phenotype, antigen, timer, occ,
+                          neighbours, vessel, sources, tp, birth_site, birth_value, events)
+        for j in range(m0, m1):
+            if i + PF_DIST < v1:
+                _prefetch_motile(visit[i + PF_DIST], kind, site, fields, sources, uptake, occ,
+                                 neighbours, occ_rows)
+            i += 1
+            cart_update(rows[j], keys, ids, kind, site, phenotype, activation, antigen,
                         engagements, divisions_left, target, timer, occ, neighbours, vessel,
-                        fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value,
-                        events, il6_out)
+                        fields, sources, uptake, cp, env, birth_site, events, il6_out)
+        for j in range(m1, start[c + 3]):
+            if i + PF_DIST < v1:
+                _prefetch_motile(visit[i + PF_DIST], kind, site, fields, sources, uptake, occ,
+                                 neighbours, occ_rows)
+            i += 1
+            myeloid_update(rows[j], keys, ids, kind, site, activation, timer, occ, fields,
+                           sources, uptake, mp, env, events, il6_out)
 
 
 @pjit
-def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, target, occ,
-               neighbours, vessel, p_cart, p_mye, events):
-    """Movement sub-pass over the cells of tile position ``t``."""
+def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, occ, neighbours,
+               vessel, occ_rows):
+    """Hops of movement pass ``sub`` by the chosen cells of tile position ``t``.
+
+    The neighbour-table rows and neighbourhood occupancy of all the tile's
+    hopping cells are requested first (cache hints).
+    """
     base = t * nc
+    n_sites = occ.shape[0]
+    for j in range(start[base], start[base + nc]):
+        s = site[rows[j]]
+        prefetch2(neighbours, s, 0)
+        for o in occ_rows:
+            q = s + o
+            if q >= 0 and q < n_sites:
+                prefetch(occ, q)
     for ci in range(nc):
         c = base + class_order[ci]
-        j1 = start[c + 1]
-        for j in range(start[c], j1):
-            if j + 2 * PF_DIST < j1:
-                prefetch2(neighbours, site[rows[j + 2 * PF_DIST]], 0)
-            if j + PF_DIST < j1:
-                q = site[rows[j + PF_DIST]]
-                for k in range(neighbours.shape[1]):
-                    prefetch(occ, neighbours[q, k])
-            _move_one(rows[j], sub, kc, km, ids, kind, site, target, occ, neighbours, vessel,
-                      p_cart, p_mye, events)
+        for j in range(start[c], start[c + 1]):
+            _hop(rows[j], sub, kc, km, ids, kind, site, occ, neighbours, vessel)
 
 
 @pjit
@@ -344,8 +390,8 @@ def agent_step(seed, step, n, next_id,
                ids, kind, site, phenotype, activation, antigen, engagements, divisions_left,
                target, timer, store,
                occ, neighbours, vessel, site_key, tile_start, fields, sources, uptake, perm,
-               tp, cp, mp, ep, env, erows, n_move, p_cart, p_mye, par_min,
-               start, rows, kbuf, class_order, tile_order, birth_site, birth_value, events,
+               tp, cp, mp, ep, env, erows, occ_rows, n_move, p_cart, p_mye, par_min,
+               start, rows, kbuf, motile, hopmask, class_order, tile_order, birth_site, birth_value, events,
                il6_out, vwf_out, ang2_out, counts, sums):
     """The whole agent phase of one step; returns the new number of rows.
 
@@ -391,7 +437,7 @@ def agent_step(seed, step, n, next_id,
         _endothelial_range(0, ne, erows, ekey, ids, site, activation, store, fields, sources,
                            uptake, perm, ep, env, vwf_out, ang2_out)
     # (2) agent pass
-    build_classes(n, kind, site, target, site_key, False, start, rows, kbuf)
+    n_motile = build_classes(n, kind, site, site_key, start, rows, kbuf, motile)
     colour_order(seed, step, 0, tile_order)
     colour_order(seed, step, 1, class_order)
     keys = make_keys(seed, step)
@@ -404,35 +450,36 @@ def agent_step(seed, step, n, next_id,
                 _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype,
                              activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf)
         else:
             for t in range(t0, t1):
                 _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype,
                              activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf)
     # (3) movement: candidates gathered once, regrouped before every pass
     kc = stream_key(seed, streams.CART_MOVE, step)
     km = stream_key(seed, streams.MYELOID_MOVE, step)
+    mstart = start[: (start.shape[0] - 1) // N_UPDATED_KINDS + 1]
+    moving = motile[:n_motile]
     if n_move > 0:
-        m = gather_motile(n, kind, rows)
-        movers = rows[:m].copy()
-        for sub in range(n_move):
-            classes_of(movers, site, site_key, start, rows)
-            colour_order(seed, step, 2 + 2 * sub, tile_order)
-            colour_order(seed, step, 3 + 2 * sub, class_order)
-            for ti in range(ntc):
-                k = tile_order[ti]
-                t0 = tile_start[k]
-                t1 = tile_start[k + 1]
-                if parallel and t1 - t0 > 1:
-                    for t in prange(t0, t1):
-                        _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind,
-                                   site, target, occ, neighbours, vessel, p_cart, p_mye, events)
-                else:
-                    for t in range(t0, t1):
-                        _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind,
-                                   site, target, occ, neighbours, vessel, p_cart, p_mye, events)
+        hop_masks(moving, n_move, kc, km, ids, kind, target, events, p_cart, p_mye, hopmask)
+    for sub in range(n_move):
+        hopper_classes(moving, hopmask, sub, site, site_key, mstart, rows, kbuf)
+        colour_order(seed, step, 2 + 2 * sub, tile_order)
+        colour_order(seed, step, 3 + 2 * sub, class_order)
+        for ti in range(ntc):
+            k = tile_order[ti]
+            t0 = tile_start[k]
+            t1 = tile_start[k + 1]
+            if parallel and t1 - t0 > 1:
+                for t in prange(t0, t1):
+                    _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
+                               occ, neighbours, vessel, occ_rows)
+            else:
+                for t in range(t0, t1):
+                    _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
+                               occ, neighbours, vessel, occ_rows)
     # (5) tallies (before appending: daughters have no events)
     tally(n, kind, events, divisions_left, il6_out, counts, sums)
     vwf = 0.0

@@ -54,6 +54,7 @@ from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
 from abm.model.fields import SPECIES
+from abm.errors import ConfigError
 from abm.simulation import Process
 
 #: Housekeeping period: dead rows are dropped and rows sorted by site on steps
@@ -62,6 +63,9 @@ SORT_EVERY_STEPS = 10
 
 #: Largest hop probability per movement pass; more passes are used above it.
 MAX_HOP_PROB = 0.75
+
+#: Most movement passes per step (the kernel decides them as bits of one int64).
+MAX_MOVE_PASSES = 62
 
 # the kernels repeat these codes as compile-time constants
 assert (KM.DEAD, KM.TUMOUR, KM.CART, KM.MYELOID, KM.ENDOTHELIAL) == (
@@ -110,6 +114,11 @@ def movement_plan(config, lattice) -> tuple[int, float, float]:
     if top <= 0.0:
         return 0, 0.0, 0.0
     n = int(math.ceil(top / MAX_HOP_PROB - 1e-12))
+    if n > MAX_MOVE_PASSES:
+        raise ConfigError(
+            f"run.dt_min = {config.run.dt_min} min: cells would make {top:.3g} hops per step ({n} movement passes; at most "
+            f"{MAX_MOVE_PASSES} are supported): lower run.dt_min or the cell speed "
+            f"(product.speed_um_per_min, myeloid.speed_um_per_min)", key="run.dt_min")
     return n, lc / n, lm / n
 
 
@@ -310,9 +319,15 @@ class CellRules(Process):
         nb_type = np.int32 if lat.n_sites < 2**31 - 1 else np.int64
         self.neighbours = np.ascontiguousarray(lat.neighbours, dtype=nb_type)
         nc = KM.n_colours(lat.zyx_shape)
+        # site offsets of the lattice rows (and planes) around a site: the
+        # occupancy lines the kernels prefetch for a cell's neighbourhood
+        nz, ny, nx = lat.zyx_shape
+        dzs = (-1, 0, 1) if nz > 1 else (0,)
+        self.occ_rows = np.array([dz * ny * nx + dy * nx for dz in dzs for dy in (-1, 0, 1)],
+                                 dtype=np.int64)
         self.record_every = max(1, cfg.run.every_steps(cfg.run.record_every_min))
         # scratch (contents never outlive one step)
-        self._start = np.zeros(n_keys + 1, dtype=np.int64)
+        self._start = np.zeros(KM.N_UPDATED_KINDS * n_keys + 1, dtype=np.int64)
         self._class_order = np.zeros(nc, dtype=np.int64)
         self._tile_order = np.zeros(len(self.tile_start) - 1, dtype=np.int64)
         self._counts = np.zeros(KS.N_COUNTS, dtype=np.int64)
@@ -324,6 +339,8 @@ class CellRules(Process):
         if capacity != self._cap:
             self._rows = np.zeros(capacity, dtype=np.int64)
             self._kbuf = np.zeros(capacity, dtype=np.int32)
+            self._motile = np.zeros(capacity, dtype=np.int64)
+            self._hopmask = np.zeros(capacity, dtype=np.int64)
             self._birth_site = np.full(capacity, -1, dtype=np.int64)
             self._birth_value = np.zeros(capacity, dtype=np.float64)
             self._events = np.zeros(capacity, dtype=np.int32)
@@ -351,9 +368,10 @@ class CellRules(Process):
                 c.divisions_left, c.target, c.timer, c.store,
                 c.occ, self.neighbours, self.vessel, self.site_key, self.tile_start, fields,
                 state.sources, state.uptake, state.perm,
-                self.tp, self.cp, self.mp, self.ep, environment(state), erows,
+                self.tp, self.cp, self.mp, self.ep, environment(state), erows, self.occ_rows,
                 self.n_move, self.p_cart, self.p_mye, self.par_min,
-                self._start, self._rows, self._kbuf, self._class_order, self._tile_order,
+                self._start, self._rows, self._kbuf, self._motile, self._hopmask,
+                self._class_order, self._tile_order,
                 self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
                 self._ang2, self._counts, self._sums)
         self._called = True
