@@ -14,6 +14,8 @@ cell, which is how cells enter and leave the patch.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 # Cell kinds (the ``kind`` column).
@@ -45,6 +47,10 @@ COLUMNS: dict[str, tuple[np.dtype, object, str, str]] = {
 }
 
 
+#: Source of :attr:`CellTable.layout` values (unique across all tables).
+_LAYOUTS = itertools.count(1)
+
+
 class CellTable:
     """Columns of all agents, with capacity growth, compaction and occupancy.
 
@@ -56,6 +62,12 @@ class CellTable:
     def __init__(self, n_sites: int, capacity: int = 1024):
         self.n = 0
         self.next_id = 0
+        #: Changes (to a value no table has had) whenever rows may have moved:
+        #: :meth:`rebuild_occupancy`, which :meth:`compact`, :meth:`load_columns`
+        #: and the table sort call. Between two changes rows are only appended
+        #: and a row's kind only changes to dead, so row lists built from the
+        #: table stay valid while ``layout`` is unchanged.
+        self.layout = next(_LAYOUTS)
         self.capacity = max(16, int(capacity))
         for name, (dtype, fill, _, _) in COLUMNS.items():
             setattr(self, name, np.full(self.capacity, fill, dtype=dtype))
@@ -120,6 +132,8 @@ class CellTable:
         self.rebuild_occupancy()
 
     def rebuild_occupancy(self) -> None:
+        """Recompute ``occ`` from the table (and mark the row layout as changed)."""
+        self.layout = next(_LAYOUTS)
         self.occ[:] = -1
         rows = np.flatnonzero((self.kind[: self.n] != DEAD) & (self.kind[: self.n] != ENDOTHELIAL))
         self.occ[self.site[rows]] = rows

@@ -43,8 +43,9 @@ from abm.errors import AbmError
 
 #: State attributes rebuilt from config and seed instead of stored.
 NOT_STORED = ("config", "lattice")
-#: CellTable attributes that are derived (occupancy) or stored as attributes.
-_TABLE_SPECIAL = ("occ", "n", "next_id", "capacity")
+#: CellTable attributes that are derived (occupancy, the per-process layout marker) or stored
+#: as attributes.
+_TABLE_SPECIAL = ("occ", "n", "next_id", "capacity", "layout")
 #: Prefix of checkpoint group names.
 PREFIX = "step_"
 

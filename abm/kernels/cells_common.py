@@ -318,55 +318,107 @@ N_UPDATED_KINDS = 3
 
 
 @jit
-def build_classes(n, kind, site, key, start, rows, kbuf, motile):
-    """Group tumour, CAR-T and myeloid cells by site key and kind (stable counting sort).
+def static_classes(n, kind, site, key, sstart, srows, smotile):
+    """Group the tumour rows ``< n`` by site key and list the CAR-T and myeloid rows.
 
-    Cell ``r`` goes to class ``3 * key[site[r]] + kind[r]``: within one site
-    colour class of one tile the tumour cells come first, then the CAR-T
-    cells, then the myeloid cells. Cells of one colour class never share a
-    neighbour, so the order inside it changes no result; grouping by kind lets
-    the agent pass run one rule per loop (no unpredictable branch on the kind
-    of the next cell) and prefetch only for the cells that need it.
+    Tumour cells never move: once grouped, a tumour row stays in its class
+    until the table's rows move (:attr:`abm.cells.CellTable.layout`); it can
+    only die. The agent pass therefore groups them once per table layout
+    (stable counting sort) and regroups only the other cells every step
+    (:func:`dynamic_classes`).
 
     Args:
         n: rows in use.
         kind, site: cell columns.
         key: key of every site (:func:`tile_layout`: tile, then site colour).
-        start: int64 ``(3 n_keys + 1,)`` output; class ``k`` holds
-            ``rows[start[k]:start[k + 1]]``.
-        rows: int64 output of length >= n.
-        kbuf: int32 scratch of length >= n (each row's class, -1 if not
-            selected), so the second pass reads one array instead of three.
-        motile: int64 output of length >= n: the CAR-T and myeloid rows, in
+        sstart: int64 ``(n_keys + 1,)`` output; key ``k`` holds
+            ``srows[sstart[k]:sstart[k + 1]]``.
+        srows: int64 output of length >= n.
+        smotile: int64 output of length >= n: the CAR-T and myeloid rows in
             row order.
 
     Returns:
-        number of motile rows written to ``motile``.
+        the number of rows written to ``smotile``.
+    """
+    nk = sstart.shape[0] - 1
+    for c in range(nk + 1):
+        sstart[c] = 0
+    m = 0
+    for r in range(n):
+        k = kind[r]
+        if k == TUMOUR:
+            sstart[key[site[r]] + 1] += 1
+        elif k == CART or k == MYELOID:
+            smotile[m] = r
+            m += 1
+    for c in range(nk):
+        sstart[c + 1] += sstart[c]
+    cursor = sstart[:nk].copy()
+    for r in range(n):
+        if kind[r] == TUMOUR:
+            c = key[site[r]]
+            srows[cursor[c]] = r
+            cursor[c] += 1
+    return m
+
+
+@jit
+def dynamic_classes(smotile, n_static, n, kind, site, key, start, rows, kbuf, motile):
+    """Group the cells that :func:`static_classes` did not by site key and kind.
+
+    These are the CAR-T and myeloid rows of ``smotile`` still alive and every
+    live tumour, CAR-T or myeloid row from ``n_static`` (rows appended since
+    the static grouping) to ``n``. Cell ``r`` goes to class ``3 key[site[r]] +
+    kind[r]``: inside one site colour class of one tile the tumour cells come
+    first, then the CAR-T cells, then the myeloid cells. Cells of one colour
+    class never share a neighbour, so the order inside it changes no result;
+    grouping by kind lets the agent pass run one rule per loop (no
+    unpredictable branch on the kind of the next cell).
+
+    Args:
+        start: int64 ``(3 n_keys + 1,)`` output; class ``k`` holds
+            ``rows[start[k]:start[k + 1]]``.
+        rows: int64 output.
+        kbuf: int32 scratch (each candidate's class).
+        motile: int64 output: the live CAR-T and myeloid rows, in row order.
+
+    Returns:
+        the number of rows written to ``motile``.
     """
     nk = start.shape[0] - 1
     for c in range(nk + 1):
         start[c] = 0
-    for r in range(n):
+    m = 0
+    for i in range(smotile.shape[0]):
+        r = smotile[i]
+        k = kind[r]
+        if k == CART or k == MYELOID:
+            c = key[site[r]] * N_UPDATED_KINDS + k
+            motile[m] = r
+            kbuf[m] = c
+            start[c + 1] += 1
+            m += 1
+    for r in range(n_static, n):
         k = kind[r]
         if k >= 0 and k < N_UPDATED_KINDS:
             c = key[site[r]] * N_UPDATED_KINDS + k
-            kbuf[r] = c
+            motile[m] = r
+            kbuf[m] = c
             start[c + 1] += 1
-        else:
-            kbuf[r] = -1
+            m += 1
     for c in range(nk):
         start[c + 1] += start[c]
     cursor = start[:nk].copy()
-    m = 0
-    for r in range(n):
-        c = kbuf[r]
-        if c >= 0:
-            rows[cursor[c]] = r
-            cursor[c] += 1
-            if c % N_UPDATED_KINDS != TUMOUR:
-                motile[m] = r
-                m += 1
-    return m
+    mm = 0
+    for i in range(m):
+        c = kbuf[i]
+        r = motile[i]
+        rows[cursor[c]] = r
+        cursor[c] += 1
+        if c % N_UPDATED_KINDS != TUMOUR:
+            motile[mm] = r
+            mm += 1
+    return mm
 
 
 if JIT_DISABLED:
@@ -464,7 +516,7 @@ def permute_column(col, perm, n, fill):
 
 __all__ = [
     "stream_key", "slot_word", "uniform", "normal", "event_prob", "fires", "prefetch", "prefetch2", "hill", "relax",
-    "site_colours", "n_colours", "tile_layout", "colour_order", "build_classes", "N_UPDATED_KINDS", "pick_free",
+    "site_colours", "n_colours", "tile_layout", "colour_order", "static_classes", "dynamic_classes", "N_UPDATED_KINDS", "pick_free",
     "nth_set_bit", "trailing_zeros",
     "site_sort_permutation", "permute_column",
 ]

@@ -2,10 +2,12 @@
 
 Scheme (thread-count and schedule independent):
 
-1. cells are grouped by the key of their site and their kind
-   (:func:`abm.kernels.cells_common.build_classes`): by tile, then by site
-   colour class (:func:`abm.kernels.cells_common.tile_layout`), then tumour,
-   CAR-T, myeloid;
+1. cells are grouped by the key of their site
+   (:func:`abm.kernels.cells_common.tile_layout`): by tile, then by site
+   colour class. Tumour cells, which never move, are grouped once per table
+   layout (:func:`abm.kernels.cells_common.static_classes`); the others and
+   the rows appended since then are grouped every step, by key and kind
+   (:func:`abm.kernels.cells_common.dynamic_classes`);
 2. tile colours and site colours are visited in orders drawn per step
    (:func:`abm.kernels.cells_common.colour_order`);
 3. the tiles of one tile colour run in a ``prange``; inside a tile the site
@@ -44,8 +46,8 @@ from abm.kernels.cells_cart import cart_prefetch, cart_update
 from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
                                       EV_EXHAUSTED, EV_KILL, EV_LYSED, EV_MYELOID_DIED,
                                       EV_TUMOUR_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
-                                      TUMOUR_ALIVE, build_classes, colour_order, pick_free,
-                                      prefetch, prefetch2, stream_key, uniform)
+                                      TUMOUR_ALIVE, colour_order, dynamic_classes, pick_free,
+                                      prefetch, prefetch2, static_classes, stream_key, uniform)
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
 from abm.kernels.cells_tumour import tumour_update
@@ -217,7 +219,7 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
     The rows of ``motile`` whose bit ``sub`` is set in ``masks``
     (:func:`hop_masks`) are listed in ``cand`` (in order) and grouped by the
     key of their current site (stable counting sort, as
-    :func:`abm.kernels.cells_common.build_classes`) into ``start`` / ``rows``.
+    :func:`abm.kernels.cells_common.dynamic_classes`) into ``start`` / ``rows``.
     """
     nk = start.shape[0] - 1
     for c in range(nk + 1):
@@ -301,14 +303,17 @@ def _prefetch_motile(r, kind, site, fields, sources, uptake, occ, neighbours, oc
 
 
 @pjit
-def _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype, activation,
-                 antigen, engagements, divisions_left, target, timer, occ, neighbours, vessel,
+def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind, site,
+                 phenotype, activation, antigen, engagements, divisions_left, target, timer,
+                 occ, neighbours, vessel,
                  fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value, events,
                  il6_out, occ_rows, visit):
     """Agent update of the cells of tile position ``t``, site colour by site colour.
 
-    Inside a colour class the tumour cells run first, then the CAR-T and the
-    myeloid cells (classes from :func:`abm.kernels.cells_common.build_classes`).
+    Inside a colour class the tumour cells run first (the static ones from
+    ``sstart`` / ``srows``, skipping those that died since they were grouped,
+    then those in the per-step classes), then the CAR-T and the myeloid cells
+    (per-step classes ``start`` / ``rows``).
     The CAR-T and myeloid rows of the tile are first listed in visiting order
     (in ``visit``, at the tile's own positions of ``rows``, so tiles running in
     parallel never share it); while the ``i``-th of them is updated, the site
@@ -328,7 +333,13 @@ def _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenoty
         _prefetch_motile(visit[i], kind, site, fields, sources, uptake, occ, neighbours, occ_rows)
     i = v0
     for ci in range(nc):
-        c = N_UPDATED_KINDS * (base + class_order[ci])
+        cs = base + class_order[ci]
+        for j in range(sstart[cs], sstart[cs + 1]):
+            r = srows[j]
+            if kind[r] == TUMOUR:
+                tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ,
+                              neighbours, vessel, sources, tp, birth_site, birth_value, events)
+        c = N_UPDATED_KINDS * cs
         m0 = start[c + 1]          # first CAR-T row of the class
         m1 = start[c + 2]          # first myeloid row
         for j in range(start[c], m0):
@@ -391,8 +402,9 @@ def agent_step(seed, step, n, next_id,
                target, timer, store,
                occ, neighbours, vessel, site_key, tile_start, fields, sources, uptake, perm,
                tp, cp, mp, ep, env, erows, occ_rows, n_move, p_cart, p_mye, par_min,
-               start, rows, kbuf, motile, hopmask, class_order, tile_order, birth_site, birth_value, events,
-               il6_out, vwf_out, ang2_out, counts, sums):
+               sstart, srows, smotile, static_info, rebuild,
+               start, rows, kbuf, motile, hopmask, class_order, tile_order, birth_site,
+               birth_value, events, il6_out, vwf_out, ang2_out, counts, sums):
     """The whole agent phase of one step; returns the new number of rows.
 
     Order: (1) endothelial cells (rows ``erows``; independent);
@@ -413,6 +425,12 @@ def agent_step(seed, step, n, next_id,
         tp, cp, mp, ep: tumour, CAR-T, myeloid, endothelial parameter vectors.
         env: steroid effect, IL-6R occupancy.
         par_min: with fewer cells than this the step runs serially (same result).
+        sstart, srows, smotile, static_info: the static grouping of tumour
+            rows (:func:`abm.kernels.cells_common.static_classes`), kept by
+            the caller between steps; ``static_info`` holds ``[rows grouped,
+            entries of smotile]``.
+        rebuild: regroup the static rows first (the caller sets it whenever
+            the table's rows have moved since the last grouping).
 
     Scratch arguments (``start``, ``rows``, ``class_order``, ``tile_order``,
     ``birth_*``, ``events``, ``*_out``) are overwritten; nothing in them carries
@@ -437,7 +455,11 @@ def agent_step(seed, step, n, next_id,
         _endothelial_range(0, ne, erows, ekey, ids, site, activation, store, fields, sources,
                            uptake, perm, ep, env, vwf_out, ang2_out)
     # (2) agent pass
-    n_motile = build_classes(n, kind, site, site_key, start, rows, kbuf, motile)
+    if rebuild:
+        static_info[1] = static_classes(n, kind, site, site_key, sstart, srows, smotile)
+        static_info[0] = n
+    n_motile = dynamic_classes(smotile[:static_info[1]], static_info[0], n, kind, site, site_key,
+                               start, rows, kbuf, motile)
     colour_order(seed, step, 0, tile_order)
     colour_order(seed, step, 1, class_order)
     keys = make_keys(seed, step)
@@ -447,14 +469,14 @@ def agent_step(seed, step, n, next_id,
         t1 = tile_start[k + 1]
         if parallel and t1 - t0 > 1:
             for t in prange(t0, t1):
-                _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype,
-                             activation, antigen, engagements, divisions_left, target, timer,
+                _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
+                             site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
                              birth_site, birth_value, events, il6_out, occ_rows, kbuf)
         else:
             for t in range(t0, t1):
-                _tile_update(t, nc, class_order, start, rows, keys, ids, kind, site, phenotype,
-                             activation, antigen, engagements, divisions_left, target, timer,
+                _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
+                             site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
                              birth_site, birth_value, events, il6_out, occ_rows, kbuf)
     # (3) movement: candidates gathered once, regrouped before every pass

@@ -334,6 +334,10 @@ class CellRules(Process):
         self._sums = np.zeros(KS.N_SUMS, dtype=np.float64)
         self._cap = -1
         self._called = False
+        # static grouping of tumour rows (valid while the table layout is unchanged)
+        self._sstart = np.zeros(n_keys + 1, dtype=np.int64)
+        self._static_info = np.zeros(2, dtype=np.int64)
+        self._static_layout = None
 
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
@@ -347,6 +351,9 @@ class CellRules(Process):
             self._il6 = np.zeros(capacity, dtype=np.float64)
             self._vwf = np.zeros(capacity, dtype=np.float64)
             self._ang2 = np.zeros(capacity, dtype=np.float64)
+            self._srows = np.zeros(capacity, dtype=np.int64)
+            self._smotile = np.zeros(capacity, dtype=np.int64)
+            self._static_layout = None
             self._cap = capacity
 
     def step(self, state):
@@ -360,6 +367,8 @@ class CellRules(Process):
         n = c.n
         erows = np.flatnonzero(c.kind[:n] == C.ENDOTHELIAL)
         fields = state.fields.reshape(len(SPECIES), -1)
+        rebuild = self._static_layout != c.layout
+        self._static_layout = c.layout
         quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
         with quiet:
             new_n = KS.agent_step(
@@ -370,6 +379,7 @@ class CellRules(Process):
                 state.sources, state.uptake, state.perm,
                 self.tp, self.cp, self.mp, self.ep, environment(state), erows, self.occ_rows,
                 self.n_move, self.p_cart, self.p_mye, self.par_min,
+                self._sstart, self._srows, self._smotile, self._static_info, rebuild,
                 self._start, self._rows, self._kbuf, self._motile, self._hopmask,
                 self._class_order, self._tile_order,
                 self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
