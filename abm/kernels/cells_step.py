@@ -281,16 +281,28 @@ N_SUMS = 4
 
 
 @jit(inline="always")
-def _prefetch_motile(r, kind, site, fields, sources, uptake, occ, neighbours, occ_rows):
-    """Request the site data the update of CAR-T or myeloid row ``r`` will touch (a hint only).
+def _prefetch_motile(r, ids, kind, site, phenotype, activation, engagements, divisions_left,
+                     target, timer, events, il6_out, fields, sources, uptake, occ, neighbours,
+                     occ_rows):
+    """Request the data the update of CAR-T or myeloid row ``r`` will touch (a hint only).
 
-    CAR-T cells: their neighbour-table row, the occupancy lines of their
-    neighbourhood (sites ``s + occ_rows[i]``: the lattice rows above and
-    below, and the planes in 3D) and the fields, sources and uptake they use;
-    myeloid cells: the fields, sources and uptake they use.
+    The cell's own columns; for CAR-T cells also their neighbour-table row,
+    the occupancy lines of their neighbourhood (sites ``s + occ_rows[i]``:
+    the lattice rows above and below, and the planes in 3D) and the fields,
+    sources and uptake they use; for myeloid cells the fields, sources and
+    uptake they use.
     """
     s = site[r]
+    prefetch(ids, r)
+    prefetch(activation, r)
+    prefetch(timer, r)
+    prefetch(events, r)
+    prefetch(il6_out, r)
     if kind[r] == CART:
+        prefetch(phenotype, r)
+        prefetch(engagements, r)
+        prefetch(divisions_left, r)
+        prefetch(target, r)
         prefetch2(neighbours, s, 0)
         cart_prefetch(s, fields, sources, uptake)
         n_sites = occ.shape[0]
@@ -330,7 +342,9 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
             visit[v1] = rows[j]
             v1 += 1
     for i in range(v0, min(v1, v0 + PF_DIST)):
-        _prefetch_motile(visit[i], kind, site, fields, sources, uptake, occ, neighbours, occ_rows)
+        _prefetch_motile(visit[i], ids, kind, site, phenotype, activation, engagements,
+                         divisions_left, target, timer, events, il6_out, fields, sources, uptake,
+                         occ, neighbours, occ_rows)
     i = v0
     for ci in range(nc):
         cs = base + class_order[ci]
@@ -347,16 +361,18 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
                           neighbours, vessel, sources, tp, birth_site, birth_value, events)
         for j in range(m0, m1):
             if i + PF_DIST < v1:
-                _prefetch_motile(visit[i + PF_DIST], kind, site, fields, sources, uptake, occ,
-                                 neighbours, occ_rows)
+                _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
+                                 engagements, divisions_left, target, timer, events, il6_out,
+                                 fields, sources, uptake, occ, neighbours, occ_rows)
             i += 1
             cart_update(rows[j], keys, ids, kind, site, phenotype, activation, antigen,
                         engagements, divisions_left, target, timer, occ, neighbours, vessel,
                         fields, sources, uptake, cp, env, birth_site, events, il6_out)
         for j in range(m1, start[c + 3]):
             if i + PF_DIST < v1:
-                _prefetch_motile(visit[i + PF_DIST], kind, site, fields, sources, uptake, occ,
-                                 neighbours, occ_rows)
+                _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
+                                 engagements, divisions_left, target, timer, events, il6_out,
+                                 fields, sources, uptake, occ, neighbours, occ_rows)
             i += 1
             myeloid_update(rows[j], keys, ids, kind, site, activation, timer, occ, fields,
                            sources, uptake, mp, env, events, il6_out)

@@ -315,6 +315,7 @@ class CellRules(Process):
         tile = self.tile_2d if lat.ndim == 2 else self.tile_3d
         self.site_key, self.tile_start, n_keys, self.rank = KM.tile_layout(lat.zyx_shape, tile)
         self.vessel = lat.vessel.astype(np.bool_)
+
         # int32 halves the memory traffic of neighbour scans (sites < 2**31)
         nb_type = np.int32 if lat.n_sites < 2**31 - 1 else np.int64
         self.neighbours = np.ascontiguousarray(lat.neighbours, dtype=nb_type)
