@@ -118,7 +118,13 @@ def cart_prefetch(s, fields, sources, uptake):
 def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engagements,
                 divisions_left, target, timer, occ, neighbours, vessel, fields, sources, uptake,
                 cp, env, birth_site, events, il6_out):
-    """Advance the CAR-T cell in row ``r`` by one step (see module docstring)."""
+    """Advance the CAR-T cell in row ``r`` by one step (see module docstring).
+
+    Sets ``events[r]`` (flags of this step) and ``il6_out[r]`` (pg secreted)
+    afresh: no scratch needs clearing before the pass.
+    """
+    events[r] = 0
+    il6_out[r] = 0.0
     cid = ids[r]
     s = site[r]
     ph = phenotype[r]

@@ -75,7 +75,12 @@ def myeloid_prefetch(s, fields, sources, uptake):
 @jit(inline="always")
 def myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sources, uptake,
                    mp, env, events, il6_out):
-    """Advance the myeloid cell in row ``r`` by one step (see module docstring)."""
+    """Advance the myeloid cell in row ``r`` by one step (see module docstring).
+
+    Sets ``events[r]`` and ``il6_out[r]`` afresh (as :func:`abm.kernels.cells_cart.cart_update`).
+    """
+    events[r] = 0
+    il6_out[r] = 0.0
     s = site[r]
     sigma = env[ENV_STEROID] * mp[M_STEROID_MAX]
     m = relax(activation[r], myeloid_activation_target(fields, s, mp, sigma),
@@ -84,7 +89,7 @@ def myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields, sou
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1
-        events[r] |= EV_MYELOID_DIED
+        events[r] = EV_MYELOID_DIED
         return
     activation[r] = m
     timer[r] += mp[M_DT_H]

@@ -44,13 +44,12 @@ from numba import prange
 from abm.kernels import streams
 from abm.kernels.cells_cart import cart_prefetch, cart_update
 from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
-                                      EV_EXHAUSTED, EV_KILL, EV_LYSED, EV_MYELOID_DIED,
-                                      EV_TUMOUR_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
+                                      EV_EXHAUSTED, EV_KILL, EV_MYELOID_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
                                       TUMOUR_ALIVE, colour_order, dynamic_classes, pick_free,
                                       prefetch, prefetch2, static_classes, stream_key, uniform)
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
-from abm.kernels.cells_tumour import tumour_update
+from abm.kernels.cells_tumour import TC_DIED, TC_LYSED, tumour_update
 from abm.kernels.jit import jit, pjit
 
 #: Stream of each key in the tuple built by :func:`make_keys` (positions are the
@@ -110,12 +109,15 @@ def append_births(parents, n0, next_id, ids, kind, site, phenotype, activation, 
     Daughters take rows ``n0, n0 + 1, ...`` and ids ``next_id, next_id + 1, ...``.
     A tumour daughter is alive with antigen ``birth_value[parent]``; a CAR-T
     daughter copies the parent's phenotype, activation, engagement count and
-    divisions left and starts without a target. Returns the new row count.
+    divisions left and starts without a target. The parents' ``birth_site``
+    is reset to -1 (the scratch is clean for the next step). Returns the new
+    row count.
     """
     m = n0
     for i in range(parents.shape[0]):
         p = parents[i]
         s = birth_site[p]
+        birth_site[p] = -1
         r = m
         k = kind[p]
         ids[r] = next_id + i
@@ -142,18 +144,25 @@ def append_births(parents, n0, next_id, ids, kind, site, phenotype, activation, 
 
 
 @jit
-def tally(n, kind, events, divisions_left, il6_out, counts, il6_sums):
-    """Count event flags and sum IL-6 by source over rows ``0..n-1`` (serial, row order).
+def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sums):
+    """Count event flags and sum IL-6 by source (serial, in the order of ``motile``).
 
+    ``motile``: the CAR-T and myeloid rows updated this step, in row order
+    (their ``events`` and ``il6_out`` were set by the pass); tumour lysis and
+    death come from the per-tile counters ``tcount`` (:mod:`abm.kernels.cells_tumour`).
     ``counts`` (int64, :data:`N_COUNTS`) and ``il6_sums[0:2]`` (CAR-T, myeloid
     IL-6 in pg) are overwritten. ``counts[N_EGRESS_DIVISIONS_LEFT]`` sums the
     division potential the egressing CAR-T cells take back to the patient.
     """
     for i in range(counts.shape[0]):
         counts[i] = 0
+    for t in range(tcount.shape[0]):
+        counts[N_LYSED] += tcount[t, TC_LYSED]
+        counts[N_TUMOUR_DIED] += tcount[t, TC_DIED]
     il6_cart = 0.0
     il6_mye = 0.0
-    for r in range(n):
+    for i in range(motile.shape[0]):
+        r = motile[i]
         ev = events[r]
         if ev != 0:
             if ev & EV_KILL:
@@ -163,10 +172,6 @@ def tally(n, kind, events, divisions_left, il6_out, counts, il6_sums):
             if ev & EV_EGRESS:
                 counts[N_EGRESS] += 1
                 counts[N_EGRESS_DIVISIONS_LEFT] += divisions_left[r]
-            if ev & EV_LYSED:
-                counts[N_LYSED] += 1
-            if ev & EV_TUMOUR_DIED:
-                counts[N_TUMOUR_DIED] += 1
             if ev & EV_MYELOID_DIED:
                 counts[N_MYELOID_DIED] += 1
             if ev & EV_ENGAGED:
@@ -243,19 +248,14 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
 
 
 @jit
-def birth_parents(n, birth_site):
-    """Rows ``< n`` with a reserved daughter site, in row order."""
-    count = 0
+def birth_parents(n, birth_site, out):
+    """Write the rows ``< n`` with a reserved daughter site to ``out`` in row order; return their number."""
+    m = 0
     for r in range(n):
         if birth_site[r] >= 0:
-            count += 1
-    out = np.empty(count, dtype=np.int64)
-    i = 0
-    for r in range(n):
-        if birth_site[r] >= 0:
-            out[i] = r
-            i += 1
-    return out
+            out[m] = r
+            m += 1
+    return m
 
 
 #: Default minimum number of cells for parallel loops; smaller steps run
@@ -319,7 +319,7 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
                  phenotype, activation, antigen, engagements, divisions_left, target, timer,
                  occ, neighbours, vessel,
                  fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value, events,
-                 il6_out, occ_rows, visit):
+                 il6_out, occ_rows, visit, tcount):
     """Agent update of the cells of tile position ``t``, site colour by site colour.
 
     Inside a colour class the tumour cells run first (the static ones from
@@ -333,6 +333,7 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
     cells in between giving it time to arrive.
     """
     base = t * nc
+    tc = tcount[t]
     # motile rows of the tile in visiting order
     v0 = start[N_UPDATED_KINDS * base]
     v1 = v0
@@ -352,13 +353,13 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
             r = srows[j]
             if kind[r] == TUMOUR:
                 tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ,
-                              neighbours, vessel, sources, tp, birth_site, birth_value, events)
+                              neighbours, vessel, sources, tp, birth_site, birth_value, tc)
         c = N_UPDATED_KINDS * cs
         m0 = start[c + 1]          # first CAR-T row of the class
         m1 = start[c + 2]          # first myeloid row
         for j in range(start[c], m0):
             tumour_update(rows[j], keys, ids, kind, site, phenotype, antigen, timer, occ,
-                          neighbours, vessel, sources, tp, birth_site, birth_value, events)
+                          neighbours, vessel, sources, tp, birth_site, birth_value, tc)
         for j in range(m0, m1):
             if i + PF_DIST < v1:
                 _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
@@ -420,7 +421,7 @@ def agent_step(seed, step, n, next_id,
                tp, cp, mp, ep, env, erows, occ_rows, n_move, p_cart, p_mye, par_min,
                sstart, srows, smotile, static_info, rebuild,
                start, rows, kbuf, motile, hopmask, class_order, tile_order, birth_site,
-               birth_value, events, il6_out, vwf_out, ang2_out, counts, sums):
+               birth_value, events, il6_out, vwf_out, ang2_out, tcount, counts, sums):
     """The whole agent phase of one step; returns the new number of rows.
 
     Order: (1) endothelial cells (rows ``erows``; independent);
@@ -448,17 +449,19 @@ def agent_step(seed, step, n, next_id,
         rebuild: regroup the static rows first (the caller sets it whenever
             the table's rows have moved since the last grouping).
 
-    Scratch arguments (``start``, ``rows``, ``class_order``, ``tile_order``,
-    ``birth_*``, ``events``, ``*_out``) are overwritten; nothing in them carries
-    over between steps.
+    Scratch arguments (``start``, ``rows``, ``kbuf``, ``motile``, ``hopmask``,
+    ``class_order``, ``tile_order``, ``birth_value``, ``events``, ``*_out``,
+    ``tcount``: ``(n_tiles, TC_N)`` per-tile tumour counters) are overwritten;
+    nothing in them carries over between steps. ``birth_site`` must be -1 in
+    every row on entry and is left so (only parents' rows are set, and
+    :func:`append_births` resets them).
     """
     nc = class_order.shape[0]
     ntc = tile_order.shape[0]
     parallel = n >= par_min
-    for r in range(n):
-        birth_site[r] = -1
-        events[r] = 0
-        il6_out[r] = 0.0
+    for t in range(tcount.shape[0]):
+        for q in range(tcount.shape[1]):
+            tcount[t, q] = 0
     # (1) endothelium
     ekey = stream_key(seed, streams.ENDOTHELIAL, step)
     ne = erows.shape[0]
@@ -488,13 +491,13 @@ def agent_step(seed, step, n, next_id,
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
                              site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount)
         else:
             for t in range(t0, t1):
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
                              site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount)
     # (3) movement: candidates gathered once, regrouped before every pass
     kc = stream_key(seed, streams.CART_MOVE, step)
     km = stream_key(seed, streams.MYELOID_MOVE, step)
@@ -519,7 +522,7 @@ def agent_step(seed, step, n, next_id,
                     _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
                                occ, neighbours, vessel, occ_rows)
     # (5) tallies (before appending: daughters have no events)
-    tally(n, kind, events, divisions_left, il6_out, counts, sums)
+    tally(moving, events, divisions_left, kind, il6_out, tcount, counts, sums)
     vwf = 0.0
     ang2 = 0.0
     for j in range(ne):
@@ -528,7 +531,7 @@ def agent_step(seed, step, n, next_id,
     sums[S_VWF] = vwf
     sums[S_ANG2] = ang2
     # (4) births in parent-id order
-    parents = birth_parents(n, birth_site)
+    parents = rows[:birth_parents(n, birth_site, rows)]
     parents = parents[np.argsort(ids[parents])]
     return append_births(parents, n, next_id, ids, kind, site, phenotype, activation, antigen,
                          engagements, divisions_left, target, timer, store, occ, birth_site,

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 
-from abm.kernels.cells_common import (DEAD, EV_LYSED, EV_TUMOUR_DIED, F_DAMAGE, FREE, RESERVED,
-                                      TUMOUR_DYING, normal, pick_free, uniform)
+from abm.kernels.cells_common import (DEAD, F_DAMAGE, FREE, RESERVED, TUMOUR_DYING, normal,
+                                      pick_free, uniform)
 from abm.kernels.jit import jit
 
 T_P_DEATH = 0
@@ -47,11 +47,21 @@ K_TUMOUR_DIVIDE = 1
 K_TUMOUR_ANTIGEN = 2
 K_TUMOUR_LYSIS = 3
 
+# per-tile counter slots
+TC_LYSED = 0
+TC_DIED = 1
+TC_N = 2
+
 
 @jit(inline="always")
 def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neighbours, vessel,
-                  sources, tp, birth_site, birth_value, events):
-    """Advance tumour cell in row ``r`` by one step (see module docstring)."""
+                  sources, tp, birth_site, birth_value, tcount):
+    """Advance tumour cell in row ``r`` by one step (see module docstring).
+
+    Lysis and natural death are counted in ``tcount[TC_LYSED]`` and
+    ``tcount[TC_DIED]`` (a row of per-tile counters: integer counts, so the
+    total does not depend on the order in which tiles are summed).
+    """
     cid = ids[r]
     s = site[r]
     if phenotype[r] == TUMOUR_DYING:
@@ -61,13 +71,13 @@ def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neig
             occ[s] = FREE
             kind[r] = DEAD
             site[r] = -1
-            events[r] |= EV_LYSED
+            tcount[TC_LYSED] += 1
         return
     if uniform(keys[K_TUMOUR_DEATH], cid, 0) < tp[T_P_DEATH]:
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1
-        events[r] |= EV_TUMOUR_DIED
+        tcount[TC_DIED] += 1
         return
     timer[r] += tp[T_DT_H]
     if uniform(keys[K_TUMOUR_DIVIDE], cid, 0) < tp[T_P_DIVIDE]:

@@ -50,6 +50,7 @@ from abm import cells as C
 from abm.kernels import cells_cart as KC
 from abm.kernels import cells_common as KM
 from abm.kernels import cells_step as KS
+from abm.kernels import cells_tumour as KT
 from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
@@ -332,6 +333,7 @@ class CellRules(Process):
         self._class_order = np.zeros(nc, dtype=np.int64)
         self._tile_order = np.zeros(len(self.tile_start) - 1, dtype=np.int64)
         self._counts = np.zeros(KS.N_COUNTS, dtype=np.int64)
+        self._tcount = np.zeros((int(self.tile_start[-1]), KT.TC_N), dtype=np.int64)
         self._sums = np.zeros(KS.N_SUMS, dtype=np.float64)
         self._cap = -1
         self._called = False
@@ -384,7 +386,7 @@ class CellRules(Process):
                 self._start, self._rows, self._kbuf, self._motile, self._hopmask,
                 self._class_order, self._tile_order,
                 self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
-                self._ang2, self._counts, self._sums)
+                self._ang2, self._tcount, self._counts, self._sums)
         self._called = True
         new_n = int(new_n)
         c.next_id += new_n - n
