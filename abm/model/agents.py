@@ -124,7 +124,10 @@ def movement_plan(config, lattice) -> tuple[int, float, float]:
 
 
 def sort_by_site(cells, rank=None) -> None:
-    """Drop dead rows and order the rest by (endothelial first, ``rank[site]``); rebuild occupancy.
+    """Drop dead rows and order the rest by (kind block, ``rank[site]``); rebuild occupancy.
+
+    Blocks: endothelial, tumour, CAR-T, myeloid
+    (:func:`abm.kernels.cells_common.site_sort_permutation`).
 
     ``rank`` is a permutation of the sites (default: the site index; the
     processes use the tile-major order of :func:`abm.kernels.cells_common.tile_layout`).
