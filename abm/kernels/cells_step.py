@@ -27,8 +27,8 @@ Scheme (thread-count and schedule independent):
 Movement runs as separate passes with the same scheme: a free cell hops to a
 uniformly chosen free neighbour with a fixed probability per pass (CAR-T
 cells that are engaged or arrested on antigen contact stay). Whether a cell
-attempts a hop in each pass is decided for all passes in one scan
-(:func:`hop_masks`); each pass then groups and visits only the cells that
+attempts a hop in each pass is decided for all passes right after its update
+(:func:`_hop_mask`); each pass then groups and visits only the cells that
 attempt one.
 
 Everything runs in one compiled call per step (:func:`agent_step`), so a
@@ -188,41 +188,33 @@ def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sum
     il6_sums[1] = il6_mye
 
 
-@jit
-def hop_masks(motile, n_move, kc, km, ids, kind, target, events, p_cart, p_mye, masks):
-    """For every row in ``motile``, the movement passes in which it attempts a hop (bit ``sub``).
+@jit(inline="always")
+def _hop_mask(r, kind, target, events, ids, key, n_move, p):
+    """The movement passes (bit ``sub``) in which the cell in row ``r`` attempts a hop.
 
-    A free CAR-T cell (alive, no target, not arrested on antigen contact this
-    step) attempts a hop in pass ``sub`` when the uniform ``(CART_MOVE, id,
-    2 sub)`` is below ``p_cart``; a myeloid cell when ``(MYELOID_MOVE, id,
-    2 sub)`` is below ``p_mye``. None of these inputs changes during the
-    movement passes, so all passes are decided in one scan. ``motile`` holds
-    the CAR-T and myeloid rows at the start of the step (some may have died
-    since). Requires ``n_move <= 62``.
+    Called right after the cell's update. A live CAR-T cell without a target
+    and not arrested on antigen contact, or a live myeloid cell, attempts a
+    hop in pass ``sub`` when the uniform ``(key, id, 2 sub)`` is below ``p``
+    (``key``/``p``: ``CART_MOVE``/``p_cart`` or ``MYELOID_MOVE``/``p_mye``).
+    None of these inputs changes during the movement passes, so all passes
+    are decided here (``n_move <= 62``).
     """
-    for i in range(motile.shape[0]):
-        r = motile[i]
-        k = kind[r]
-        m = np.int64(0)
-        if k == CART:
-            if p_cart > 0.0 and target[r] < 0 and (events[r] & EV_ARRESTED) == 0:
-                cid = ids[r]
-                for sub in range(n_move):
-                    m |= np.int64(uniform(kc, cid, 2 * sub) < p_cart) << sub
-        elif k == MYELOID:
-            if p_mye > 0.0:
-                cid = ids[r]
-                for sub in range(n_move):
-                    m |= np.int64(uniform(km, cid, 2 * sub) < p_mye) << sub
-        masks[i] = m
+    k = kind[r]
+    m = np.int64(0)
+    if p > 0.0 and (k == MYELOID or (k == CART and target[r] < 0
+                                     and (events[r] & EV_ARRESTED) == 0)):
+        cid = ids[r]
+        for sub in range(n_move):
+            m |= np.int64(uniform(key, cid, 2 * sub) < p) << sub
+    return m
 
 
 @jit
 def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
     """Classes of the cells that attempt a hop in movement pass ``sub``; returns their number.
 
-    The rows of ``motile`` whose bit ``sub`` is set in ``masks``
-    (:func:`hop_masks`) are listed in ``cand`` (in order) and grouped by the
+    The rows ``r`` of ``motile`` whose bit ``sub`` is set in ``masks[r]``
+    (:func:`_hop_mask`) are listed in ``cand`` (in order) and grouped by the
     key of their current site (stable counting sort, as
     :func:`abm.kernels.cells_common.dynamic_classes`) into ``start`` / ``rows``.
     """
@@ -231,8 +223,8 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
         start[c] = 0
     m = 0
     for i in range(motile.shape[0]):
-        if (masks[i] >> sub) & 1:
-            r = motile[i]
+        r = motile[i]
+        if (masks[r] >> sub) & 1:
             cand[m] = r
             m += 1
             start[key[site[r]] + 1] += 1
@@ -319,7 +311,7 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
                  phenotype, activation, antigen, engagements, divisions_left, target, timer,
                  occ, neighbours, vessel,
                  fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value, events,
-                 il6_out, occ_rows, visit, tcount):
+                 il6_out, occ_rows, visit, tcount, hopmask, kc, km, n_move, p_cart, p_mye):
     """Agent update of the cells of tile position ``t``, site colour by site colour.
 
     Inside a colour class the tumour cells run first (the static ones from
@@ -366,17 +358,21 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
                                  engagements, divisions_left, target, timer, events, il6_out,
                                  fields, sources, uptake, occ, neighbours, occ_rows)
             i += 1
-            cart_update(rows[j], keys, ids, kind, site, phenotype, activation, antigen,
+            r = rows[j]
+            cart_update(r, keys, ids, kind, site, phenotype, activation, antigen,
                         engagements, divisions_left, target, timer, occ, neighbours, vessel,
                         fields, sources, uptake, cp, env, birth_site, events, il6_out)
+            hopmask[r] = _hop_mask(r, kind, target, events, ids, kc, n_move, p_cart)
         for j in range(m1, start[c + 3]):
             if i + PF_DIST < v1:
                 _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
                                  engagements, divisions_left, target, timer, events, il6_out,
                                  fields, sources, uptake, occ, neighbours, occ_rows)
             i += 1
-            myeloid_update(rows[j], keys, ids, kind, site, activation, timer, occ, fields,
+            r = rows[j]
+            myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields,
                            sources, uptake, mp, env, events, il6_out)
+            hopmask[r] = _hop_mask(r, kind, target, events, ids, km, n_move, p_mye)
 
 
 @pjit
@@ -482,6 +478,8 @@ def agent_step(seed, step, n, next_id,
     colour_order(seed, step, 0, tile_order)
     colour_order(seed, step, 1, class_order)
     keys = make_keys(seed, step)
+    kc = stream_key(seed, streams.CART_MOVE, step)
+    km = stream_key(seed, streams.MYELOID_MOVE, step)
     for ti in range(ntc):
         k = tile_order[ti]
         t0 = tile_start[k]
@@ -491,20 +489,19 @@ def agent_step(seed, step, n, next_id,
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
                              site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount,
+                             hopmask, kc, km, n_move, p_cart, p_mye)
         else:
             for t in range(t0, t1):
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
                              site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
                              occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount)
-    # (3) movement: candidates gathered once, regrouped before every pass
-    kc = stream_key(seed, streams.CART_MOVE, step)
-    km = stream_key(seed, streams.MYELOID_MOVE, step)
+                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount,
+                             hopmask, kc, km, n_move, p_cart, p_mye)
+    # (3) movement: the hop decisions of every pass were made in the agent
+    # pass (hopmask); each pass regroups the cells that attempt a hop
     mstart = start[: (start.shape[0] - 1) // N_UPDATED_KINDS + 1]
     moving = motile[:n_motile]
-    if n_move > 0:
-        hop_masks(moving, n_move, kc, km, ids, kind, target, events, p_cart, p_mye, hopmask)
     for sub in range(n_move):
         hopper_classes(moving, hopmask, sub, site, site_key, mstart, rows, kbuf)
         colour_order(seed, step, 2 + 2 * sub, tile_order)

@@ -93,6 +93,24 @@ def environment(state) -> np.ndarray:
     return env
 
 
+class EndothelialRows:
+    """Rows of the endothelial cells, found again only when the table's rows move.
+
+    Endothelial cells are made with the lattice and never die, move or
+    divide, so their rows change only with :attr:`abm.cells.CellTable.layout`.
+    """
+
+    def __init__(self):
+        self._layout = None
+        self._rows = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, cells) -> np.ndarray:
+        if self._layout != cells.layout:
+            self._rows = np.flatnonzero(cells.kind[: cells.n] == C.ENDOTHELIAL)
+            self._layout = cells.layout
+        return self._rows
+
+
 def endothelial_params(config, dt_s: float, voxel_ml: float) -> np.ndarray:
     return endothelium.kernel_params(config.endothelium,
                                      config.patient.baseline_endothelial_activation,
@@ -231,11 +249,12 @@ class Extravasation(Process):
         self.mono_default = cfg.myeloid.blood_monocytes_per_ul
         self.max_div = cfg.product.max_divisions
         self._out = np.zeros(len(self.vsites), dtype=np.int8)
+        self._erows = EndothelialRows()
         self._e_at = np.zeros(lat.n_sites, dtype=np.float64)
 
     def step(self, state):
         c, sc = state.cells, state.scalars
-        erows = np.flatnonzero(c.kind[: c.n] == C.ENDOTHELIAL)
+        erows = self._erows(c)
         fields = state.fields.reshape(len(SPECIES), -1)
         update_permeability(erows, c.site, c.activation, fields, state.perm, self.ep)
         nc = nm = 0
@@ -340,6 +359,7 @@ class CellRules(Process):
         self._sums = np.zeros(KS.N_SUMS, dtype=np.float64)
         self._cap = -1
         self._called = False
+        self._erows = EndothelialRows()
         # static grouping of tumour rows (valid while the table layout is unchanged)
         self._sstart = np.zeros(n_keys + 1, dtype=np.int64)
         self._static_info = np.zeros(2, dtype=np.int64)
@@ -371,7 +391,7 @@ class CellRules(Process):
         c.ensure_capacity(c.n)  # room for one daughter per row
         self._scratch(c.capacity)
         n = c.n
-        erows = np.flatnonzero(c.kind[:n] == C.ENDOTHELIAL)
+        erows = self._erows(c)
         fields = state.fields.reshape(len(SPECIES), -1)
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
