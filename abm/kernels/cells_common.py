@@ -363,6 +363,10 @@ def static_classes(n, kind, site, key, sstart, srows, smotile):
     return m
 
 
+#: How far ahead :func:`dynamic_classes` requests a row's site key.
+_KEY_PF = 16
+
+
 @jit
 def dynamic_classes(smotile, n_static, n, kind, site, key, start, rows, kbuf, motile):
     """Group the cells that :func:`static_classes` did not by site key and kind.
@@ -390,7 +394,12 @@ def dynamic_classes(smotile, n_static, n, kind, site, key, start, rows, kbuf, mo
     for c in range(nk + 1):
         start[c] = 0
     m = 0
-    for i in range(smotile.shape[0]):
+    ns = smotile.shape[0]
+    for i in range(ns):
+        if i + _KEY_PF < ns:  # the site key of a row a few places ahead (a cache hint)
+            q = site[smotile[i + _KEY_PF]]
+            if q >= 0:
+                prefetch(key, q)
         r = smotile[i]
         k = kind[r]
         if k == CART or k == MYELOID:

@@ -227,7 +227,10 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
         if (masks[r] >> sub) & 1:
             cand[m] = r
             m += 1
-            start[key[site[r]] + 1] += 1
+    for i in range(m):
+        if i + 16 < m:  # a cache hint for the site key of a row further on
+            prefetch(key, site[cand[i + 16]])
+        start[key[site[cand[i]]] + 1] += 1
     for c in range(nk):
         start[c + 1] += start[c]
     cursor = start[:nk].copy()

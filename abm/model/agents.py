@@ -336,12 +336,14 @@ class CellRules(Process):
         self.ep = endothelial_params(cfg, dt, vml)
         self.n_move, self.p_cart, self.p_mye = movement_plan(cfg, lat)
         tile = self.tile_2d if lat.ndim == 2 else self.tile_3d
-        self.site_key, self.tile_start, n_keys, self.rank = KM.tile_layout(lat.zyx_shape, tile)
-        self.vessel = lat.vessel.astype(np.bool_)
-
+        site_key, self.tile_start, n_keys, rank = KM.tile_layout(lat.zyx_shape, tile)
         # int32 halves the memory traffic of neighbour scans (sites < 2**31)
         nb_type = np.int32 if lat.n_sites < 2**31 - 1 else np.int64
-        self.neighbours = np.ascontiguousarray(lat.neighbours, dtype=nb_type)
+        # the per-site arrays the agent pass reads, packed (huge pages on large lattices)
+        self.site_key, self.rank, self.vessel, self.neighbours = C.packed_arrays([
+            (site_key.shape, np.int64, site_key), (rank.shape, np.int64, rank),
+            (lat.vessel.shape, np.bool_, lat.vessel),
+            (lat.neighbours.shape, nb_type, lat.neighbours)])
         nc = KM.n_colours(lat.zyx_shape)
         # site offsets of the lattice rows (and planes) around a site: the
         # occupancy lines the kernels prefetch for a cell's neighbourhood
@@ -367,18 +369,14 @@ class CellRules(Process):
 
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
-            self._rows = np.zeros(capacity, dtype=np.int64)
-            self._kbuf = np.zeros(capacity, dtype=np.int32)
-            self._motile = np.zeros(capacity, dtype=np.int64)
-            self._hopmask = np.zeros(capacity, dtype=np.int64)
-            self._birth_site = np.full(capacity, -1, dtype=np.int64)
-            self._birth_value = np.zeros(capacity, dtype=np.float64)
-            self._events = np.zeros(capacity, dtype=np.int32)
-            self._il6 = np.zeros(capacity, dtype=np.float64)
-            self._vwf = np.zeros(capacity, dtype=np.float64)
-            self._ang2 = np.zeros(capacity, dtype=np.float64)
-            self._srows = np.zeros(capacity, dtype=np.int64)
-            self._smotile = np.zeros(capacity, dtype=np.int64)
+            i8, i4, f8 = np.int64, np.int32, np.float64
+            (self._rows, self._kbuf, self._motile, self._hopmask, self._birth_site,
+             self._birth_value, self._events, self._il6, self._vwf, self._ang2, self._srows,
+             self._smotile) = C.packed_arrays([
+                 ((capacity,), i8, 0), ((capacity,), i4, 0), ((capacity,), i8, 0),
+                 ((capacity,), i8, 0), ((capacity,), i8, -1), ((capacity,), f8, 0.0),
+                 ((capacity,), i4, 0), ((capacity,), f8, 0.0), ((capacity,), f8, 0.0),
+                 ((capacity,), f8, 0.0), ((capacity,), i8, 0), ((capacity,), i8, 0)])
             self._static_layout = None
             self._cap = capacity
 
