@@ -7,20 +7,25 @@ index                   meaning
 ======================  ==========================================================
 ``T_P_DEATH``           natural death probability per step, ``1 - exp(-d dt)``
 ``T_P_DIVIDE``          division probability per step, ``1 - exp(-b dt)``
+``T_P_FATE``            ``p_d + (1 - p_d) p_b``: death or division this step
 ``T_P_LYSIS``           lysis probability per step of a dying cell
 ``T_ANTIGEN_SD``        log-sd of the daughter's antigen noise
 ``T_DAMAGE_SRC``        damage source of one lysis, pg/mL/s for one step
 ``T_DT_H``              step length in hours
 ======================  ==========================================================
 
-Rule for an alive cell, in order: natural death (removed, no damage signal);
-else division into a uniformly chosen free non-vessel neighbour (the site is
-reserved at once, the daughter appended after the pass, its antigen
-``A' = A exp(sigma_i Z)``). A dying cell (killed by a CAR-T) ages its timer and
+Rule for an alive cell: one uniform ``u`` decides its fate this step. Natural
+death if ``u < p_d`` (removed, no damage signal); else an attempt to divide
+if ``u < p_d + (1 - p_d) p_b``, i.e. with probability ``(1 - p_d) p_b``,
+exactly as a death draw followed by an independent division draw, but with
+one hash per cell and step instead of two (tumour cells are most of the
+cells). The daughter takes a uniformly chosen free non-vessel neighbour (the
+site is reserved at once, the daughter appended after the pass, its antigen
+``A' = A exp(sigma_i Z)``); with no free neighbour nothing happens. A dying cell (killed by a CAR-T) ages its timer and
 lyses with rate ``1 / dying_time``: it is removed and its damage signal is
 added to the damage field source of its site.
 
-Streams: ``TUMOUR_DEATH`` (draw 0), ``TUMOUR_DIVIDE`` (draws 0, 1),
+Streams: ``TUMOUR_DEATH`` (draw 0: the fate), ``TUMOUR_DIVIDE`` (draw 1: where),
 ``TUMOUR_ANTIGEN`` (draw 2: draws 0-1 belong to the set-up draw at step 0),
 ``TUMOUR_LYSIS`` (draw 0); all keyed by the cell id.
 """
@@ -39,7 +44,8 @@ T_P_LYSIS = 2
 T_ANTIGEN_SD = 3
 T_DAMAGE_SRC = 4
 T_DT_H = 5
-T_N = 6
+T_P_FATE = 6
+T_N = 7
 
 # key tuple positions (see abm.kernels.cells_step.make_keys)
 K_TUMOUR_DEATH = 0
@@ -73,14 +79,15 @@ def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neig
             site[r] = -1
             tcount[TC_LYSED] += 1
         return
-    if uniform(keys[K_TUMOUR_DEATH], cid, 0) < tp[T_P_DEATH]:
+    u = uniform(keys[K_TUMOUR_DEATH], cid, 0)
+    if u < tp[T_P_DEATH]:
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1
         tcount[TC_DIED] += 1
         return
     timer[r] += tp[T_DT_H]
-    if uniform(keys[K_TUMOUR_DIVIDE], cid, 0) < tp[T_P_DIVIDE]:
+    if u < tp[T_P_FATE]:
         t = pick_free(s, neighbours, occ, vessel, False, uniform(keys[K_TUMOUR_DIVIDE], cid, 1))
         if t >= 0:
             occ[t] = RESERVED

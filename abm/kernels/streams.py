@@ -15,8 +15,8 @@ from __future__ import annotations
 VESSEL_LAYOUT = 0       # placement of vessels on the lattice at set-up
 TUMOUR_INIT = 1         # initial tumour cell positions and states
 TUMOUR_ANTIGEN = 2      # per-cell antigen density (initial and on division)
-TUMOUR_DIVIDE = 3       # tumour cell division events and daughter placement
-TUMOUR_DEATH = 4        # spontaneous / hypoxic tumour cell death
+TUMOUR_DIVIDE = 3       # tumour daughter placement (the division event is drawn in TUMOUR_DEATH)
+TUMOUR_DEATH = 4        # tumour cell fate each step: natural death or division
 TUMOUR_LYSIS = 5        # lysis of killed tumour cells (debris, DAMP release)
 CART_ENTRY = 6          # CAR-T extravasation from vessels into tissue
 CART_ENGAGE = 7         # CAR-T engagement of an antigen-positive target

@@ -86,4 +86,5 @@ def kernel_params(t: TumourParams, dt_s: float, voxel_ml: float) -> np.ndarray:
     # fg released at once -> a source over one step: pg / mL / s
     v[K.T_DAMAGE_SRC] = t.damage_release_fg * 1e-3 / voxel_ml / dt_s
     v[K.T_DT_H] = dt_s / 3600.0
+    v[K.T_P_FATE] = v[K.T_P_DEATH] + (1.0 - v[K.T_P_DEATH]) * v[K.T_P_DIVIDE]
     return v
