@@ -108,11 +108,12 @@ MIXED = {
 
 
 def mixed_scenario(steps: int = 24, threads: int | None = None, par_min: int | None = None,
-                   seed: int = 11, checks: bool = True, tile: int = 4) -> dict:
+                   seed: int = 11, checks: bool = True, tile: int = 4, keep_sim: bool = False) -> dict:
     """The mixed scenario of the determinism tests; returns every array to compare.
 
     Tiles of 4 sites give 36 tiles (9 per tile colour) on the 24 x 24 lattice,
-    so the parallel path has work items to share out.
+    so the parallel path has work items to share out. ``keep_sim`` adds the
+    Simulation itself (``out["sim"]``).
     """
     from abm.kernels.jit import set_threads
 
@@ -143,6 +144,8 @@ def mixed_scenario(steps: int = 24, threads: int | None = None, par_min: int | N
         keys = sorted(k for k in st.scalars if not k.startswith("_"))
         out["scalar_names"] = np.array(keys)
         out["scalars"] = np.array([float(st.scalars[k]) for k in keys])
+        if keep_sim:
+            out["sim"] = sim
         return out
     finally:
         CellRules.par_min, CellRules.check_invariants, CellRules.tile_2d = old
