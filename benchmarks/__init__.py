@@ -38,7 +38,7 @@ DEFAULT_ORDER = ("diffusion", "agents", "patient", "batch", "cache")
 def time_call(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict:
     """Time ``fn()``: the first call apart (compile or cache load), then ``reps`` warm calls.
 
-    Returns seconds: ``first`` (first call), ``median``, ``min``, ``max``,
+    Returns seconds: ``first`` (first call), ``median``, ``mean``, ``min``, ``max``,
     ``q1``/``q3`` (quartiles) of the warm calls' wall time, ``cpu_median`` and
     ``cpu_min`` (process CPU time, all threads; unlike wall time it does not
     count time the process waited for a core held by someone else), and ``reps``.
@@ -57,7 +57,8 @@ def time_call(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict:
         cpu.append(time.process_time() - c0)
     times.sort()
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
-    return {"first": first, "median": statistics.median(times), "min": times[0],
+    return {"first": first, "median": statistics.median(times), "mean": statistics.fmean(times),
+            "min": times[0],
             "max": times[-1], "q1": q[0], "q3": q[2], "reps": len(times),
             "cpu_median": statistics.median(cpu), "cpu_min": min(cpu)}
 
