@@ -69,10 +69,10 @@ def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neig
     total does not depend on the order in which tiles are summed).
     """
     cid = ids[r]
-    s = site[r]
     if phenotype[r] == TUMOUR_DYING:
         timer[r] += tp[T_DT_H]
         if uniform(keys[K_TUMOUR_LYSIS], cid, 0) < tp[T_P_LYSIS]:
+            s = site[r]
             sources[F_DAMAGE, s] += tp[T_DAMAGE_SRC]
             occ[s] = FREE
             kind[r] = DEAD
@@ -81,6 +81,7 @@ def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neig
         return
     u = uniform(keys[K_TUMOUR_DEATH], cid, 0)
     if u < tp[T_P_DEATH]:
+        s = site[r]     # read only when needed: most cells neither die nor divide
         occ[s] = FREE
         kind[r] = DEAD
         site[r] = -1
@@ -88,6 +89,7 @@ def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neig
         return
     timer[r] += tp[T_DT_H]
     if u < tp[T_P_FATE]:
+        s = site[r]
         t = pick_free(s, neighbours, occ, vessel, False, uniform(keys[K_TUMOUR_DIVIDE], cid, 1))
         if t >= 0:
             occ[t] = RESERVED
