@@ -252,3 +252,41 @@ def test_tumour_fate_probabilities():
         sd = np.sqrt(n * p * (1 - p))
         assert abs(count - n * p) < 4 * sd, (count, n * p)
     assert tp[KT.T_P_FATE] == pytest.approx(p_d + (1 - p_d) * p_b)
+
+
+def _run_3d(threads: int, par_min: int) -> dict:
+    """A small 3D mixed patch (tumour, CAR-T, residents, entry) for a few steps."""
+    from abm.kernels.jit import set_threads
+    from test_cells_support import MIXED, add_cart, deep_update
+    from abm.model.agents import Extravasation
+
+    set_threads(threads)
+    old = CellRules.par_min, CellRules.tile_3d, CellRules.check_invariants
+    CellRules.par_min, CellRules.tile_3d, CellRules.check_invariants = par_min, 4, True
+    try:
+        table = deep_update(MIXED, {"lattice": {"shape": [8, 12, 12], "vessel_fraction": 0.05}})
+        sim = make_sim(table, seed=5, processes=(Extravasation, CellRules), clear=False)
+        c, lat = sim.state.cells, sim.state.lattice
+        add_cart(sim, np.flatnonzero((c.occ < 0) & ~lat.vessel)[::4], activation=0.5)
+        sim.state.fields[...] = 300.0
+        sim.state.scalars.update(blood_cart_cells=3e8)
+        for _ in range(12):
+            sim.step()
+        o = np.argsort(c.id[: c.n])
+        out = {name: col[o].copy() for name, col in c.columns().items()}
+        out["sources"] = sim.state.sources.copy()
+        out["scalars"] = sorted((k, v) for k, v in sim.state.scalars.items()
+                                if isinstance(v, (int, float)))
+        return out
+    finally:
+        CellRules.par_min, CellRules.tile_3d, CellRules.check_invariants = old
+        set_threads(None)
+
+
+def test_3d_patch_same_for_one_and_two_threads():
+    a, b = _run_3d(1, 10**9), _run_3d(2, 1)
+    assert a["scalars"] == b["scalars"]
+    for k in a:
+        if k != "scalars":
+            assert np.array_equal(a[k], b[k]), k
+    assert a["scalars"] and any(v > 0 for k, v in a["scalars"] if k == "cart_kills_total")
