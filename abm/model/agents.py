@@ -42,6 +42,7 @@ import contextlib
 import math
 import warnings
 
+import numba
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
@@ -391,6 +392,9 @@ class CellRules(Process):
         n = c.n
         erows = self._erows(c)
         fields = state.fields.reshape(len(SPECIES), -1)
+        # with one thread the serial loops give the same result without the
+        # cost of launching 13 parallel regions per step
+        par_min = self.par_min if numba.get_num_threads() > 1 else 2**62
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
         quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
@@ -402,7 +406,7 @@ class CellRules(Process):
                 c.occ, self.neighbours, self.vessel, self.site_key, self.tile_start, fields,
                 state.sources, state.uptake, state.perm,
                 self.tp, self.cp, self.mp, self.ep, environment(state), erows, self.occ_rows,
-                self.n_move, self.p_cart, self.p_mye, self.par_min,
+                self.n_move, self.p_cart, self.p_mye, par_min,
                 self._sstart, self._srows, self._smotile, self._static_info, rebuild,
                 self._start, self._rows, self._kbuf, self._motile, self._hopmask,
                 self._class_order, self._tile_order,
