@@ -319,7 +319,8 @@ class CellRules(Process):
     #: after every step (tests turn it on).
     check_invariants = False
     #: Steps with at least this many cells run their tile loops in parallel
-    #: (results do not depend on it; tests set 1 to exercise the threads).
+    #: when more than one Numba thread is active (results do not depend on
+    #: it; tests set 1 to exercise the threads).
     par_min = KS.PAR_MIN
     #: Tile edge in sites (2D; 3D uses :attr:`tile_3d`). Tiles set the update
     #: order (tile colours, then site colours inside a tile), so changing it
