@@ -42,7 +42,6 @@ import contextlib
 import math
 import warnings
 
-import numba
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
@@ -319,8 +318,10 @@ class CellRules(Process):
     #: after every step (tests turn it on).
     check_invariants = False
     #: Steps with at least this many cells run their tile loops in parallel
-    #: when more than one Numba thread is active (results do not depend on
-    #: it; tests set 1 to exercise the threads).
+    #: (results do not depend on it; tests set 1 to exercise the threads).
+    #: With one active thread the parallel loops are kept: measured, the
+    #: serial loops were no faster at 1e5 cells (they pay reference counting
+    #: on every tile call that the parallel lowering avoids).
     par_min = KS.PAR_MIN
     #: Tile edge in sites (2D; 3D uses :attr:`tile_3d`). Tiles set the update
     #: order (tile colours, then site colours inside a tile), so changing it
@@ -393,9 +394,6 @@ class CellRules(Process):
         n = c.n
         erows = self._erows(c)
         fields = state.fields.reshape(len(SPECIES), -1)
-        # with one thread the serial loops give the same result without the
-        # cost of launching 13 parallel regions per step
-        par_min = self.par_min if numba.get_num_threads() > 1 else 2**62
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
         quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
@@ -407,7 +405,7 @@ class CellRules(Process):
                 c.occ, self.neighbours, self.vessel, self.site_key, self.tile_start, fields,
                 state.sources, state.uptake, state.perm,
                 self.tp, self.cp, self.mp, self.ep, environment(state), erows, self.occ_rows,
-                self.n_move, self.p_cart, self.p_mye, par_min,
+                self.n_move, self.p_cart, self.p_mye, self.par_min,
                 self._sstart, self._srows, self._smotile, self._static_info, rebuild,
                 self._start, self._rows, self._kbuf, self._motile, self._hopmask,
                 self._class_order, self._tile_order,
