@@ -281,11 +281,10 @@ def _prefetch_motile(r, ids, kind, site, phenotype, activation, engagements, div
                      occ_rows):
     """Request the data the update of CAR-T or myeloid row ``r`` will touch (a hint only).
 
-    The cell's own columns; for CAR-T cells also the fields, sources and
-    uptake they use and, for a free cell, its neighbour-table row and the
-    occupancy lines of its neighbourhood (sites ``s + occ_rows[i]``: the
-    lattice rows above and below, and the planes in 3D), for an engaged one
-    the occupancy of its target; for myeloid cells the fields, sources and
+    The cell's own columns; for CAR-T cells also their neighbour-table row,
+    the occupancy lines of their neighbourhood (sites ``s + occ_rows[i]``:
+    the lattice rows above and below, and the planes in 3D) and the fields,
+    sources and uptake they use; for myeloid cells the fields, sources and
     uptake they use.
     """
     s = site[r]
@@ -298,17 +297,14 @@ def _prefetch_motile(r, ids, kind, site, phenotype, activation, engagements, div
         prefetch(phenotype, r)
         prefetch(engagements, r)
         prefetch(divisions_left, r)
+        prefetch(target, r)
+        prefetch2(neighbours, s, 0)
         cart_prefetch(s, fields, sources, uptake)
-        t = target[r]
-        if t >= 0:
-            prefetch(occ, t)          # an engaged cell looks only at its target
-        else:
-            prefetch2(neighbours, s, 0)
-            n_sites = occ.shape[0]
-            for o in occ_rows:
-                q = s + o
-                if q >= 0 and q < n_sites:
-                    prefetch(occ, q)
+        n_sites = occ.shape[0]
+        for o in occ_rows:
+            q = s + o
+            if q >= 0 and q < n_sites:
+                prefetch(occ, q)
     else:
         myeloid_prefetch(s, fields, sources, uptake)
 
