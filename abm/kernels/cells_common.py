@@ -312,6 +312,20 @@ def colour_order(seed, step, pass_id, out):
         out[j] = t
 
 
+@jit(inline="always")
+def write_cursors(start):
+    """Counting sort, middle step: turn the counts in ``start[1:]`` into class starts.
+
+    ``start[k + 1]`` holds the size of class ``k`` (``start[0] == 0``); after
+    the call ``start[k]`` is where class ``k`` begins. Returns a copy of the
+    starts, the write cursors of the scatter pass.
+    """
+    nk = start.shape[0] - 1
+    for c in range(nk):
+        start[c + 1] += start[c]
+    return start[:nk].copy()
+
+
 #: Kinds updated by the agent pass, in the order they are visited inside a
 #: colour class (their codes are 0, 1, 2: the class of a cell is
 #: ``3 * key[site] + kind``).
@@ -352,9 +366,7 @@ def static_classes(n, kind, site, key, sstart, srows, smotile):
         elif k == CART or k == MYELOID:
             smotile[m] = r
             m += 1
-    for c in range(nk):
-        sstart[c + 1] += sstart[c]
-    cursor = sstart[:nk].copy()
+    cursor = write_cursors(sstart)
     for r in range(n):
         if kind[r] == TUMOUR:
             c = key[site[r]]
@@ -416,9 +428,7 @@ def dynamic_classes(smotile, n_static, n, kind, site, key, start, rows, kbuf, mo
             kbuf[m] = c
             start[c + 1] += 1
             m += 1
-    for c in range(nk):
-        start[c + 1] += start[c]
-    cursor = start[:nk].copy()
+    cursor = write_cursors(start)
     mm = 0
     for i in range(m):
         c = kbuf[i]
@@ -543,7 +553,8 @@ def permute_column(col, perm, n, fill):
 
 __all__ = [
     "stream_key", "slot_word", "uniform", "normal", "event_prob", "fires", "prefetch", "prefetch2", "hill", "relax",
-    "site_colours", "n_colours", "tile_layout", "colour_order", "static_classes", "dynamic_classes", "N_UPDATED_KINDS", "pick_free",
+    "site_colours", "n_colours", "tile_layout", "colour_order", "static_classes", "dynamic_classes", "N_UPDATED_KINDS",
+    "write_cursors", "pick_free",
     "nth_set_bit", "trailing_zeros",
     "site_sort_permutation", "permute_column",
 ]

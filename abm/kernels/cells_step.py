@@ -46,7 +46,8 @@ from abm.kernels.cells_cart import cart_prefetch, cart_update
 from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
                                       EV_EXHAUSTED, EV_KILL, EV_MYELOID_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
                                       TUMOUR_ALIVE, colour_order, dynamic_classes, pick_free,
-                                      prefetch, prefetch2, static_classes, stream_key, uniform)
+                                      prefetch, prefetch2, static_classes, stream_key, uniform,
+                                      write_cursors)
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
 from abm.kernels.cells_tumour import TC_DIED, TC_LYSED, tumour_update
@@ -231,9 +232,7 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
         if i + 16 < m:  # a cache hint for the site key of a row further on
             prefetch(key, site[cand[i + 16]])
         start[key[site[cand[i]]] + 1] += 1
-    for c in range(nk):
-        start[c + 1] += start[c]
-    cursor = start[:nk].copy()
+    cursor = write_cursors(start)
     for i in range(m):
         r = cand[i]
         c = key[site[r]]
@@ -355,27 +354,22 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
         for j in range(start[c], m0):
             tumour_update(rows[j], keys, ids, kind, site, phenotype, antigen, timer, occ,
                           neighbours, vessel, sources, tp, birth_site, birth_value, tc)
-        for j in range(m0, m1):
+        for j in range(m0, start[c + 3]):      # the CAR-T rows, then the myeloid rows
             if i + PF_DIST < v1:
                 _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
                                  engagements, divisions_left, target, timer, events, il6_out,
                                  fields, sources, uptake, occ, neighbours, occ_rows)
             i += 1
             r = rows[j]
-            cart_update(r, keys, ids, kind, site, phenotype, activation, antigen,
-                        engagements, divisions_left, target, timer, occ, neighbours, vessel,
-                        fields, sources, uptake, cp, env, birth_site, events, il6_out)
-            hopmask[r] = _hop_mask(r, kind, target, events, ids, kc, n_move, p_cart)
-        for j in range(m1, start[c + 3]):
-            if i + PF_DIST < v1:
-                _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
-                                 engagements, divisions_left, target, timer, events, il6_out,
-                                 fields, sources, uptake, occ, neighbours, occ_rows)
-            i += 1
-            r = rows[j]
-            myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields,
-                           sources, uptake, mp, env, events, il6_out)
-            hopmask[r] = _hop_mask(r, kind, target, events, ids, km, n_move, p_mye)
+            if j < m1:
+                cart_update(r, keys, ids, kind, site, phenotype, activation, antigen,
+                            engagements, divisions_left, target, timer, occ, neighbours, vessel,
+                            fields, sources, uptake, cp, env, birth_site, events, il6_out)
+                hopmask[r] = _hop_mask(r, kind, target, events, ids, kc, n_move, p_cart)
+            else:
+                myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields,
+                               sources, uptake, mp, env, events, il6_out)
+                hopmask[r] = _hop_mask(r, kind, target, events, ids, km, n_move, p_mye)
 
 
 @pjit
