@@ -355,9 +355,7 @@ def static_classes(n, kind, site, key, sstart, srows, smotile):
     Returns:
         the number of rows written to ``smotile``.
     """
-    nk = sstart.shape[0] - 1
-    for c in range(nk + 1):
-        sstart[c] = 0
+    sstart[:] = 0
     m = 0
     for r in range(n):
         k = kind[r]
@@ -402,9 +400,7 @@ def dynamic_classes(smotile, n_static, n, kind, site, key, start, rows, kbuf, mo
     Returns:
         the number of rows written to ``motile``.
     """
-    nk = start.shape[0] - 1
-    for c in range(nk + 1):
-        start[c] = 0
+    start[:] = 0
     m = 0
     ns = smotile.shape[0]
     for i in range(ns):
@@ -454,7 +450,7 @@ else:
 
 @jit(inline="always")
 def nth_set_bit(mask, pick):
-    """Index of the ``pick``-th (from 0) lowest set bit of ``mask`` (it must have ``> pick`` bits)."""
+    """Index of the ``pick``-th (from 0) lowest set bit of ``mask`` (which has more than ``pick``)."""
     for _ in range(pick):
         mask &= mask - 1
     return trailing_zeros(mask)
@@ -553,7 +549,8 @@ def permute_column(col, perm, n, fill):
 
 __all__ = [
     "stream_key", "slot_word", "uniform", "normal", "event_prob", "fires", "prefetch", "prefetch2", "hill", "relax",
-    "site_colours", "n_colours", "tile_layout", "colour_order", "static_classes", "dynamic_classes", "N_UPDATED_KINDS",
+    "site_colours", "n_colours", "tile_layout", "colour_order", "static_classes", "dynamic_classes",
+    "N_UPDATED_KINDS",
     "write_cursors", "pick_free",
     "nth_set_bit", "trailing_zeros",
     "site_sort_permutation", "permute_column",

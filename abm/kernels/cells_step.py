@@ -44,7 +44,8 @@ from numba import prange
 from abm.kernels import streams
 from abm.kernels.cells_cart import cart_prefetch, cart_update
 from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS, EV_ENGAGED,
-                                      EV_EXHAUSTED, EV_KILL, EV_MYELOID_DIED, FREE, MYELOID, N_UPDATED_KINDS, TUMOUR,
+                                      EV_EXHAUSTED, EV_KILL, EV_MYELOID_DIED, FREE, MYELOID,
+                                      N_UPDATED_KINDS, TUMOUR,
                                       TUMOUR_ALIVE, colour_order, dynamic_classes, pick_free,
                                       prefetch, prefetch2, static_classes, stream_key, uniform,
                                       write_cursors)
@@ -219,9 +220,7 @@ def hopper_classes(motile, masks, sub, site, key, start, rows, cand):
     key of their current site (stable counting sort, as
     :func:`abm.kernels.cells_common.dynamic_classes`) into ``start`` / ``rows``.
     """
-    nk = start.shape[0] - 1
-    for c in range(nk + 1):
-        start[c] = 0
+    start[:] = 0
     m = 0
     for i in range(motile.shape[0]):
         r = motile[i]
@@ -484,17 +483,17 @@ def agent_step(seed, step, n, next_id,
         if parallel and t1 - t0 > 1:
             for t in prange(t0, t1):
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
-                             site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
-                             occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount,
-                             hopmask, kc, km, n_move, p_cart, p_mye)
+                             site, phenotype, activation, antigen, engagements, divisions_left,
+                             target, timer, occ, neighbours, vessel, fields, sources, uptake,
+                             tp, cp, mp, env, birth_site, birth_value, events, il6_out, occ_rows,
+                             kbuf, tcount, hopmask, kc, km, n_move, p_cart, p_mye)
         else:
             for t in range(t0, t1):
                 _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
-                             site, phenotype, activation, antigen, engagements, divisions_left, target, timer,
-                             occ, neighbours, vessel, fields, sources, uptake, tp, cp, mp, env,
-                             birth_site, birth_value, events, il6_out, occ_rows, kbuf, tcount,
-                             hopmask, kc, km, n_move, p_cart, p_mye)
+                             site, phenotype, activation, antigen, engagements, divisions_left,
+                             target, timer, occ, neighbours, vessel, fields, sources, uptake,
+                             tp, cp, mp, env, birth_site, birth_value, events, il6_out, occ_rows,
+                             kbuf, tcount, hopmask, kc, km, n_move, p_cart, p_mye)
     # (3) movement: the hop decisions of every pass were made in the agent
     # pass (hopmask); each pass regroups the cells that attempt a hop
     mstart = start[: (start.shape[0] - 1) // N_UPDATED_KINDS + 1]

@@ -21,9 +21,10 @@ exactly as a death draw followed by an independent division draw, but with
 one hash per cell and step instead of two (tumour cells are most of the
 cells). The daughter takes a uniformly chosen free non-vessel neighbour (the
 site is reserved at once, the daughter appended after the pass, its antigen
-``A' = A exp(sigma_i Z)``); with no free neighbour nothing happens. A dying cell (killed by a CAR-T) ages its timer and
-lyses with rate ``1 / dying_time``: it is removed and its damage signal is
-added to the damage field source of its site.
+``A' = A exp(sigma_i Z)``); with no free neighbour nothing happens. A dying
+cell (killed by a CAR-T) ages its timer and lyses with rate
+``1 / dying_time``: it is removed and its damage signal is added to the
+damage field source of its site.
 
 Streams: ``TUMOUR_DEATH`` (draw 0: the fate), ``TUMOUR_DIVIDE`` (draw 1: where),
 ``TUMOUR_ANTIGEN`` (draw 2: draws 0-1 belong to the set-up draw at step 0),
