@@ -1,7 +1,10 @@
 """Simulation: steps a :class:`~abm.state.State` in a fixed, documented order.
 
-Subsystems are :class:`Process` objects, each stepped in one phase of the
-step; writers and recorders are callables fired by triggers.
+Subsystems are :class:`~abm.process.Process` objects, each stepped in one
+phase of the step; writers and recorders are callables fired by triggers.
+The simulation is given its processes: it knows nothing of the model, the
+configuration's sections or files. :func:`abm.build.build_simulation`
+assembles the full model.
 """
 
 from __future__ import annotations
@@ -11,38 +14,9 @@ import sys
 import time
 from typing import Callable
 
-from abm.config import Config
+from abm.process import PHASES, Process
 from abm.state import State
 from abm.triggers import Trigger, as_trigger
-
-#: Phases of one step, in order (see :meth:`Simulation.run`).
-PHASES = ("blood_to_tissue", "agents", "fields", "tissue_to_blood", "patient")
-
-
-class Process:
-    """A rule or subsystem advanced once per step in one phase.
-
-    Subclasses set ``phase`` (one of :data:`PHASES`), implement :meth:`step`,
-    and may add named scalars to each time-series record in :meth:`record`.
-    """
-
-    phase: str = "agents"
-    #: Units and long names of the keys this process records or reports:
-    #: ``{"key": ("pg/mL", "long name")}`` (used by the file writer).
-    meta: dict[str, tuple[str, str]] = {}
-
-    def __init__(self, sim: "Simulation"):
-        self.sim = sim
-
-    def step(self, state: State) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def record(self, state: State, row: dict) -> None:
-        """Add this subsystem's recorded scalars to ``row``."""
-
-    def endpoints(self, state: State, out: dict) -> None:
-        """Add this subsystem's per-run endpoints to ``out`` (called once, at the end)."""
-
 
 def resolve_seed(seed: int | None) -> int:
     """Return ``seed``, or a fresh random 63-bit seed when it is None."""
@@ -54,20 +28,24 @@ class Simulation:
 
     Args:
         config: resolved configuration.
+        processes: the :class:`~abm.process.Process` classes to step, in
+            registration order within each phase; each is built with this
+            simulation.
         seed: overrides ``config.run.seed``; if both are absent a seed is drawn
             and recorded in ``self.seed``.
-        processes: process classes to use instead of :func:`default_processes`.
+        initial_conditions: called as ``initial_conditions(state)`` on the new,
+            empty state before the processes are built (None: leave it empty,
+            e.g. to restore a checkpoint into it).
     """
 
-    def __init__(self, config: Config, seed: int | None = None, processes=None,
-                 initialise: bool = True):
+    def __init__(self, config, processes, seed: int | None = None,
+                 initial_conditions: Callable[[State], None] | None = None):
         self.config = config
         self.seed = resolve_seed(seed if seed is not None else config.run.seed)
         self.state = State(config, self.seed)
-        if initialise:
-            self.state.initialise()
-        classes = processes if processes is not None else default_processes(config)
-        self.processes = [cls(self) for cls in classes]
+        if initial_conditions is not None:
+            initial_conditions(self.state)
+        self.processes: list[Process] = [cls(self) for cls in processes]
         for p in self.processes:
             if p.phase not in PHASES:
                 raise ValueError(f"{type(p).__name__}.phase must be one of {PHASES}")
@@ -97,12 +75,6 @@ class Simulation:
         for p in self.processes:
             p.endpoints(self.state, out)
         return out
-
-    @classmethod
-    def from_checkpoint(cls, path, step: int | None = None, **kwargs) -> "Simulation":
-        """Restore a run from a checkpoint of an output file (see :func:`abm.io.checkpoint.load_checkpoint`)."""
-        from abm.io.checkpoint import load_checkpoint
-        return load_checkpoint(path, step, **kwargs)
 
     def step(self) -> None:
         """Advance one ``dt`` (see :meth:`run` for the order)."""
@@ -167,11 +139,3 @@ class Simulation:
                     bar.set_postfix(day=f"{self.state.time_day:.1f}")
         if bar is not None:
             bar.close()
-
-
-def default_processes(config: Config) -> list[type[Process]]:
-    """The processes of a full model run, in registration order within each phase."""
-    from abm.model.agents import AGENT_PROCESSES
-    from abm.model.field_process import FieldProcess
-    from abm.model.patient import PATIENT_PROCESSES
-    return [*AGENT_PROCESSES, FieldProcess, *PATIENT_PROCESSES]

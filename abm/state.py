@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from abm.cells import (CART, ENDOTHELIAL, MYELOID, TUMOUR, TUMOUR_ALIVE, CellTable)
-from abm.config import Config
-from abm.kernels import rng, streams
+from abm.cells import CART, ENDOTHELIAL, MYELOID, TUMOUR, CellTable
 from abm.lattice import Lattice
-from abm.model.fields import SPECIES
 
 
 class State:
@@ -27,27 +24,32 @@ class State:
         step: steps taken since ``config.run.start_day``.
         lattice: geometry (rebuilt from config and seed, not stored).
         cells: the :class:`~abm.cells.CellTable`.
+        species: names of the field species, in storage order (from
+            ``config.fields``).
         fields: float64 array ``(F,) + lattice.shape`` of concentrations in pg/mL,
-            species in the order of :data:`abm.model.fields.SPECIES`.
+            species in the order of ``species``.
         scalars: named float scalars of the well-mixed compartments.
         events: event log of ``(time_day, kind, grade, detail)`` tuples.
 
-    Every attribute but ``config`` and ``lattice`` is saved in checkpoints
+    A new state is empty; the model's initial conditions
+    (:func:`abm.model.initial.place_initial_cells`) fill it. Every attribute
+    but ``config``, ``lattice`` and ``species`` is saved in checkpoints
     (:mod:`abm.io.checkpoint`), so all dynamic state of a run must live here.
     """
 
-    def __init__(self, config: Config, seed: int):
+    def __init__(self, config, seed: int):
         self.config = config
         self.seed = int(seed)
         self.step = 0
         self.lattice = Lattice(config.lattice, self.seed)
         self.cells = CellTable(self.lattice.n_sites, capacity=2 * config.tumour.initial_cells + 1024)
-        self.fields = np.zeros((len(SPECIES),) + self.lattice.shape, dtype=np.float64)
+        self.species: tuple[str, ...] = tuple(config.fields.names())
+        self.fields = np.zeros((len(self.species),) + self.lattice.shape, dtype=np.float64)
         self.scalars: dict[str, float] = {}
         #: Event log, appended in step order: ``(time_day, kind, grade, detail)``
         #: tuples (written to the file's ``/events`` group).
         self.events: list[tuple[float, str, int, str]] = []
-        n_f, n_s = len(SPECIES), self.lattice.n_sites
+        n_f, n_s = len(self.species), self.lattice.n_sites
         #: Secretion into each field this step, pg/mL/s, ``(F, n_sites)``; cells add, fields consume.
         self.sources = np.zeros((n_f, n_s), dtype=np.float64)
         #: First-order uptake by cells this step, 1/s, ``(F, n_sites)``.
@@ -66,38 +68,7 @@ class State:
         return r.start_day + self.step * r.dt_min / 1440.0
 
     def field(self, name: str) -> np.ndarray:
-        return self.fields[SPECIES.index(name)]
-
-    # -- initial conditions ---------------------------------------------------
-    def initialise(self) -> None:
-        """Place endothelium on vessel sites and the tumour as a compact mass.
-
-        Tumour cells fill the ``tumour.initial_cells`` non-vessel sites closest
-        to the patch centre (ties broken by a hash of the site). Antigen density
-        per cell: 0 with probability ``antigen_negative_fraction``, else
-        log-normal with median ``antigen_median_molecules`` and log-sd
-        ``antigen_log_sd`` (stream TUMOUR_ANTIGEN, keyed by cell id).
-        """
-        lat, cfg, seed = self.lattice, self.config, self.seed
-        self.cells.add(ENDOTHELIAL, lat.vessel_sites, store=1.0)
-        self.perm[lat.vessel_sites] = 1.0
-        all_sites = np.arange(lat.n_sites, dtype=np.int64)
-        zyx = lat.coords(all_sites).astype(np.float64)
-        centre = (np.array(lat.zyx_shape, dtype=np.float64) - 1.0) / 2.0
-        dist2 = ((zyx - centre) ** 2).sum(axis=1)
-        tie = rng.uniform_array(seed, streams.TUMOUR_INIT, 0, all_sites, 0)
-        order = np.lexsort((tie, dist2))
-        order = order[~lat.vessel[order]]
-        sites = np.sort(order[: cfg.tumour.initial_cells])
-        rows = self.cells.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
-        ids = self.cells.id[rows]
-        t = cfg.tumour
-        u = rng.uniform_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 0)
-        z = rng.normal_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 1)
-        antigen = t.antigen_median_molecules * np.exp(t.antigen_log_sd * z)
-        self.cells.antigen[rows] = np.where(u < t.antigen_negative_fraction, 0.0, antigen)
-        from abm.model.myeloid import place_residents
-        place_residents(self)
+        return self.fields[self.species.index(name)]
 
     def counts(self) -> dict[str, int]:
         c = self.cells

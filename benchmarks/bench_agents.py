@@ -51,14 +51,14 @@ def build(n_cells: int, seed: int = 1):
     from abm.config import config_from_dict
     from abm.model.agents import CellRules
     from abm.model.fields import SPECIES
-    from abm.simulation import Simulation
+    from abm.build import build_simulation
 
     side = int(math.ceil(math.sqrt(n_cells / 0.6)))
     cfg = config_from_dict({
         "run": {"start_day": 0.0, "end_day": 30.0, "seed": seed},
         "lattice": {"shape": [side, side], "vessel_fraction": 0.03},
         "tumour": {"initial_cells": 1}, "myeloid": {"resident_fraction": 0.0}})
-    sim = Simulation(cfg, processes=[CellRules])
+    sim = build_simulation(cfg, processes=[CellRules])
     st = sim.state
     c, lat = st.cells, st.lattice
     c.remove(np.flatnonzero(c.kind[: c.n] == C.TUMOUR))

@@ -43,10 +43,10 @@ import json, os, sys
 sys.path.insert(0, {root!r})
 from abm.config import load_config
 from abm.kernels.jit import compile_stats, set_threads
-from abm.simulation import Simulation
+from abm.build import build_simulation
 t1 = time.perf_counter()
 set_threads(1)
-sim = Simulation(load_config({config!r}))
+sim = build_simulation(load_config({config!r}))
 t2 = time.perf_counter()
 sim.step()
 t3 = time.perf_counter()

@@ -70,7 +70,7 @@ def child_patient(config_path: str, end_day: float | None, out_json: str) -> Non
     from abm.config import load_config
     from abm.io.run import run_to_file
     from abm.kernels.jit import compile_stats, set_threads
-    from abm.simulation import default_processes
+    from abm.build import default_processes
     t_import = time.perf_counter() - t_start
 
     overrides = {"run": {"end_day": end_day}} if end_day is not None else None
@@ -125,11 +125,11 @@ def _run_child(end_day, timeout=900) -> dict:
 
 def _scaling_sim(shape, cells):
     from abm.config import load_config
-    from abm.simulation import Simulation
+    from abm.build import build_simulation
     cfg = load_config(DEFAULT_CONFIG, {"run": {"start_day": 0.0, "end_day": 2.0},
                                        "lattice": {"shape": list(shape)},
                                        "tumour": {"initial_cells": int(cells)}})
-    return Simulation(cfg)
+    return build_simulation(cfg)
 
 
 def _time_steps(sim, warm: int, steps: int) -> dict:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from abm.config import load_config
-from abm.simulation import Simulation
+from abm.build import build_simulation
 
 
 def parse_set(items):
@@ -50,7 +50,7 @@ def merge(a, b):
 def run(config: str, days: float, overrides: dict, every_min: float = 60.0):
     ov = merge({"run": {"end_day": days}}, overrides)
     cfg = load_config(config, ov)
-    sim = Simulation(cfg)
+    sim = build_simulation(cfg)
     rows = []
     sim.add_writer(cfg.run.every_steps(every_min), lambda s: rows.append(s.record_row()))
     t0 = time.time()

@@ -29,7 +29,8 @@ from abm.config import config_from_dict  # noqa: E402
 from abm.io.run import run_to_file  # noqa: E402
 from abm.io.schema import SCHEMA_VERSION  # noqa: E402
 from abm.model.fields import SPECIES  # noqa: E402
-from abm.simulation import Process, default_processes  # noqa: E402
+from abm.process import Process  # noqa: E402
+from abm.build import default_processes  # noqa: E402
 
 CONFIG = {
     "run": {"name": "golden", "seed": 20260101, "start_day": 0.0, "end_day": 3.0,

@@ -65,14 +65,14 @@ def one_run(job):
     arm, seed, opts = job
     sys.path.insert(0, ROOT)
     from abm.config import load_config
-    from abm.simulation import Simulation
+    from abm.build import build_simulation
     over = {"run": {"seed": seed, "start_day": opts["start_day"], "end_day": opts["end_day"]},
             "lattice": {"shape": [opts["shape"], opts["shape"]]}, "tumour": {"initial_cells": opts["cells"]},
             "patient": {"baseline_endothelial_activation": baseline_activation(seed, opts)}}
     for k, v in ARMS[arm].items():
         over.setdefault(k, {}).update(v)
     cfg = load_config(os.path.join(ROOT, "configs/default.toml"), over)
-    sim = Simulation(cfg)
+    sim = build_simulation(cfg)
     every = cfg.run.every_steps(60.0)
     hours = {"crs2_h": 0.0, "plasma_il6_max_after_tcz": 0.0}
 
@@ -99,7 +99,8 @@ def synthetic_run(job):
     from abm.config import config_from_dict
     from abm.model.blood import patient_scale
     from abm.model.patient import PATIENT_PROCESSES
-    from abm.simulation import Process, Simulation
+    from abm.process import Process
+    from abm.build import build_simulation
     data = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
             "run": {"seed": seed, "start_day": -1.0, "end_day": 14.0},
             "patient": {"baseline_endothelial_activation": baseline_activation(seed, opts)}}
@@ -118,7 +119,7 @@ def synthetic_run(job):
             s, on = state.scalars, t_on <= state.time_day < t_off
             for sp, c, hl in (("ifng", 300.0 * amp, 30.0), ("gmcsf", 100.0 * amp, 40.0)):
                 s[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-    sim = Simulation(cfg, processes=[Surge, *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[Surge, *PATIENT_PROCESSES])
     hours = {"crs2_h": 0.0}
 
     def tally(x):

@@ -218,7 +218,7 @@ def result(number: int, criterion: str, passed: bool, figures: dict, lines: list
 def _blood_sim(depth: float, recovery: bool, end_day: float = 6.0, random_effects: bool = False, seed: int = 11):
     from abm.config import load_config
     from abm.model.patient import BloodProcess
-    from abm.simulation import Simulation
+    from abm.build import build_simulation
     ld = {"depth": float(depth), "enabled": depth > 0}
     if not recovery:
         ld["lymphocyte_recovery_per_day"] = 0.0
@@ -227,7 +227,7 @@ def _blood_sim(depth: float, recovery: bool, end_day: float = 6.0, random_effect
             "run": {"seed": seed, "start_day": -6.0, "end_day": end_day},
             "blood": {"infusion_day": 500.0}, "lymphodepletion": ld}
     cfg = load_config(ROOT / "configs" / BASE, over)
-    return Simulation(cfg, processes=[BloodProcess])
+    return build_simulation(cfg, processes=[BloodProcess])
 
 
 def check_il7_15(depths=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), n_random: int = 20) -> dict:
@@ -854,7 +854,8 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
     from abm.config import config_from_dict
     from abm.model.blood import patient_scale
     from abm.model.patient import PATIENT_PROCESSES
-    from abm.simulation import Process, Simulation
+    from abm.process import Process
+    from abm.build import build_simulation
     out = []
     for name, lyse, hot in (("lysis, no fever", True, False), ("fever, no lysis", False, True),
                             ("lysis and fever", True, True)):
@@ -873,7 +874,7 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
                 on = hot and 0.5 <= t < 3.0
                 for sp, c, hl in (("ifng", 600.0, 30.0), ("gmcsf", 200.0, 40.0)):
                     sc[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-        sim = Simulation(cfg, processes=[Synthetic, *PATIENT_PROCESSES])
+        sim = build_simulation(cfg, processes=[Synthetic, *PATIENT_PROCESSES])
         rec = {k: [] for k in ("time", "uric_acid_mg_dl", "potassium_mmol_l", "phosphate_mg_dl", "calcium_mg_dl",
                                "tls_lab", "tls_criteria", "temperature_c")}
 

@@ -12,7 +12,8 @@ from abm.config import config_from_dict
 from abm.model import odes
 from abm.model.blood import PLASMA_SPECIES, patient_scale
 from abm.model.patient import BloodProcess
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
 
 INF = float("inf")
 SMALL = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
@@ -23,7 +24,7 @@ def make(extra=None, processes=(BloodProcess,)):
     data = {k: dict(v) for k, v in SMALL.items()}
     for k, v in (extra or {}).items():
         data.setdefault(k, {}).update(v)
-    return Simulation(config_from_dict(data), processes=list(processes))
+    return build_simulation(config_from_dict(data), processes=list(processes))
 
 
 def no_clearance():

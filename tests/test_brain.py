@@ -9,7 +9,8 @@ from abm import grading
 from abm.config import config_from_dict
 from abm.model import brain as B
 from abm.model.patient import BrainProcess, ClinicianProcess, CRSProcess, DrugProcess, ICANSProcess
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
 
 BASE = {"lattice": {"shape": [16, 16]}, "tumour": {"initial_cells": 20},
         "run": {"seed": 3, "start_day": -1.0, "end_day": 8.0}, "patient": {"random_effects": False}}
@@ -45,7 +46,7 @@ def plasma(t_on=0.5, t_off=3.5, il6=1500.0, il1=60.0, ifng=300.0, occupancy=0.0,
 
 
 def run(cfg, **kw):
-    sim = Simulation(cfg, processes=[plasma(**kw), BrainProcess, ICANSProcess])
+    sim = build_simulation(cfg, processes=[plasma(**kw), BrainProcess, ICANSProcess])
     rows = []
     sim.add_writer(1, lambda s: rows.append(s.record_row()))
     sim.run()
@@ -140,7 +141,7 @@ class HoldBarrier(Process):
 def test_csf_il6_entry_does_not_depend_on_tocilizumab_occupancy():
     # barrier held at a fixed activation (response off, A set to 0.6): same plasma IL-6 -> same CSF IL-6
     cfg = config(brain={"endothelial_response": False})
-    sims = [Simulation(cfg, processes=[plasma(occupancy=occ), HoldBarrier, BrainProcess]) for occ in (0.0, 0.99)]
+    sims = [build_simulation(cfg, processes=[plasma(occupancy=occ), HoldBarrier, BrainProcess]) for occ in (0.0, 0.99)]
     for sim in sims:
         sim.run()
     a, b = (sim.state.scalars for sim in sims)
@@ -164,7 +165,7 @@ def test_baseline_activation_is_a_risk_factor():
 
 def test_local_il6_loop_does_not_sustain_itself():
     cfg = config()
-    sim = Simulation(cfg, processes=[plasma(t_on=99, t_off=99), BrainProcess])
+    sim = build_simulation(cfg, processes=[plasma(t_on=99, t_off=99), BrainProcess])
     s = sim.state.scalars
     s["neuroinflammation"], s["csf_il6"] = 1.0, 200.0
     sim.run()
@@ -176,7 +177,7 @@ def test_ice_is_10_without_inflammation_and_noisy_item_by_item():
     assert all(r["ice_score"] == 10 and r["consciousness_level"] == 0 for r in rows)
     # item-level noise at a fixed intermediate N: scores vary between assessments
     cfg = config()
-    sim = Simulation(cfg, processes=[BrainProcess])
+    sim = build_simulation(cfg, processes=[BrainProcess])
     brain = sim.processes[0].model
     s = sim.state.scalars
     scores = []
@@ -198,7 +199,7 @@ def test_ward_schedule():
 
 def test_ice_5_then_a_brief_seizure_makes_grade_3():
     cfg = config(brain={"seizure_max_rate_per_h": 1e6, "seizure_n50": 1e-6, "seizure_prolonged_n50": 1e6})
-    sim = Simulation(cfg, processes=[plasma(), BrainProcess])
+    sim = build_simulation(cfg, processes=[plasma(), BrainProcess])
     s = sim.state.scalars
     brain = sim.processes[1].model
     s["neuroinflammation"] = 0.5
@@ -214,7 +215,7 @@ def test_ice_5_then_a_brief_seizure_makes_grade_3():
 
 def test_repetitive_seizures_make_grade_4_and_prophylaxis_lowers_the_hazard():
     cfg = config(brain={"seizure_max_rate_per_h": 1e6, "seizure_n50": 1e-6, "seizure_prolonged_n50": 1e6})
-    sim = Simulation(cfg, processes=[plasma(), BrainProcess])
+    sim = build_simulation(cfg, processes=[plasma(), BrainProcess])
     s = sim.state.scalars
     s["neuroinflammation"] = 0.5
     sim.run(steps=2)
@@ -223,7 +224,7 @@ def test_repetitive_seizures_make_grade_4_and_prophylaxis_lowers_the_hazard():
     cfg = config()
     counts = {}
     for proph in (0.0, 1.0):
-        sim = Simulation(config(brain={"seizure_max_rate_per_h": 0.5, "seizure_n50": 0.5}),
+        sim = build_simulation(config(brain={"seizure_max_rate_per_h": 0.5, "seizure_n50": 0.5}),
                          processes=[BrainProcess])
         s = sim.state.scalars
         brain = sim.processes[0].model
@@ -262,7 +263,7 @@ def clinician_run(icans, seizures=0, steps=30):
             state.scalars["icans_grade"] = float(icans)
             state.scalars["seizures"] = float(seizures) if state.step >= 5 else 0.0
 
-    sim = Simulation(cfg, processes=[DrugProcess, Fixed, ClinicianProcess, CRSProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess, Fixed, ClinicianProcess, CRSProcess])
     sim.state.scalars.update({"temperature_c": 37.0, "endothelial_activation_systemic": 0.0})
     sim.run(steps=steps)
     return sim

@@ -24,7 +24,7 @@ from abm.kernels import cells_common as KM
 from abm.kernels import rng, streams
 from abm.kernels.jit import jit
 from abm.model.agents import CellRules, Extravasation, sort_by_site
-from abm.simulation import Simulation
+from abm.build import build_simulation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cells_support import (DecayFields, MIXED, add_cart, make_sim,  # noqa: E402
@@ -118,7 +118,7 @@ def test_restart_from_saved_state_is_identical():
                  uptake=st.uptake.copy(), perm=st.perm.copy(), scalars=dict(st.scalars),
                  step=st.step)
     a.run(steps=15)
-    b = Simulation(a.config, seed=5, processes=list(procs), initialise=False)
+    b = build_simulation(a.config, seed=5, processes=list(procs), initialise=False)
     sb = b.state
     sb.cells.load_columns(saved["columns"], saved["next_id"])
     sb.fields[:] = saved["fields"]

@@ -12,7 +12,9 @@ from abm import cells as C
 from abm.config import config_from_dict
 from abm.model.agents import CellRules, Extravasation
 from abm.model.fields import SPECIES
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
+from abm.simulation import Simulation
 
 F = len(SPECIES)
 
@@ -30,7 +32,7 @@ def make_sim(table: dict, seed: int = 1, processes=(CellRules,), clear: bool = T
             "myeloid": {"resident_fraction": 0.0},
             "tumour": {"initial_cells": 1}}
     cfg = config_from_dict(deep_update(base, table))
-    sim = Simulation(cfg, seed=seed, processes=list(processes))
+    sim = build_simulation(cfg, seed=seed, processes=list(processes))
     if clear:
         c = sim.state.cells
         rows = np.flatnonzero((c.kind[: c.n] != C.ENDOTHELIAL) & (c.kind[: c.n] != C.DEAD))

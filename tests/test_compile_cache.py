@@ -13,11 +13,11 @@ SCRIPT = r"""
 import json, time
 t0 = time.perf_counter()
 from abm.config import config_from_dict
-from abm.simulation import Simulation
+from abm.build import build_simulation
 from abm.kernels.jit import compile_stats
 cfg = config_from_dict({"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 50},
                         "run": {"start_day": 0.0, "end_day": 0.05, "seed": 1}})
-sim = Simulation(cfg)
+sim = build_simulation(cfg)
 sim.run()
 print(json.dumps(dict(compile_stats(), seconds=time.perf_counter() - t0)))
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from abm.config import load_config, config_from_dict, to_toml
-from abm.config.schema import walk_params
+from abm.schema import walk_params
 from abm.config.root import Config
 from abm.errors import ConfigError
 

@@ -13,7 +13,8 @@ from abm.model import drugs
 from abm.model.blood import patient_scale
 from abm.model.patient import (PATIENT_PROCESSES, ClinicianProcess, CRSProcess, DrugProcess,
                                PhysiologyProcess)
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
 
 BASE = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
         "patient": {"random_effects": False}, "run": {"seed": 8, "start_day": 0.0, "end_day": 30.0}}
@@ -69,7 +70,7 @@ def run_recorded(sim, every=1):
 
 def test_tocilizumab_pk_matches_the_frey_ode():
     cfg = config({"run": {"end_day": 28.0}})
-    sim = Simulation(cfg, processes=[DrugProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess])
     drugs.give(sim.state, "tocilizumab", 560.0)
     ts = run_recorded(sim, every=40)
     k = sim.processes[0].model.tcz
@@ -102,7 +103,7 @@ def test_tocilizumab_random_effects_follow_frey_variability():
 
 def test_dexamethasone_half_life_and_concentration():
     cfg = config({"run": {"end_day": 1.0}})
-    sim = Simulation(cfg, processes=[DrugProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess])
     drugs.give(sim.state, "dexamethasone", 10.0)
     ts = run_recorded(sim)
     c0 = 10.0 / 60.0 / 392.5 * 1e6                     # nM: 10 mg in 60 L
@@ -113,7 +114,7 @@ def test_dexamethasone_half_life_and_concentration():
 
 def test_steroid_effect_has_an_onset_lag_and_stays_in_0_1():
     cfg = config({"run": {"end_day": 3.0}})
-    sim = Simulation(cfg, processes=[DrugProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess])
     drugs.give(sim.state, "dexamethasone", 10.0)
     ts = run_recorded(sim)
     e, t = ts["steroid_effect"], ts["time"] * 24.0
@@ -125,7 +126,7 @@ def test_steroid_effect_has_an_onset_lag_and_stays_in_0_1():
 
 def test_methylprednisolone_counts_as_dexamethasone_equivalent():
     cfg = config({"run": {"end_day": 0.01}})
-    sim = Simulation(cfg, processes=[DrugProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess])
     drugs.give(sim.state, "methylprednisolone", 1000.0)
     sim.step()
     s = sim.state.scalars
@@ -135,14 +136,14 @@ def test_methylprednisolone_counts_as_dexamethasone_equivalent():
 
 def test_anakinra_blocks_il1_signalling():
     cfg = config({"run": {"end_day": 0.01}})
-    sim = Simulation(cfg, processes=[DrugProcess])
+    sim = build_simulation(cfg, processes=[DrugProcess])
     drugs.give(sim.state, "anakinra", 100.0)
     sim.step()
     assert sim.state.scalars["il1r_blockade"] > 0.95
 
 
 def test_give_counts_doses_and_logs_events():
-    sim = Simulation(config(), processes=[DrugProcess])
+    sim = build_simulation(config(), processes=[DrugProcess])
     drugs.give(sim.state, "tocilizumab", 560.0, "CRS grade 2")
     drugs.give(sim.state, "tocilizumab", 560.0)
     s = sim.state.scalars
@@ -163,7 +164,7 @@ def test_tocilizumab_at_grade_2_quenches_fever_and_vasopressor_need_while_il6_ri
     for tcz in (True, False):
         cfg = config({"run": {"end_day": 4.0},
                       "clinician": {"tocilizumab": tcz, "dexamethasone": False, "methylprednisolone": False}})
-        sim = Simulation(cfg, processes=[patch_efflux(cfg, {"ifng": 300.0, "gmcsf": 100.0}, 1.0, 5.0),
+        sim = build_simulation(cfg, processes=[patch_efflux(cfg, {"ifng": 300.0, "gmcsf": 100.0}, 1.0, 5.0),
                                          *PATIENT_PROCESSES])
         out[tcz] = (sim, run_recorded(sim))
     sim, ts = out[True]
@@ -192,7 +193,7 @@ def test_vasopressor_ladder_vasopressin_is_not_a_second_vasopressor():
                   "physiology": {"map_max_drop_mmhg": 80.0},
                   "clinician": {"tocilizumab": False, "dexamethasone": False, "methylprednisolone": False,
                                 "map_noise_sd_mmhg": 0.0}})
-    sim = Simulation(cfg, processes=[clamp({"il6": 5000.0}, t_on=0.2), *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 5000.0}, t_on=0.2), *CLINICAL])
     ts = run_recorded(sim)
     ev = [(e[0], e[1], e[3]) for e in sim.state.events if e[1] in ("fluid_bolus", "vasopressor_up")]
     kinds = [k for _, k, _ in ev]
@@ -214,7 +215,7 @@ def test_vasopressor_ladder_vasopressin_is_not_a_second_vasopressor():
 def test_vasopressors_are_weaned_when_map_recovers():
     cfg = config({"run": {"end_day": 3.0},
                   "clinician": {"tocilizumab": False, "dexamethasone": False, "methylprednisolone": False}})
-    sim = Simulation(cfg, processes=[clamp({"il6": 3000.0}, t_on=0.2, t_off=1.0), *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 3000.0}, t_on=0.2, t_off=1.0), *CLINICAL])
     ts = run_recorded(sim)
     assert ts["vasopressors"].max() >= 1
     assert ts["vasopressors"][-1] == 0 and ts["vasopressin"][-1] == 0
@@ -235,7 +236,7 @@ def oxygen_config(half, extra_clin=None):
                                               (0.6, grading.O2_HIGH_FLOW, 3),
                                               (0.25, grading.O2_POSITIVE_PRESSURE, 4)])
 def test_oxygen_ladder_sets_the_hypoxia_grade(half, level, grade):
-    sim = Simulation(oxygen_config(half), processes=[clamp({"il6": 2000.0}, t_on=0.1), *CLINICAL])
+    sim = build_simulation(oxygen_config(half), processes=[clamp({"il6": 2000.0}, t_on=0.1), *CLINICAL])
     ts = run_recorded(sim)
     assert ts["oxygen_support"][-1] == level
     assert ts["crs_grade"][-1] == grade
@@ -248,7 +249,7 @@ def test_oxygen_for_comfort_does_not_count():
     cfg = config({"run": {"end_day": 1.0},
                   "physiology": {"shunt_baseline": 0.3, "map_max_drop_mmhg": 0.0},
                   "clinician": {"spo2_noise_sd_pct": 0.0, "tocilizumab": False}})
-    sim = Simulation(cfg, processes=[clamp({"il6": 100.0}), *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 100.0}), *CLINICAL])
     ts = run_recorded(sim)
     late = ts["time"] > 0.5
     assert (ts["temperature_c"][late] >= 38.0).all()
@@ -263,7 +264,7 @@ def test_tocilizumab_repeat_limits_and_dose_cap():
     cfg = config({"run": {"end_day": 4.0}, "patient": {"weight_kg": 120.0},
                   "clinician": {"dexamethasone": False, "methylprednisolone": False}})
     # IFN-gamma keeps the endothelium activated whatever tocilizumab does: CRS stays >= 2
-    sim = Simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
     run_recorded(sim, every=10)
     doses = [e for e in sim.state.events if e[1] == "tocilizumab"]
     times = np.array([e[0] for e in doses])
@@ -277,7 +278,7 @@ def test_tocilizumab_repeat_limits_and_dose_cap():
 def test_dexamethasone_for_grade_3_and_methylprednisolone_for_grade_4():
     cfg = config({"run": {"end_day": 2.0}, "physiology": {"map_max_drop_mmhg": 80.0},
                   "clinician": {"tocilizumab": False, "map_noise_sd_mmhg": 0.0}})
-    sim = Simulation(cfg, processes=[clamp({"ifng": 20000.0, "il6": 2000.0}, t_on=0.2), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 20000.0, "il6": 2000.0}, t_on=0.2), DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
     mp = [e for e in sim.state.events if e[1] == "methylprednisolone"]
@@ -289,7 +290,7 @@ def test_dexamethasone_for_grade_3_and_methylprednisolone_for_grade_4():
     # grade 4 (positive pressure): dexamethasone 20 mg and methylprednisolone 1 g
     cfg = oxygen_config(0.25, {"dexamethasone": True, "methylprednisolone": True})
     cfg = cfg.replace(physiology=cfg.physiology.replace(endothelial_steroid_imax=0.0))  # steroids cannot help
-    sim = Simulation(cfg, processes=[clamp({"il6": 2000.0}, t_on=0.1), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 2000.0}, t_on=0.1), DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     assert ts["crs_max_grade"][-1] == 4
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
@@ -304,7 +305,7 @@ def test_dexamethasone_for_grade_3_and_methylprednisolone_for_grade_4():
 def test_dexamethasone_course_runs_to_grade_1_then_tapers():
     cfg = config({"run": {"end_day": 6.0}, "physiology": {"map_max_drop_mmhg": 80.0},
                   "clinician": {"tocilizumab": False, "map_noise_sd_mmhg": 0.0}})
-    sim = Simulation(cfg, processes=[clamp({"ifng": 20000.0, "il6": 2000.0}, t_on=0.2, t_off=1.5),
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 20000.0, "il6": 2000.0}, t_on=0.2, t_off=1.5),
                                      DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
@@ -324,7 +325,7 @@ def test_refractory_grade_2_gets_dexamethasone_after_24h():
                   "physiology": {"pulmonary_leak_half": 1.1, "map_max_drop_mmhg": 0.0},
                   "clinician": {"spo2_noise_sd_pct": 0.0}})
     # a tocilizumab-resistant (IFN-gamma driven) lung leak: low-flow oxygen, grade 2 throughout
-    sim = Simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
     ts = run_recorded(sim, every=10)
     ev = sim.state.events
     tcz = [e[0] for e in ev if e[1] == "tocilizumab"]
@@ -349,7 +350,7 @@ def test_refractoriness_counts_from_the_current_episode():
             if 3.2 <= state.time_day < 5.0:
                 state.scalars["plasma_ifng"] = 700.0
 
-    sim = Simulation(cfg, processes=[burst, Second, DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[burst, Second, DrugProcess, *CLINICAL])
     ts = run_recorded(sim, every=10)
     ev = sim.state.events
     assert sum(1 for e in ev if e[1] == "crs_onset") == 2
@@ -366,7 +367,7 @@ def test_refractoriness_counts_from_the_current_episode():
 def test_without_tocilizumab_refractoriness_counts_from_onset():
     cfg = config({"run": {"end_day": 3.0},
                   "clinician": {"tocilizumab": False, "map_noise_sd_mmhg": 0.0, "max_boluses_per_24h": 10}})
-    sim = Simulation(cfg, processes=[clamp({"il6": 150.0, "ifng": 700.0}, t_on=0.2), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 150.0, "ifng": 700.0}, t_on=0.2), DrugProcess, *CLINICAL])
     ts = run_recorded(sim, every=10)
     onset = ts["crs_onset_day"][-1]
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
@@ -381,7 +382,7 @@ def test_icans_triggers_dexamethasone():
         def step(self, state):
             state.scalars["icans_grade"] = 2.0 if state.time_day >= 0.5 else 0.0
 
-    sim = Simulation(config({"run": {"end_day": 1.0}}), processes=[Icans, DrugProcess, *CLINICAL])
+    sim = build_simulation(config({"run": {"end_day": 1.0}}), processes=[Icans, DrugProcess, *CLINICAL])
     run_recorded(sim)
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
     assert dex and dex[0][0] >= 0.5 and "ICANS" in dex[0][3]
@@ -390,14 +391,14 @@ def test_icans_triggers_dexamethasone():
 def test_no_tocilizumab_and_prophylactic_dex_presets():
     cfg = config({"run": {"end_day": 3.5}, "clinician": {"preset": "prophylactic_dex"}})
     assert cfg.clinician.prophylactic_dex_days == (0.0, 1.0, 2.0)
-    sim = Simulation(cfg, processes=[DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     dex = [e for e in sim.state.events if e[1] == "dexamethasone"]
     assert [e[0] for e in dex] == pytest.approx([0.1 / 24, 1.0, 2.0], abs=1e-9)
     assert ts["dexamethasone_total_mg"][-1] == 30.0
     assert ts["crs_masked"].max() == 0                     # no CRS before: no masking
     cfg = config({"run": {"end_day": 3.0}, "clinician": {"preset": "no_tocilizumab"}})
-    sim = Simulation(cfg, processes=[clamp({"ifng": 300.0, "il6": 800.0}, t_on=0.2), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 300.0, "il6": 800.0}, t_on=0.2), DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     assert ts["crs_max_grade"][-1] >= 2
     assert ts["tocilizumab_doses"][-1] == 0
@@ -406,7 +407,7 @@ def test_no_tocilizumab_and_prophylactic_dex_presets():
 def test_masking_after_tocilizumab_keeps_grading_without_fever():
     cfg = config({"run": {"end_day": 2.0},
                   "clinician": {"dexamethasone": False, "methylprednisolone": False, "map_noise_sd_mmhg": 0.0}})
-    sim = Simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"ifng": 6000.0, "il6": 300.0}, t_on=0.1), DrugProcess, *CLINICAL])
     ts = run_recorded(sim)
     after = ts["time"] > ts["time"][np.argmax(ts["tocilizumab_doses"] > 0)] + 0.5
     afebrile = after & (ts["temperature_c"] < 38.0)
@@ -419,7 +420,7 @@ def test_masking_after_tocilizumab_keeps_grading_without_fever():
 
 def test_decisions_happen_at_ward_assessments():
     cfg = config({"run": {"end_day": 2.0}, "clinician": {"tocilizumab": False}})
-    sim = Simulation(cfg, processes=[clamp({"il6": 3000.0}, t_on=0.3), DrugProcess, *CLINICAL])
+    sim = build_simulation(cfg, processes=[clamp({"il6": 3000.0}, t_on=0.3), DrugProcess, *CLINICAL])
     run_recorded(sim)
     acts = [e[0] for e in sim.state.events if e[1] in ("fluid_bolus", "vasopressor_up", "vasopressor_down",
                                                        "oxygen_up", "oxygen_down", "dexamethasone")]

@@ -6,7 +6,8 @@ from abm.config import config_from_dict
 from abm.model.events import cairo_bishop_criteria, classify_events, lab_tls
 from abm.model.patient import (BloodProcess, ClinicianProcess, CRSProcess, DrugProcess, EventsProcess,
                                PhysiologyProcess)
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
 
 BASE = {"lattice": {"shape": [16, 16]}, "tumour": {"initial_cells": 20},
         "run": {"seed": 5, "start_day": -4.0, "end_day": 9.0}, "patient": {"random_effects": False}}
@@ -68,7 +69,7 @@ def labs_course(course):
 
 
 def run_labs(course, **cfg):
-    sim = Simulation(config(**cfg), processes=[labs_course(course), EventsProcess])
+    sim = build_simulation(config(**cfg), processes=[labs_course(course), EventsProcess])
     sim.state.scalars.update({f"tls_baseline_{k}": v for k, v in NORMAL.items()})    # pre-lysis labs
     sim.run()
     return sim
@@ -112,7 +113,7 @@ def test_infusion_reaction_with_fever_is_not_crs():
     cfg = config(run={"end_day": 1.0}, events={"reaction_probability": 1.0, "fever_probability": 1.0,
                                                "fever_c": [38.8, 38.8], "duration_min_h": 3.0,
                                                "duration_max_h": 3.0})
-    sim = Simulation(cfg, processes=patient_processes())
+    sim = build_simulation(cfg, processes=patient_processes())
     temps, grades = [], []
 
     def watch(s):
@@ -135,7 +136,7 @@ def test_infusion_reaction_probability_and_timing():
     hits = 0
     for seed in range(200):
         cfg = config(run={"seed": seed, "end_day": 0.0 + 1e-3}, events={"reaction_probability": 0.3})
-        sim = Simulation(cfg, processes=[EventsProcess])
+        sim = build_simulation(cfg, processes=[EventsProcess])
         s = sim.state.scalars
         if s["infusion_reaction_planned"]:
             hits += 1

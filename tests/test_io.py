@@ -28,9 +28,12 @@ from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
 from abm.io.run import output_path, run_to_file
 from abm.io.schema import SCHEMA_VERSION
-from abm.io.writer import RunWriter, open_output
+from abm.io.h5file import open_output
+from abm.io.writer import RunWriter
 from abm.kernels import rng
-from abm.simulation import Process, Simulation, default_processes
+from abm.process import Process
+from abm.build import build_simulation, default_processes
+from abm.io.checkpoint import load_checkpoint
 from analysis.io import cell_snapshot, check_file, open_group, open_run, read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,11 +282,11 @@ def test_restart_from_earlier_checkpoints_is_bit_identical(reference, tmp_path):
 
 
 def test_from_checkpoint_api_continues_exactly(reference):
-    sim = Simulation.from_checkpoint(reference.path, 3 * CHECKPOINT_EVERY,
+    sim = load_checkpoint(reference.path, 3 * CHECKPOINT_EVERY,
                                      processes=processes(small_config()))
     assert sim.state.step == 3 * CHECKPOINT_EVERY and sim.seed == 11
     sim.run()
-    end = Simulation.from_checkpoint(reference.path)       # latest = the final state
+    end = load_checkpoint(reference.path)       # latest = the final state
     assert end.state.step == N_STEPS
     for name in ("fields", "sources", "uptake", "perm"):
         assert getattr(sim.state, name).tobytes() == getattr(end.state, name).tobytes(), name
@@ -431,7 +434,7 @@ def test_tagged_json_round_trips_types_exactly():
 
 def test_unserialisable_state_is_refused_when_checkpointing(tmp_path):
     cfg = small_config()
-    sim = Simulation(cfg, processes=[])
+    sim = build_simulation(cfg, processes=[])
     sim.state.gadget = object()
     with h5py.File(tmp_path / "x.h5", "w") as h5:
         with pytest.raises(ck.CheckpointError, match="gadget|object"):
@@ -440,7 +443,7 @@ def test_unserialisable_state_is_refused_when_checkpointing(tmp_path):
 
 def test_state_arrays_dicts_and_lists_round_trip(tmp_path):
     cfg = small_config()
-    sim = Simulation(cfg, processes=[])
+    sim = build_simulation(cfg, processes=[])
     st = sim.state
     st.blood = {"il6": np.arange(3.0), "names": ["a", "b"], "k": 2}
     st.history = [np.ones(2), (1, "x")]
@@ -448,7 +451,7 @@ def test_state_arrays_dicts_and_lists_round_trip(tmp_path):
     st.events.append((1.5, "crs_onset", 1, "fever"))
     with h5py.File(tmp_path / "x.h5", "w") as h5:
         ck.save_state(h5.create_group("s"), st)
-        other = Simulation(cfg, processes=[], initialise=False)
+        other = build_simulation(cfg, processes=[], initialise=False)
         ck.restore_state(h5["s"], other.state)
     o = other.state
     assert np.array_equal(o.blood["il6"], np.arange(3.0)) and o.blood["names"] == ["a", "b"]

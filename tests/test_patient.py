@@ -12,7 +12,8 @@ import pytest
 from abm.config import config_from_dict, load_config
 from abm.model.blood import patient_scale
 from abm.model.patient import PATIENT_PROCESSES
-from abm.simulation import Process, Simulation
+from abm.process import Process
+from abm.build import build_simulation
 
 BASE = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
         "run": {"seed": 21, "start_day": -5.0, "end_day": 10.0}}
@@ -56,7 +57,7 @@ SECTION_9 = ["blood_cart_per_ul", "plasma_ifng", "plasma_gmcsf", "plasma_il6", "
 
 def test_records_section_9_with_units():
     cfg = surge_config()
-    sim = Simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
     row = sim.record_row()
     for key in SECTION_9:
         assert key in row, key
@@ -81,13 +82,13 @@ def _same(a: dict, b: dict):
 def test_restart_from_saved_state_is_bit_identical():
     cfg = surge_config(patient={"random_effects": True})
     procs = lambda: [surge(cfg), *PATIENT_PROCESSES]     # noqa: E731
-    ref = Simulation(cfg, processes=procs())
+    ref = build_simulation(cfg, processes=procs())
     ref.run(steps=900)
     # checkpoint-like round trip of everything dynamic: step, scalars, events (JSON, as abm.io does)
     saved = json.dumps({"step": ref.state.step, "scalars": ref.state.scalars,
                         "events": ref.state.events}, allow_nan=True)
     ref.run(steps=1200)
-    new = Simulation(cfg, processes=procs())
+    new = build_simulation(cfg, processes=procs())
     data = json.loads(saved)
     new.state.step = data["step"]
     new.state.scalars.clear()
@@ -101,7 +102,7 @@ def test_restart_from_saved_state_is_bit_identical():
 
 def test_processes_hold_only_constants():
     cfg = surge_config()
-    sim = Simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
     models = [p.model for p in sim.processes if hasattr(p, "model")]
     before = [repr(sorted(vars(m).items(), key=lambda kv: kv[0])) for m in models]
     sim.run(steps=1500)
@@ -112,7 +113,7 @@ def test_processes_hold_only_constants():
 def test_synthetic_patient_course():
     """Blood, drugs, physiology, clinician and grade together on a synthetic CAR-T surge."""
     cfg = surge_config(patient={"random_effects": False})
-    sim = Simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
     rows = []
     sim.add_writer(10, lambda s: rows.append(s.record_row()))
     sim.run()
@@ -150,7 +151,7 @@ needs_cells = pytest.mark.skipif(not HAVE_CELLS, reason="cell rules (abm.model.a
 def default_run(end_day: float, seed: int | None = None):
     cfg = load_config("configs/default.toml", {"run": {"end_day": end_day}} if seed is None else
                       {"run": {"end_day": end_day, "seed": seed}})
-    sim = Simulation(cfg)
+    sim = build_simulation(cfg)
     rows = []
     sim.add_writer(cfg.run.every_steps(60.0), lambda s: rows.append(s.record_row()))
     sim.run()

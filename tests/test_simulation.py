@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from abm.config import config_from_dict
-from abm.simulation import PHASES, Process, Simulation
+from abm.process import PHASES, Process
+from abm.build import build_simulation
+from abm.simulation import Simulation
 from abm.triggers import AtSteps, Periodic, as_trigger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,7 @@ def test_step_order_follows_phases():
         return P
 
     cfg = config_from_dict(SMALL)
-    sim = Simulation(cfg, processes=[make(p) for p in reversed(PHASES)])
+    sim = build_simulation(cfg, processes=[make(p) for p in reversed(PHASES)])
     sim.run(steps=2)
     assert log == [(0, p) for p in PHASES] + [(1, p) for p in PHASES]
     assert sim.state.step == 2
@@ -54,7 +56,7 @@ def test_triggers():
 
 def test_writers_fire_on_trigger_including_initial_state():
     cfg = config_from_dict(SMALL)
-    sim = Simulation(cfg, processes=[])
+    sim = build_simulation(cfg, processes=[])
     seen = []
     sim.add_writer(5, lambda s: seen.append(s.state.step))
     sim.run(steps=12)
@@ -63,16 +65,16 @@ def test_writers_fire_on_trigger_including_initial_state():
 
 def test_seed_drawn_and_recorded_when_absent():
     cfg = config_from_dict({**SMALL, "run": {"start_day": 0.0, "end_day": 0.1}})
-    a, b = Simulation(cfg, processes=[]), Simulation(cfg, processes=[])
+    a, b = build_simulation(cfg, processes=[]), build_simulation(cfg, processes=[])
     assert a.seed != b.seed and 0 <= a.seed < 2**63
-    c = Simulation(cfg, seed=a.seed, processes=[])
+    c = build_simulation(cfg, seed=a.seed, processes=[])
     assert np.array_equal(c.state.cells.antigen, a.state.cells.antigen)
 
 
 def test_initial_conditions_reproducible_and_seed_dependent():
     cfg = config_from_dict(SMALL)
-    a, b = Simulation(cfg, processes=[]), Simulation(cfg, processes=[])
-    c = Simulation(cfg, seed=6, processes=[])
+    a, b = build_simulation(cfg, processes=[]), build_simulation(cfg, processes=[])
+    c = build_simulation(cfg, seed=6, processes=[])
     for col in ("site", "antigen", "kind"):
         assert np.array_equal(getattr(a.state.cells, col), getattr(b.state.cells, col))
     assert not np.array_equal(a.state.cells.antigen, c.state.cells.antigen)

@@ -48,7 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from abm.config import Config, config_from_dict
-from abm.config.schema import Section, build, describe, param, walk_params
+from abm.schema import Section, build, describe, param, walk_params
 from abm.errors import ConfigError
 
 #: Paths the batch sets for each run; a sweep or population may not set them.

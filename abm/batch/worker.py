@@ -94,7 +94,7 @@ def _run(task: dict, messages: list) -> dict:
     from abm.config import config_from_dict
     from abm.errors import FileFormatError
     from abm.io.run import run_to_file
-    from abm.io.writer import part_path
+    from abm.io.h5file import part_path
     from abm.kernels.jit import set_threads
 
     cfg = config_from_dict(task["config"], file=f"run {task['run_id']}")

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from abm.config.root import Config
-from abm.config.schema import build, walk_params
+from abm.schema import build, walk_params
 from abm.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "config_from_dict", "to_toml", "to_json",

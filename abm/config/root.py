@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abm.config.schema import Section, param, section
+from abm.schema import Section, param, section
 from abm.lattice import LatticeParams
 from abm.model.blood import BloodParams, LymphodepletionParams
 from abm.model.brain import BrainParams

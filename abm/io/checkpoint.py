@@ -9,7 +9,7 @@ The encoder is generic over State's attributes, so state added later (blood
 compartments, clinician state, events, ...) is checkpointed without changes
 here:
 
-* ``config`` and ``lattice`` are not stored: they are rebuilt from the
+* ``config``, ``lattice`` and ``species`` are not stored: they are rebuilt from the
   resolved config and the seed (the lattice is geometry only; anything that
   changes during a run must live on State itself);
 * NumPy arrays become datasets (exact dtype and shape, lossless gzip);
@@ -38,11 +38,14 @@ import json
 import h5py
 import numpy as np
 
+from abm.build import build_simulation
 from abm.cells import COLUMNS, CellTable
+from abm.config import config_from_dict
 from abm.errors import AbmError
+from abm.io.h5file import open_output
 
 #: State attributes rebuilt from config and seed instead of stored.
-NOT_STORED = ("config", "lattice")
+NOT_STORED = ("config", "lattice", "species")
 #: CellTable attributes that are derived (occupancy, the per-process layout marker) or stored
 #: as attributes.
 _TABLE_SPECIAL = ("occ", "n", "next_id", "capacity", "layout")
@@ -155,7 +158,7 @@ def _decode(obj):
 
 
 def save_state(group: h5py.Group, state, compression: int = 1) -> None:
-    """Write every attribute of ``state`` (but config and lattice) into ``group``."""
+    """Write every attribute of ``state`` (but those in NOT_STORED) into ``group``."""
     for name, value in vars(state).items():
         if name in NOT_STORED:
             continue
@@ -216,7 +219,7 @@ def load_checkpoint(path, step: int | None = None, *, processes=None, config=Non
     Args:
         path: an output file (``.h5``) or an interrupted one (``.h5.part``).
         step: the checkpoint's step; None for the latest.
-        processes: process classes (default: :func:`abm.simulation.default_processes`).
+        processes: process classes (default: :func:`abm.build.default_processes`).
         config: use this config instead of the one stored in the file (e.g. to
             branch a run with another clinician policy from a given day).
 
@@ -225,23 +228,27 @@ def load_checkpoint(path, step: int | None = None, *, processes=None, config=Non
         attached; use :func:`abm.io.run.run_to_file` with ``resume=True`` to
         continue writing the file itself.
     """
-    from abm.io.writer import open_output
     with open_output(path, "r") as h5:
         if config is None:
             config = config_from_file(h5, path)
-        return _restore_from(h5, path, step, config, processes)[0]
+        return restore_simulation(h5, path, step, config, processes)[0]
 
 
 def config_from_file(h5: h5py.File, path):
-    from abm.config import config_from_dict
+    """The resolved config stored in an output file's ``config_json`` attribute."""
     try:
         return config_from_dict(json.loads(h5.attrs["config_json"]), file=f"{path}:config_json")
     except KeyError:
         raise CheckpointError(f"{path}: has no config_json attribute") from None
 
 
-def _restore_from(h5: h5py.File, path, step, config, processes):
-    from abm.simulation import Simulation
+def restore_simulation(h5: h5py.File, path, step, config, processes=None):
+    """A simulation of ``config`` restored from checkpoint ``step`` (None: the latest) of an open file.
+
+    Returns:
+        ``(sim, group)``: the simulation at that step, and the checkpoint's
+        group (whose attributes give the output groups' lengths at that step).
+    """
     steps = list_checkpoints(h5)
     if not steps:
         raise CheckpointError(f"{path}: holds no complete checkpoint to restart from")
@@ -252,7 +259,7 @@ def _restore_from(h5: h5py.File, path, step, config, processes):
                               f"{', '.join(map(str, steps))})")
     g = h5["checkpoint"][checkpoint_name(step)]
     seed = int(g.attrs["seed"])
-    sim = Simulation(config, seed=seed, processes=processes, initialise=False)
+    sim = build_simulation(config, seed=seed, processes=processes, initialise=False)
     restore_state(g["state"], sim.state)
     if sim.state.step != step:
         raise CheckpointError(f"{path}: checkpoint {checkpoint_name(step)} holds step "

@@ -23,9 +23,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from abm.build import build_simulation
 from abm.config import Config
 from abm.errors import ConfigError, FileFormatError
-from abm.io.writer import PART_SUFFIX, RunWriter, part_path
+from abm.io.h5file import PART_SUFFIX, part_path
+from abm.io.writer import RunWriter
+from abm.kernels.jit import compile_stats
 
 #: Config keys that may differ between a run and its resume (no effect on results).
 RESUME_MAY_DIFFER = (("run", "threads"), ("output", "dir"))
@@ -100,9 +103,6 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         extra_writers: ``(trigger, fn)`` pairs added after the file writers.
         log: callable for one-line messages (default: print to stderr).
     """
-    from abm.kernels.jit import compile_stats
-    from abm.simulation import Simulation
-
     say = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
     if resume:
@@ -116,7 +116,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     else:
         if from_step is not None:
             raise ConfigError("from_step needs resume=True (abm run --resume --from-step N)")
-        sim = Simulation(config, seed=seed, processes=processes)
+        sim = build_simulation(config, seed=seed, processes=processes)
         final = Path(path) if path is not None else output_path(config, sim.seed, out_dir)
         if part_path(final).exists():
             say(f"abm: overwriting the interrupted run {part_path(final)} "

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -38,68 +37,14 @@ import numpy as np
 from abm.cells import COLUMNS, DEAD
 from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
-from abm.io.h5repair import clear_status_flags, is_unclosed_error, open_readonly
+from abm.io.h5file import open_run_file, part_path
 from abm.io.provenance import provenance_attrs, utc_now
 from abm.io.schema import (SCHEMA_VERSION, compact_copy, create_coordinate, create_dimension,
                            create_variable, delete_variable, describe)
 from abm.model.fields import LONG_NAMES, SPECIES
 
-PART_SUFFIX = ".part"
 _INT_FILL = np.int64(-9223372036854775806)   # netCDF default int64 fill
 _EVENT_FIELDS = ("time", "kind", "grade", "detail")
-
-
-def part_path(path: Path) -> Path:
-    return path.with_name(path.name + PART_SUFFIX)
-
-
-@contextmanager
-def open_output(path, mode: str = "r"):
-    """Open an output file, turning every failure into one-line :class:`FileFormatError`."""
-    h5 = _open(path, mode)
-    try:
-        yield h5
-    finally:
-        h5.close()
-
-
-def _open(path, mode: str) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise FileFormatError(f"{path}: no such file")
-    if path.is_dir():
-        raise FileFormatError(f"{path}: is a directory, not an output file")
-    if not h5py.is_hdf5(path):
-        raise FileFormatError(f"{path}: not an HDF5 file")
-    for attempt in (0, 1):
-        try:
-            h5 = h5py.File(path, mode)
-            break
-        except OSError as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "lock" in msg.lower():
-                raise FileFormatError(f"{path}: is locked; is another abm process writing it?") \
-                    from None
-            if is_unclosed_error(exc) and attempt == 0:
-                if mode == "r":   # a killed writer's file, read without changing it
-                    h5 = open_readonly(path)
-                    break
-                # killed writer: no process holds the lock (HDF5 checks it first),
-                # so clear the superblock's "open for write" flag, as h5clear -s does
-                if clear_status_flags(path):
-                    continue
-                raise FileFormatError(f"{path}: was not closed cleanly and abm cannot repair "
-                                      "it; try 'h5clear -s' on it") from None
-            raise FileFormatError(f"{path}: truncated or corrupted HDF5 file ({msg})") from None
-    version = h5.attrs.get("schema_version")
-    if version is None:
-        h5.close()
-        raise FileFormatError(f"{path}: not an abm output file (no schema_version attribute)")
-    if int(version) != SCHEMA_VERSION:
-        h5.close()
-        raise FileFormatError(f"{path}: schema version {int(version)} cannot be written or "
-                              f"resumed by abm with schema version {SCHEMA_VERSION}")
-    return h5
 
 
 def _dtype_of(key: str, value) -> np.dtype:
@@ -519,11 +464,11 @@ class RunWriter:
             copied = True
         h5 = None
         try:
-            h5 = _open(tmp, "r+")
+            h5 = open_run_file(tmp, "r+")
             config = ck.config_from_file(h5, tmp)
             if check_config is not None:
                 check_config(config, tmp)
-            sim, g = ck._restore_from(h5, tmp, from_step, config, processes)
+            sim, g = ck.restore_simulation(h5, tmp, from_step, config, processes)
             writer = cls(path, sim, keep_checkpoints=bool(h5.attrs.get("keep_checkpoints", 0)),
                          flush_every_s=flush_every_s)
             writer.h5 = h5

@@ -45,7 +45,6 @@ import warnings
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
-import abm.config  # noqa: F401  (imports the model sections first; avoids an import cycle)
 from abm import cells as C
 from abm.kernels import cells_cart as KC
 from abm.kernels import cells_common as KM
@@ -56,7 +55,7 @@ from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
 from abm.model.fields import SPECIES
 from abm.errors import ConfigError
-from abm.simulation import Process
+from abm.process import Process
 
 #: Housekeeping period: dead rows are dropped and rows sorted by site on steps
 #: ``step % SORT_EVERY_STEPS == 0``.

@@ -104,7 +104,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.model.effects import patient_effects
 from abm.model.odes import linear2, relax
 

@@ -98,7 +98,7 @@ import math
 from dataclasses import dataclass
 
 from abm import grading
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model.effects import patient_effects
 from abm.model.odes import hill, relax, relax_to

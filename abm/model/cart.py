@@ -21,8 +21,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from abm.config.presets import load_presets
-from abm.config.schema import Section, param
+from abm.presets import load_presets
+from abm.schema import Section, param
 from abm.kernels import cells_cart as K
 from abm.kernels.cells_common import event_prob
 

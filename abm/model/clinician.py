@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from abm import grading
-from abm.config.presets import load_presets
-from abm.config.schema import Section, param
+from abm.presets import load_presets
+from abm.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model import drugs
 from abm.model.physiology import OXYGEN_RUNG_LEVEL, OXYGEN_RUNGS, Vitals

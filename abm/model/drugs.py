@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.model.effects import patient_effects
 from abm.model.odes import hill, linear2, relax_to
 

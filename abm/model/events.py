@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model.eventlog import log_event as _event
 

@@ -34,7 +34,7 @@ import numpy as np
 from abm.kernels.diffusion import (MASS_EXCHANGED, MASS_UPTAKE, make_explicit_stepper,
                                    make_implicit_stepper, make_source_sink_stepper)
 from abm.model.fields import SPECIES
-from abm.simulation import Process
+from abm.process import Process
 
 
 class FieldProcess(Process):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from abm.config.schema import Section, param, section
+from abm.schema import Section, param, section
 
 #: Field species in storage order (index into the species axis of the field array).
 SPECIES = ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2", "damage")
@@ -54,3 +54,7 @@ class FieldParams(Section):
 
     def species(self) -> list[SpeciesParams]:
         return [getattr(self, name) for name in SPECIES]
+
+    def names(self) -> tuple[str, ...]:
+        """Species names in storage order (the species axis of the field array)."""
+        return SPECIES

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.kernels import cells_myeloid as K
 from abm.kernels import rng, streams
 

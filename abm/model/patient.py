@@ -2,10 +2,9 @@
 
 The models live in their own modules (:mod:`abm.model.drugs`,
 :mod:`abm.model.blood`, :mod:`abm.model.physiology`,
-:mod:`abm.model.clinician`) next to their parameter sections; those modules
-are imported by the configuration, so they cannot import the simulation core.
-The thin :class:`~abm.simulation.Process` wrappers here plug them into a
-:class:`~abm.simulation.Simulation`.
+:mod:`abm.model.clinician`) next to their parameter sections and know
+nothing of processes; the thin :class:`~abm.process.Process` wrappers here
+plug them into a :class:`~abm.simulation.Simulation`.
 
 Order within a step (registration order within each phase)::
 
@@ -25,7 +24,7 @@ from abm.model.clinician import Clinician, CRSGrade
 from abm.model.drugs import Drugs
 from abm.model.events import PostInfusionEvents
 from abm.model.physiology import Physiology
-from abm.simulation import Process
+from abm.process import Process
 
 
 class _ModelProcess(Process):
@@ -95,6 +94,6 @@ class ICANSProcess(_ModelProcess):
     phase, model_class, meta = ICANSGrade.phase, ICANSGrade, ICANSGrade.meta
 
 
-#: Registered by :func:`abm.simulation.default_processes`, in this order.
+#: Registered by :func:`abm.build.default_processes`, in this order.
 PATIENT_PROCESSES = [DrugProcess, BloodProcess, PhysiologyProcess, BrainProcess, EventsProcess,
                      ClinicianProcess, CRSProcess, ICANSProcess]

@@ -48,7 +48,7 @@ import math
 from dataclasses import dataclass
 
 from abm import grading
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.model.effects import patient_effects
 from abm.model.odes import hill, relax_to
 

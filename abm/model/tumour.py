@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.config.schema import Section, param
+from abm.schema import Section, param
 from abm.kernels import cells_tumour as K
 from abm.kernels.cells_common import event_prob
 

@@ -1,4 +1,4 @@
-"""Named presets shipped with the package (``abm/presets/*.toml``)."""
+"""Named presets shipped with the package: the TOML files in this folder (product, clinician)."""
 
 from __future__ import annotations
 
