@@ -463,11 +463,12 @@ def _write_report(trials: list[Trial], out: Path, *, covariate, html_page, boots
                                       vline=TISACEL_KINETICS["peak_day"],
                                       vline_label="tisa-cel median peak day ~9.3 (Stein 2019)"),
                out / fname)
-    figs.append(Figure("Blood CAR-T kinetics by trial", fname,
-                 "Median (line) and interquartile range (band) over the runs of each trial of "
-                 "CAR-T cells per µL of blood (log scale; zero levels not drawn). Black "
-                 "diamonds: axi-cel median levels at days 7, 14 and 28 (Kimmel 2021); dashed "
-                 "line: tisa-cel median peak day (Stein 2019)."))
+    figs.append(Figure(
+        "Blood CAR-T kinetics by trial", fname,
+        "Median (line) and interquartile range (band) over the runs of each trial of CAR-T "
+        "cells per µL of blood (log scale; zero levels not drawn). Black diamonds: axi-cel "
+        "median levels at days 7, 14 and 28 (Kimmel 2021); dashed line: tisa-cel median peak "
+        "day (Stein 2019)."))
     fname = "grade_distribution_by_trial.png"
     plots.save(plots.plot_grade_distribution(ep, by="trial"), out / fname)
     figs.append(Figure("Maximal grade by trial", fname, GRADE_CAPTION))

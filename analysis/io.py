@@ -121,7 +121,8 @@ def open_group(path, group: str, *, load: bool = False) -> xr.Dataset:
     except FileFormatError:
         raise
     except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
-        raise FileFormatError(f"{path}: cannot read group /{group} ({one_line_error(exc)})") from None
+        raise FileFormatError(
+            f"{path}: cannot read group /{group} ({one_line_error(exc)})") from None
     if "snapshot_time" in ds.coords and "snapshot" in ds.dims:
         ds = ds.set_xindex("snapshot_time")
     return ds

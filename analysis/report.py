@@ -237,36 +237,37 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
         lab = covariate_label(covariate)
         trend = trend_table(ep, covariate, grade_outcomes(KINDS))
         trend.to_csv(out / "trend.csv", index=False)
-        figs.append(Figure(f"Risk versus {lab}", fname,
-                     f"Points: share of runs per bin of {lab} (horizontal bar: range of the "
-                     "values in the bin; labels k/n) with 95 % Wilson intervals. Curve: "
-                     "logistic regression on log10 of the covariate (Firth-penalised), shaded "
-                     "95 % confidence band; OR is the odds ratio per 10-fold increase. Grey "
-                     "ticks: covariate values of the runs.",
-                     (f"**Risk vs {lab}: trend test**", trend_markdown(trend),
-                      TREND_NOTE.format(lab=lab))))
+        figs.append(Figure(
+            f"Risk versus {lab}", fname,
+            f"Points: share of runs per bin of {lab} (horizontal bar: range of the values in "
+            "the bin; labels k/n) with 95 % Wilson intervals. Curve: logistic regression on "
+            "log10 of the covariate (Firth-penalised), shaded 95 % confidence band; OR is the "
+            "odds ratio per 10-fold increase. Grey ticks: covariate values of the runs.",
+            (f"**Risk vs {lab}: trend test**", trend_markdown(trend),
+             TREND_NOTE.format(lab=lab))))
     for g in [x for x in (main_group, "policy") if x in groupings] or [None]:
         fname = f"grade_distribution_by_{g or 'all'}.png"
         plots.save(plots.plot_grade_distribution(ep, by=g), out / fname)
         figs.append(Figure(f"Maximal grade by {g or 'all runs'}", fname,
-                     GRADE_CAPTION))
+                           GRADE_CAPTION))
     fname = f"onset_by_{main_group or 'all'}.png"
     plots.save(plots.plot_onset(ep, by=main_group), out / fname)
     figs.append(Figure("Time to onset", fname, ONSET_CAPTION))
     worst = _pick_patient(ep)
     fname = f"patient_{worst}.png"
     plots.save(plots.plot_patient(ds.abm.patient(worst)), out / fname)
-    figs.append(Figure(f"Patient course: {worst} (most severe: highest CRS, then ICANS grade)", fname,
-                 "Blood CAR-T and tumour cells in the patch; plasma cytokines (log scale); "
-                 "temperature; MAP and SpO2; organ support levels; CRS / ICANS grade; drug "
-                 "doses (markers; count in the label)."))
+    figs.append(Figure(f"Patient course: {worst} (most severe: highest CRS, then ICANS grade)",
+                       fname,
+                       "Blood CAR-T and tumour cells in the patch; plasma cytokines (log scale); "
+                       "temperature; MAP and SpO2; organ support levels; CRS / ICANS grade; drug "
+                       "doses (markers; count in the label)."))
     path = ds.abm.path(worst)
     try:
         fname = f"field_{worst}.png"
         plots.save(plots.plot_field_snapshot(path), out / fname)
         figs.append(Figure(f"Field snapshot: {worst}", fname,
-                     "Tissue IL-6 in the patch at the snapshot where it is highest, with the "
-                     "cells of that snapshot."))
+                           "Tissue IL-6 in the patch at the snapshot where it is highest, with the "
+                           "cells of that snapshot."))
     except (KeyError, ValueError, FileFormatError) as exc:
         say(f"no field snapshot for {worst} ({exc})", quiet)
 
@@ -318,14 +319,14 @@ def run_report(path: Path, out, *, html_page: bool, quiet: bool) -> Path:
     fname = "patient.png"
     plots.save(plots.plot_patient(ds), out / fname)
     figs.append(Figure("Patient course", fname,
-                 "Blood CAR-T and tumour cells in the patch; plasma cytokines (log scale); "
-                 "temperature; MAP and SpO2; organ support levels; CRS / ICANS grade; drug "
-                 "doses."))
+                       "Blood CAR-T and tumour cells in the patch; plasma cytokines (log scale); "
+                       "temperature; MAP and SpO2; organ support levels; CRS / ICANS grade; drug "
+                       "doses."))
     try:
         fname = "field.png"
         plots.save(plots.plot_field_snapshot(path), out / fname)
         figs.append(Figure("Field snapshot", fname, "Tissue IL-6 at the snapshot where it is "
-                     "highest, with the cells of that snapshot."))
+                           "highest, with the cells of that snapshot."))
     except (KeyError, ValueError, FileFormatError) as exc:
         say(f"no field snapshot ({exc})", quiet)
     pd.DataFrame([{k: v.item() for k, v in ep.data_vars.items()}]).to_csv(
