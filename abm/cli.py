@@ -67,7 +67,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from analysis.report import analyze   # imports xarray, dask, matplotlib: only here
+    from analysis.analyze import analyze   # imports xarray, dask, matplotlib: only here
     path = analyze(args.paths, args.out, by=args.by, covariate=args.covariate,
                    html_page=not args.no_html, bootstrap=args.bootstrap,
                    progress=False if args.quiet else None, quiet=args.quiet)

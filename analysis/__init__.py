@@ -12,8 +12,14 @@ written by older versions stay readable.
 Modules: :mod:`~analysis.io` (one file), :mod:`~analysis.batch` (a batch
 folder, lazy), :mod:`~analysis.endpoints` and :mod:`~analysis.accessor`
 (``ds.abm``), :mod:`~analysis.risk` (intervals, logistic curve, cumulative
-incidence), :mod:`~analysis.plots` (figures) and :mod:`~analysis.report`
-(``abm analyze``). See ``docs/analysis.md``.
+incidence), :mod:`~analysis.plots` (figures); for the reports
+:mod:`~analysis.formatting`, :mod:`~analysis.notes`,
+:mod:`~analysis.calibration`, :mod:`~analysis.tables`,
+:mod:`~analysis.batch_info` and :mod:`~analysis.render` (templates in
+``analysis/templates``), used by :mod:`~analysis.report` (a batch or a run)
+and :mod:`~analysis.compare` (batches), both picked by
+:mod:`~analysis.analyze` (``abm analyze``). Imports only go downward in this
+list. See ``docs/analysis.md``.
 """
 
 from analysis import accessor as _accessor  # noqa: F401  (registers ds.abm)

@@ -59,7 +59,7 @@ import xarray as xr
 import analysis.accessor  # noqa: F401  (registers ds.abm, also without analysis/__init__)
 from abm.errors import FileFormatError
 from abm.io.h5repair import open_readonly
-from analysis.io import _one_line, _plain, check_open
+from analysis.io import one_line_error, plain_value, check_open
 
 MANIFEST = "manifest.csv"
 #: Config keys that identify a run rather than vary as parameters.
@@ -101,7 +101,7 @@ class _FileCache:
                 f = open_readonly(path)
                 e = (f, f["timeseries"].id)
             except (OSError, ValueError, KeyError) as exc:
-                raise FileFormatError(f"{path}: cannot be read ({_one_line(exc)})") from None
+                raise FileFormatError(f"{path}: cannot be read ({one_line_error(exc)})") from None
             self._files[path] = e
             while len(self._files) > self.size:
                 _, old = self._files.popitem(last=False)
@@ -164,7 +164,7 @@ class _RunVariable:
             raise
         except Exception as exc:  # damaged chunk, file replaced since opening, ...
             raise FileFormatError(f"{path}: cannot read /timeseries/{self.name} "
-                                  f"({_one_line(exc)})") from None
+                                  f"({one_line_error(exc)})") from None
         idx = self.index[i]
         if idx is None:
             out[:] = values
@@ -205,7 +205,7 @@ def read_manifest(folder) -> list[dict] | None:
         with open(path, newline="", encoding="utf-8") as fh:
             return [dict(r) for r in csv.DictReader(fh)]
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path}: unreadable manifest ({_one_line(exc)})") from None
+        raise FileFormatError(f"{path}: unreadable manifest ({one_line_error(exc)})") from None
 
 
 def manifest_params(rows) -> list[str]:
@@ -321,8 +321,8 @@ def scan_file(path, known: set | None = None) -> dict:
             if not isinstance(obj, h5py.Dataset) or obj.ndim != 1 \
                     or obj.shape[0] != out["time"].size:
                 continue
-            variables[name] = (obj.dtype.str, _plain(obj.attrs.get("units", "")),
-                               _plain(obj.attrs.get("long_name", name)))
+            variables[name] = (obj.dtype.str, plain_value(obj.attrs.get("units", "")),
+                               plain_value(obj.attrs.get("long_name", name)))
         out["vars"] = variables
         out["endpoints"] = _read_scalars(h5["endpoints"]) if "endpoints" in h5 else {}
         return out

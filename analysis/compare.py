@@ -12,7 +12,7 @@ Each batch folder is one *trial*, labelled by its folder name. The report
   and >= 3 per trial (per trial and product when a batch mixes products) with
   n, k, % and the 95 % Wilson interval next to the MODEL.md section 11 target
   of the product's costimulation (CD28 -> ZUMA-1, 4-1BB -> JULIET) and the
-  band verdict of :func:`analysis.report.in_band`;
+  band verdict of :func:`analysis.calibration.in_band`;
 * **onset and rates**: median CRS and ICANS onset [IQR] and risk per trial,
   with tests between each pair of trials: Mann-Whitney U of CRS onset among
   runs with CRS, log-rank of time to CRS onset (runs without CRS censored at
@@ -45,16 +45,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from abm.errors import FileFormatError
 from analysis import endpoints as E
 from analysis import plots
 from analysis.batch import close_files, open_batch
-from analysis.report import (CALIBRATION_NOTE, KINDS, TREND_NOTE, _batch_info, _fig, _num,
-                             _pct, _pval, _say, _version, _write, calibration_markdown,
-                             calibration_table, covariate_label, md_table,
-                             product_costimulation, trend_markdown)
+from analysis.batch_info import batch_info
+from analysis.calibration import calibration_table, product_costimulation
+from analysis.formatting import (covariate_label, format_median_iqr, format_num, format_p,
+                                 format_pct, md_table)
+from analysis.notes import CALIBRATION_NOTE, GRADE_CAPTION, KINDS, ONSET_CAPTION, TREND_NOTE
+from analysis.render import Figure, render_markdown, say, software_version, write_report
 from analysis.risk import grade_outcomes, median_iqr, risk_table, trend_table
+from analysis.tables import calibration_markdown, trend_markdown
 
 #: Blood CAR-T reference points (MODEL.md section 11): axi-cel medians (day, cells/uL),
 #: Kimmel 2021 (Moffitt cohort).
@@ -96,7 +100,7 @@ def run_kinetics(t, cart, *, after_day: float = E.CART_PEAK_AFTER_DAYS,
     unless the run goes on at least ``min_tail_days`` after the peak with 3
     positive records).
     """
-    t, c = E._valid(t, cart)
+    t, c = E.finite_points(t, cart)
     out = dict.fromkeys(("cart_peak_per_ul", "cart_peak_day", "cart_nadir_per_ul",
                          "cart_fold_expansion", "cart_contraction_per_day"), math.nan)
     late = t >= after_day - 1e-9
@@ -184,15 +188,13 @@ def _fisher(ka, na, kb, nb) -> tuple[float, float]:
 
 
 def holm(p) -> np.ndarray:
-    """Holm step-down adjusted p-values (NaN kept as NaN)."""
+    """Holm step-down adjusted p-values (NaN kept as NaN), by
+    :func:`statsmodels.stats.multitest.multipletests` (``method="holm"``)."""
     p = np.asarray(p, float)
     out = np.full(p.shape, math.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok])]
-    m, running = len(order), 0.0
-    for i, j in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[j]))
-        out[j] = running
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 
@@ -261,12 +263,12 @@ def _check_sources(sources) -> list[Path]:
 
 
 def _load(folder: Path, label: str, progress, quiet) -> Trial:
-    _say(f"reading {folder} ...", quiet)
+    say(f"reading {folder} ...", quiet)
     ds = open_batch(folder, progress=progress)
-    _say(f"{label}: {int(ds.sizes['run'])} runs loaded ({ds.attrs['n_skipped']} skipped); "
+    say(f"{label}: {int(ds.sizes['run'])} runs loaded ({ds.attrs['n_skipped']} skipped); "
          "computing endpoints ...", quiet)
     ep = ds.abm.endpoints(progress=progress)
-    _say(f"{label}: blood CAR-T kinetics ...", quiet)
+    say(f"{label}: blood CAR-T kinetics ...", quiet)
     per_run, course = cart_kinetics(ds)
     return Trial(label, folder, ds, ep, product_costimulation(ep), per_run, course)
 
@@ -300,17 +302,10 @@ def _as_dataset(table: pd.DataFrame, covariate: str) -> xr.Dataset:
     return xr.Dataset(data, coords=coords)
 
 
-def _med(v, fmt="{:.3g}") -> str:
-    med, q1, q3 = median_iqr(v)
-    if not np.isfinite(med):
-        return "n/a"
-    return f"{fmt.format(med)} [{fmt.format(q1)}, {fmt.format(q3)}]"
-
-
 def _what_was_compared(trials: list[Trial]) -> str:
     rows = []
     for tr in trials:
-        ds, info = tr.ds, _batch_info(tr.ds)
+        ds, info = tr.ds, batch_info(tr.ds)
         t = np.asarray(ds["time"].values, float)
         prods = ", ".join(f"{p} ({c or 'no target'})" for p, c in tr.costimulation.items())
         rows.append([tr.label, f"`{tr.folder}`",
@@ -332,8 +327,8 @@ def _onset_markdown(table: pd.DataFrame, risk: pd.DataFrame, labels: list[str]) 
             if not r["available"]:
                 cells += ["not available", "n/a"]
                 continue
-            cells += [_pct(r["p"], r["lo"], r["hi"], int(r["k"]), int(r["n"])),
-                      _med(sub[f"{kind}_onset_day"].to_numpy(float), "{:.2g}")]
+            cells += [format_pct(r["p"], r["lo"], r["hi"], int(r["k"]), int(r["n"])),
+                      format_median_iqr(sub[f"{kind}_onset_day"].to_numpy(float), "{:.2g}")]
         rows.append(cells)
     return md_table(["trial", "n", "CRS any grade % (95 % CI) k/n",
                      "CRS onset, median day [IQR]", "ICANS any grade % (95 % CI) k/n",
@@ -345,10 +340,10 @@ def _tests_markdown(tests: pd.DataFrame) -> str:
     rows = []
     for r in tests.itertuples():
         stat = ("n/a" if not np.isfinite(r.statistic) else
-                f"OR {_num(r.statistic)}" if r.test == "Fisher exact" else
+                f"OR {format_num(r.statistic)}" if r.test == "Fisher exact" else
                 f"U = {r.statistic:g}" if r.test.startswith("Mann") else f"z = {r.statistic:+.2f}")
-        rows.append([r.comparison, r.endpoint, r.test, stat, _pval(r.p)]
-                    + ([_pval(r.p_holm)] if holm_col else []))
+        rows.append([r.comparison, r.endpoint, r.test, stat, format_p(r.p)]
+                    + ([format_p(r.p_holm)] if holm_col else []))
     return md_table(["comparison", "endpoint", "test", "statistic", "p (two-sided)"]
                     + (["p (Holm)"] if holm_col else []), rows)
 
@@ -409,7 +404,7 @@ def compare_batches(sources, out=None, *, covariate: str = "burden_cells",
             first folder).
         covariate: covariate of the trend test (per trial).
         bootstrap: if > 0, percentile bootstrap intervals in ``risk.csv``.
-        progress, quiet: as :func:`analysis.report.analyze`.
+        progress, quiet: as :func:`analysis.analyze.analyze`.
 
     Raises:
         FileFormatError: fewer than two sources, a path that is not a folder,
@@ -458,7 +453,7 @@ def _write_report(trials: list[Trial], out: Path, *, covariate, html_page, boots
     pd.concat([tr.course.assign(trial=tr.label) for tr in trials], ignore_index=True).to_csv(
         out / "blood_cart_course.csv", index=False)
 
-    _say("drawing figures ...", quiet)
+    say("drawing figures ...", quiet)
     figs = []
     fname = "blood_cart_by_trial.png"
     plots.save(plots.plot_cart_course({tr.label: tr.course for tr in trials},
@@ -468,63 +463,35 @@ def _write_report(trials: list[Trial], out: Path, *, covariate, html_page, boots
                                       vline=TISACEL_KINETICS["peak_day"],
                                       vline_label="tisa-cel median peak day ~9.3 (Stein 2019)"),
                out / fname)
-    figs.append(("Blood CAR-T kinetics by trial", fname,
-                 "Median (line) and interquartile range (band) over the runs of each trial of "
-                 "CAR-T cells per µL of blood (log scale; zero levels not drawn). Black "
-                 "diamonds: axi-cel median levels at days 7, 14 and 28 (Kimmel 2021); dashed "
-                 "line: tisa-cel median peak day (Stein 2019)."))
+    figs.append(Figure(
+        "Blood CAR-T kinetics by trial", fname,
+        "Median (line) and interquartile range (band) over the runs of each trial of CAR-T "
+        "cells per µL of blood (log scale; zero levels not drawn). Black diamonds: axi-cel "
+        "median levels at days 7, 14 and 28 (Kimmel 2021); dashed line: tisa-cel median peak "
+        "day (Stein 2019)."))
     fname = "grade_distribution_by_trial.png"
     plots.save(plots.plot_grade_distribution(ep, by="trial"), out / fname)
-    figs.append(("Maximal grade by trial", fname,
-                 "Share of runs by their maximal CRS / ICANS grade (ASTCT 2019)."))
+    figs.append(Figure("Maximal grade by trial", fname, GRADE_CAPTION))
     fname = "onset_by_trial.png"
     plots.save(plots.plot_onset(ep, by="trial"), out / fname)
-    figs.append(("Time to onset by trial", fname,
-                 "Cumulative incidence of onset (Kaplan-Meier; runs without onset censored at "
-                 "the end of their follow-up; no competing risks) with 95 % log(-log) bands."))
+    figs.append(Figure("Time to onset by trial", fname, ONSET_CAPTION))
 
-    md = [f"# Comparison report: {' vs '.join(f'`{lab}`' for lab in labels)}", "",
-          f"Written by `abm analyze` (abm {_version()}) on "
-          f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
-          + ", ".join(f"`{tr.folder}`" for tr in trials) + ". Each batch folder is one trial.",
-          "", "## What was compared", "", _what_was_compared(trials), ""]
     short = [tr.label for tr in trials if float(tr.ds["time"].values[-1]) < 28 - 1e-6]
-    if short:
-        md += [f"Follow-up shorter than the pivotal trials' (28 days and more) in: "
-               f"{', '.join(short)}; late events are missed.", ""]
-    md += ["## Simulated versus target (MODEL.md section 11)", "",
-           CALIBRATION_NOTE + " Table: [calibration.csv](calibration.csv).", ""]
-    md += [calibration_markdown(cal, "trial") if len(cal) else
-           "No product with a target (costimulation CD28 or 4-1BB).", ""]
-    md += ["## Onset and rates", "",
-           "Median [IQR] onset among the runs with the event; risk with 95 % Wilson "
-           "intervals. Risk of every outcome by trial: [risk.csv](risk.csv).", "",
-           _onset_markdown(table, risk, labels), "",
-           "Tests between trials: Mann-Whitney U of the CRS onset day among runs with CRS; "
-           "log-rank test of the time to CRS onset over all runs (runs without CRS censored "
-           "at the end of their follow-up; z > 0: onsets earlier in the first trial of the "
-           "pair); Fisher's exact test of each rate (OR: odds ratio "
-           "of the first trial against the second)"
-           + ("; Holm-adjusted p over the pairs of trials" if len(labels) > 2 else "")
-           + ". Table: [tests.csv](tests.csv).", "", _tests_markdown(tests), ""]
-    md += ["## Blood CAR-T kinetics", "",
-           "Per run: peak and peak day of the expansion (records from day 1 on), fold "
-           "expansion = peak / lowest level after infusion up to the peak (the level the "
-           "expansion starts from once the infused cells have distributed), contraction "
-           "rate = minus the log-linear slope from the peak to the end of follow-up (needs "
-           f"{CONTRACTION_MIN_DAYS:g} days after the peak), levels at days 7, 14, 28 (n/a "
-           "where the runs end earlier). Median [IQR] over runs; per-trial table "
-           "[kinetics.csv](kinetics.csv), time course "
-           "[blood_cart_course.csv](blood_cart_course.csv), per-run values in "
-           "[endpoints.csv](endpoints.csv).", "", _kinetics_markdown(kin), ""]
-    if trend is not None:
-        lab = covariate_label(covariate)
-        md += [f"## Risk vs {lab}: trend test, by trial", "", trend_markdown(trend, "trial"),
-               "", TREND_NOTE.format(lab=lab), ""]
-    md += ["## Figures", ""]
-    for fig in figs:
-        _fig(md, *fig)
-    return _write(out, md, html_page, quiet, n_figs=len(figs))
+    text = render_markdown(
+        "compare_report.md.j2", title_labels=" vs ".join(f"`{lab}`" for lab in labels),
+        version=software_version(),
+        written=f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M}",
+        folders=", ".join(f"`{tr.folder}`" for tr in trials),
+        compared_table=_what_was_compared(trials), short=", ".join(short),
+        calibration_note=CALIBRATION_NOTE,
+        calibration_table=calibration_markdown(cal, "trial") if len(cal) else "",
+        onset_table=_onset_markdown(table, risk, labels), holm=len(labels) > 2,
+        tests_table=_tests_markdown(tests), contraction_min_days=f"{CONTRACTION_MIN_DAYS:g}",
+        kinetics_table=_kinetics_markdown(kin),
+        covariate_label=covariate_label(covariate),
+        trend_table=trend_markdown(trend, "trial") if trend is not None else "",
+        trend_note=TREND_NOTE.format(lab=covariate_label(covariate)), figs=figs)
+    return write_report(out, text, html_page, quiet, n_figs=len(figs))
 
 
 __all__ = ["compare_batches", "cart_kinetics", "run_kinetics", "trial_tests",

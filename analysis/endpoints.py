@@ -57,7 +57,8 @@ EXTREMES = (
 _DOSES = re.compile(r"^(\w+)_doses$")
 
 
-def _valid(t, y):
+def finite_points(t, y):
+    """``(t, y)`` as float arrays, keeping the points where both are finite."""
     t = np.asarray(t, float)
     y = np.asarray(y, float)
     ok = np.isfinite(t) & np.isfinite(y)
@@ -70,7 +71,7 @@ def episodes(time, grade, k: float = 1, merge_gap_h: float = MERGE_GAP_H) -> lis
     ``end`` is the first record below ``k`` after the episode, or the last
     record if the episode is still running (``ongoing`` True).
     """
-    t, g = _valid(time, grade)
+    t, g = finite_points(time, grade)
     if t.size == 0:
         return []
     pos = g >= k
@@ -115,7 +116,7 @@ def grade_summary(time, grade, merge_gap_h: float = MERGE_GAP_H) -> dict:
     ongoing), ``episodes`` (count), ``ongoing`` (1 if grade >= 1 at the last
     record), ``grade3_onset_day`` (first record with grade >= 3).
     """
-    t, g = _valid(time, grade)
+    t, g = finite_points(time, grade)
     if t.size == 0:
         return dict.fromkeys(GRADE_FIELDS, math.nan)
     eps = episodes(t, g, 1, merge_gap_h)
@@ -144,14 +145,14 @@ def _last_resolution(eps: list[dict], t_last: float, merge_gap_h: float) -> floa
 
 def first_at_or_above(time, y, k: float) -> float:
     """First day with ``y >= k`` (NaN if never)."""
-    t, v = _valid(time, y)
+    t, v = finite_points(time, y)
     i = np.flatnonzero(v >= k)
     return float(t[i[0]]) if i.size else math.nan
 
 
 def peak(time, y) -> tuple[float, float]:
     """``(value, day)`` of the maximum (first day if repeated); NaNs if no data."""
-    t, v = _valid(time, y)
+    t, v = finite_points(time, y)
     if v.size == 0:
         return math.nan, math.nan
     i = int(np.argmax(v))
@@ -161,7 +162,7 @@ def peak(time, y) -> tuple[float, float]:
 def value_at(time, y, day: float) -> float:
     """Value at the last record at or before ``day`` (NaN if the run ends before ``day``
     by more than half a record interval, or starts after it)."""
-    t, v = _valid(time, y)
+    t, v = finite_points(time, y)
     if t.size == 0 or day < t[0] - 1e-9:
         return math.nan
     dt = float(np.median(np.diff(t))) if t.size > 1 else 0.0
@@ -180,7 +181,7 @@ def response(time, n_tumour, day: float = RESPONSE_DAY) -> dict:
     (fraction, -1 = all gone) and ``response`` ("CR", "PR", "SD", "PD" or ""
     without data).
     """
-    t, v = _valid(time, n_tumour)
+    t, v = finite_points(time, n_tumour)
     if t.size == 0:
         return {"tumour_baseline": math.nan, "tumour_eval": math.nan, "response_day": math.nan,
                 "tumour_change": math.nan, "response": ""}
@@ -214,7 +215,7 @@ def dose_times(time, cumulative_doses) -> np.ndarray:
 
     A record that counts ``m`` new doses gives its day ``m`` times.
     """
-    t, c = _valid(time, cumulative_doses)
+    t, c = finite_points(time, cumulative_doses)
     if t.size == 0:
         return np.array([])
     inc = np.diff(np.concatenate([[0.0], c]))

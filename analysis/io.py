@@ -32,7 +32,8 @@ GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
 JSON_ATTRS = ("config_json", "covariates", "restarts")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line_error(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -62,12 +63,12 @@ def check_open(path, fn=None) -> tuple[dict, object]:
         raise FileFormatError(f"{path}: not an HDF5 file")
     try:
         with _h5open(path) as h5:
-            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+            attrs = {k: plain_value(v) for k, v in h5.attrs.items()}
             missing = [g for g in ("timeseries",) if g not in h5]
             _check_attrs(path, attrs, missing)
             out = fn(h5) if fn is not None else None
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        msg = _one_line(exc)
+        msg = one_line_error(exc)
         if "lock" in msg.lower():
             raise FileFormatError(f"{path}: is locked; is an abm process still writing it?") from None
         raise FileFormatError(f"{path}: truncated or corrupted HDF5 file ({msg})") from None
@@ -91,7 +92,8 @@ def _h5open(path) -> h5py.File:
     return open_readonly(path)
 
 
-def _plain(v):
+def plain_value(v):
+    """An HDF5 attribute value as a plain Python value (str, int, float, list)."""
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, np.generic):
@@ -119,7 +121,8 @@ def open_group(path, group: str, *, load: bool = False) -> xr.Dataset:
     except FileFormatError:
         raise
     except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
-        raise FileFormatError(f"{path}: cannot read group /{group} ({_one_line(exc)})") from None
+        raise FileFormatError(
+            f"{path}: cannot read group /{group} ({one_line_error(exc)})") from None
     if "snapshot_time" in ds.coords and "snapshot" in ds.dims:
         ds = ds.set_xindex("snapshot_time")
     return ds
@@ -139,9 +142,9 @@ def open_run(path, *, load: bool = True) -> xr.Dataset:
         with _h5open(path) as h5:
             if "endpoints" in h5:
                 for k, v in h5["endpoints"].items():
-                    ds.attrs[f"endpoint_{k}"] = _plain(v[()])
+                    ds.attrs[f"endpoint_{k}"] = plain_value(v[()])
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{path}: cannot read /endpoints ({_one_line(exc)})") from None
+        raise FileFormatError(f"{path}: cannot read /endpoints ({one_line_error(exc)})") from None
     return ds
 
 
@@ -195,7 +198,7 @@ def describe_file(path, *, verify: bool = True) -> dict:
             if verify:
                 h5.visititems(_read_dataset)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{path}: corrupted data ({_one_line(exc)})") from None
+        raise FileFormatError(f"{path}: corrupted data ({one_line_error(exc)})") from None
     return {"provenance": prov, "groups": groups, "size_bytes": Path(path).stat().st_size}
 
 

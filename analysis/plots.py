@@ -32,7 +32,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from analysis import endpoints as E  # noqa: E402
-from analysis.risk import _group_order, binned_risk, cumulative_incidence, fit_logistic  # noqa: E402
+from analysis.risk import group_order, binned_risk, cumulative_incidence, fit_logistic  # noqa: E402
 
 #: Grade colours, 0..4.
 GRADE_COLOURS = ("#d9d9d9", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")
@@ -432,7 +432,7 @@ def plot_grade_distribution(ep: xr.Dataset, by: str | None = "product", *,
     groups = np.asarray(ep[by].values, dtype=object) if by else \
         np.array(["all"] * int(ep.sizes.get("run", 1)), dtype=object)
     by = by or "all runs"
-    labels = [str(g) for g in _group_order(groups)]
+    labels = [str(g) for g in group_order(groups)]
     missing = [k for k in kinds if not _kind_available(ep, k)]
     kinds = [k for k in kinds if k not in missing] or list(kinds[:1])
     fig, axes = plt.subplots(1, len(kinds), figsize=(max(5.2, 1.2 * len(labels) + 3.6)
@@ -487,7 +487,7 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
     n = int(ep.sizes.get("run", 1))
     groups = np.asarray(ep[by].values, dtype=object).astype(str) if by and (
         by in ep.coords or by in ep) else np.array(["all"] * n)
-    labels = [str(g) for g in _group_order(groups)]
+    labels = [str(g) for g in group_order(groups)]
     cols = group_colours(labels)
     fu = np.asarray(ep["follow_up_day"].values, float).reshape(-1)
     tmax = float(np.nanmax(fu)) if np.isfinite(fu).any() else 1.0

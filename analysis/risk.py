@@ -7,7 +7,7 @@ without run files. The usual inputs are the per-run endpoints of
 
 Formulas (``z`` = the normal quantile, 1.96 for 95 %):
 
-* **Wilson score interval** for ``k`` events in ``n`` runs, ``p = k / n``::
+* **Wilson score interval** (statsmodels) for ``k`` events in ``n`` runs, ``p = k / n``::
 
       centre = (p + z^2 / (2n)) / (1 + z^2 / n)
       half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
@@ -30,8 +30,10 @@ Formulas (``z`` = the normal quantile, 1.96 for 95 %):
   Heinze & Schemper 2002) with its profile-likelihood interval.
 * **Cumulative incidence of onset**: ``1 - S(t)``, ``S`` the Kaplan-Meier
   estimate with runs that never reach the grade censored at the end of their
-  follow-up; Greenwood variance with the log(-log) transform for the interval
-  (no competing risks).
+  follow-up (:class:`statsmodels.duration.survfunc.SurvfuncRight`); pointwise
+  interval from its Greenwood standard error with the log(-log) transform
+  (no competing risks; the library's own band is a simultaneous Hall-Wellner
+  band, wider, and not used).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+from statsmodels.duration.survfunc import SurvfuncRight
+from statsmodels.stats.proportion import proportion_confint
 
 #: Default confidence level.
 CONF = 0.95
@@ -57,7 +61,8 @@ def _z(conf: float) -> float:
 def wilson_interval(k, n, conf: float = CONF):
     """Wilson score interval for ``k`` successes in ``n`` trials (arrays broadcast).
 
-    Returns ``(lo, hi)``; NaN where ``n == 0``.
+    Computed by :func:`statsmodels.stats.proportion.proportion_confint`
+    (``method="wilson"``). Returns ``(lo, hi)``; NaN where ``n == 0``.
 
     >>> lo, hi = wilson_interval(0, 10)
     >>> float(lo), round(float(hi), 4)
@@ -65,18 +70,16 @@ def wilson_interval(k, n, conf: float = CONF):
     """
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
-    z = _z(conf)
+    k, n = np.broadcast_arrays(k, n)
+    bad = ~(n > 0)
+    # statsmodels divides by n: give it 1 where n == 0 and blank those entries after
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2.0 * n)) / denom
-        half = z / denom * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-        lo = np.clip(centre - half, 0.0, 1.0)
-        hi = np.clip(centre + half, 0.0, 1.0)
+        lo, hi = proportion_confint(k, np.where(bad, 1.0, n), alpha=1.0 - conf, method="wilson")
+    lo = np.clip(np.asarray(lo, float), 0.0, 1.0)
+    hi = np.clip(np.asarray(hi, float), 0.0, 1.0)
     # exact ends: k = 0 gives lo = 0 and k = n gives hi = 1 (no rounding residue)
     lo = np.where(k == 0, 0.0, lo)
     hi = np.where(k == n, 1.0, hi)
-    bad = ~(n > 0)
     lo = np.where(bad, np.nan, lo)
     hi = np.where(bad, np.nan, hi)
     if lo.ndim == 0:
@@ -86,16 +89,22 @@ def wilson_interval(k, n, conf: float = CONF):
 
 def bootstrap_interval(y, *, conf: float = CONF, n_boot: int = 2000, seed: int = 0,
                        stat=np.mean):
-    """Percentile bootstrap interval of ``stat(y)`` (``y`` one value per run, NaN dropped)."""
+    """Percentile bootstrap interval of ``stat(y)`` (``y`` one value per run, NaN dropped).
+
+    By :func:`scipy.stats.bootstrap` (``method="percentile"``) with a
+    generator seeded by ``seed``: the same inputs give the same interval.
+    """
     y = np.asarray(y, dtype=float)
     y = y[np.isfinite(y)]
     if y.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, y.size, size=(n_boot, y.size))
-    boots = stat(y[idx], axis=1)
-    a = (1.0 - conf) / 2.0
-    return float(np.quantile(boots, a)), float(np.quantile(boots, 1.0 - a))
+    if y.size == 1 or np.all(y == y[0]):
+        # every resample equals the sample (scipy needs two distinct values)
+        v = float(stat(y[None, :], axis=1)[0])
+        return v, v
+    res = stats.bootstrap((y,), stat, n_resamples=int(n_boot), confidence_level=conf,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def proportion(events, *, conf: float = CONF, bootstrap: int = 0, seed: int = 0) -> dict:
@@ -189,7 +198,7 @@ def _by_group(table, outcomes, by, compute, empty: dict) -> pd.DataFrame:
         raise KeyError(f"no column {by!r} to group by")
     n_rows = len(table) if isinstance(table, pd.DataFrame) else \
         int(next(iter(table.sizes.values()), 0))
-    labels = ["all"] if groups is None else _group_order(groups)
+    labels = ["all"] if groups is None else group_order(groups)
     rows = []
     for g in labels:
         sel = np.ones(n_rows, bool) if groups is None else (np.asarray(groups, dtype=object) == g)
@@ -216,7 +225,8 @@ def _group_key(v):
     return (0, float(m.group(1)), str(v)) if m else (1, 0.0, str(v))
 
 
-def _group_order(values) -> list:
+def group_order(values) -> list:
+    """Distinct group values (None and NaN dropped), numbers by value, then names."""
     vals = [v for v in pd.unique(np.asarray(values, dtype=object))
             if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sorted(vals, key=_group_key)
@@ -643,33 +653,52 @@ def cumulative_incidence(onset, follow_up, *, conf: float = CONF,
     t = np.where(event, onset, fu)
     if origin is None:
         origin = min(0.0, float(t.min())) if t.size else 0.0
-    z = _z(conf)
     rows = [{"time": origin, "at_risk": int(t.size), "events": 0, "censored": 0,
              "cuminc": 0.0, "lo": math.nan, "hi": math.nan}]
-    s, gw = 1.0, 0.0
-    for tj in np.unique(t):
-        at_risk = int(np.count_nonzero(t >= tj))
-        d = int(np.count_nonzero((t == tj) & event))
-        c = int(np.count_nonzero((t == tj) & ~event))
-        if d:
-            s *= 1.0 - d / at_risk
-            if at_risk > d:
-                gw += d / (at_risk * (at_risk - d))
-            else:
-                gw = math.inf
-        lo = hi = math.nan
-        if 0 < s < 1 and math.isfinite(gw):
-            # log(-log S) interval, mapped to the cumulative incidence 1 - S
-            se = math.sqrt(gw) / abs(math.log(s))
-            lls = math.log(-math.log(s))
-            s_lo, s_hi = math.exp(-math.exp(lls + z * se)), math.exp(-math.exp(lls - z * se))
-            lo, hi = 1 - s_hi, 1 - s_lo
-        elif s == 0:
-            lo, hi = math.nan, 1.0
-        if d or c:
-            rows.append({"time": float(tj), "at_risk": at_risk, "events": d, "censored": c,
-                         "cuminc": 1.0 - s, "lo": lo, "hi": hi})
+    if t.size == 0:
+        return pd.DataFrame(rows)
+    km = SurvfuncRight(t, event.astype(float))
+    times, counts = np.unique(t, return_counts=True)
+    n_events = np.bincount(np.searchsorted(times, t[event]), minlength=times.size)
+    at_risk = t.size - np.r_[0, np.cumsum(counts)[:-1]]
+    # the library's curve steps at event times only; carry it over censoring-only times
+    # (S = 1, se = 0 before the first event: a leading entry that index -1 picks)
+    step = np.searchsorted(km.surv_times, times, side="right") - 1
+    surv = np.r_[km.surv_prob, 1.0][step]
+    surv_se = np.r_[km.surv_prob_se, 0.0][step]
+    lo, hi = loglog_band(surv, surv_se, conf)
+    for j, tj in enumerate(times):
+        d, c = int(n_events[j]), int(counts[j] - n_events[j])
+        rows.append({"time": float(tj), "at_risk": int(at_risk[j]), "events": d,
+                     "censored": c, "cuminc": 1.0 - float(surv[j]), "lo": float(lo[j]),
+                     "hi": float(hi[j])})
     return pd.DataFrame(rows)
+
+
+def loglog_band(surv, surv_se, conf: float = CONF) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise log(-log) interval of a survival curve, as cumulative incidence ``1 - S``.
+
+    ``surv_se`` is the Greenwood standard error of ``S`` (as
+    :class:`~statsmodels.duration.survfunc.SurvfuncRight` gives it); the
+    delta method gives ``se(log(-log S)) = se(S) / (S |log S|)``. Returns
+    ``(lo, hi)``: NaN where ``S = 1`` (no event yet) or the standard error
+    is undefined; ``(NaN, 1)`` once ``S = 0``.
+    """
+    s = np.asarray(surv, float)
+    se = np.asarray(surv_se, float)
+    z = _z(conf)
+    lo = np.full(s.shape, math.nan)
+    hi = np.full(s.shape, math.nan)
+    ok = (s > 0) & (s < 1) & np.isfinite(se)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_s = np.log(np.where(ok, s, 0.5))
+        se_lls = se / (np.where(ok, s, 1.0) * np.abs(log_s))
+        lls = np.log(-log_s)
+        s_lo = np.exp(-np.exp(lls + z * se_lls))
+        s_hi = np.exp(-np.exp(lls - z * se_lls))
+    lo[ok], hi[ok] = 1.0 - s_hi[ok], 1.0 - s_lo[ok]
+    hi[s == 0] = 1.0
+    return lo, hi
 
 
 def median_iqr(values) -> tuple[float, float, float]:
@@ -684,5 +713,6 @@ def median_iqr(values) -> tuple[float, float, float]:
 
 __all__ = ["wilson_interval", "bootstrap_interval", "proportion", "Outcome", "grade_outcomes",
            "risk_table", "binned_risk", "LogisticFit", "fit_logistic", "cumulative_incidence",
+           "loglog_band",
            "decade_bins", "assign_bins", "bin_labels", "median_iqr", "CochranArmitage",
            "cochran_armitage", "trend_test", "trend_table", "TREND_COLUMNS", "CONF"]

@@ -265,7 +265,7 @@ def test_cli_with_two_batches_writes_the_comparison_report(trials, tmp_path, cap
 
 
 def test_default_output_folder_and_three_batches(trials, tmp_path):
-    from analysis.report import analyze
+    from analysis.analyze import analyze
     path = analyze(list(trials), html_page=False)
     assert path == trials[0].parent / "compare_trial_cd28_vs_trial_41bb" / "report.md"
     assert path.exists()

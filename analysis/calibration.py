@@ -1,0 +1,101 @@
+"""Calibration bands of MODEL.md section 11: simulated rates against the pivotal trials.
+
+A product's costimulation domain picks its target trial (CD28 -> ZUMA-1,
+4-1BB -> JULIET); :func:`in_band` says whether the target lies in the band
+of the simulated rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from abm.errors import FileFormatError
+from analysis.io import read_provenance
+from analysis.notes import BAND_PP, CALIBRATION, CALIBRATION_OUTCOMES, PRESET_COSTIMULATION
+from analysis.risk import group_order
+
+
+def in_band(p, lo, hi, target, tol: float = BAND_PP / 100):
+    """Whether a target rate lies in the calibration band of a simulated rate.
+
+    The band is the simulated 95 % Wilson interval ``[lo, hi]`` widened to at
+    least ``p +- tol`` (10 percentage points): ``min(lo, p - tol) <= target <=
+    max(hi, p + tol)``. The interval covers the sampling error of the virtual
+    trial; the tolerance covers what the interval does not (the pivotal trials'
+    own sampling error, ~+-7 points at n ~ 100, and their other grading scales:
+    Lee 2014 or Penn against ASTCT, neurotoxicity against ICANS). All rates
+    as fractions. None when ``p`` is NaN (not available).
+    """
+    if p is None or not np.isfinite(p):
+        return None
+    return bool(min(lo, p - tol) - 1e-12 <= target <= max(hi, p + tol) + 1e-12)
+
+
+def product_costimulation(ds) -> dict:
+    """Costimulation domain ("CD28", "4-1BB", or None) of each ``product`` of a batch.
+
+    From the ``product.costimulation`` coordinate when it varies, else from
+    the config of the first run file of the product, else from the preset
+    name (:data:`PRESET_COSTIMULATION`).
+    """
+    if "product" not in ds.coords:
+        return {}
+    prods = np.asarray(ds["product"].values, dtype=object).astype(str)
+    cost = (np.asarray(ds["product.costimulation"].values, dtype=object)
+            if "product.costimulation" in ds.coords else None)
+    paths = np.asarray(ds["path"].values, dtype=object) if "path" in ds.coords else None
+    out = {}
+    for prod in group_order(prods):
+        i = int(np.flatnonzero(prods == prod)[0])
+        c = str(cost[i]) if cost is not None and cost[i] not in (None, "") else None
+        if c is None and paths is not None:
+            try:
+                c = (read_provenance(paths[i]).get("config") or {}).get(
+                    "product", {}).get("costimulation")
+            except FileFormatError:
+                c = None
+        out[prod] = c or PRESET_COSTIMULATION.get(prod.lower())
+    return out
+
+
+def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
+    """Simulated rates next to the MODEL.md section 11 targets, with the band verdict.
+
+    Args:
+        risk: :func:`analysis.risk.risk_table` rows (``group, outcome, n, k, p,
+            lo, hi, available``) holding :data:`CALIBRATION_OUTCOMES`.
+        costimulation: group -> costimulation ("CD28" -> ZUMA-1, "4-1BB" ->
+            JULIET); groups mapping to no target are left out.
+
+    Returns:
+        One row per (group, outcome): ``group, costimulation, cohort, outcome,
+        n, k, p, lo, hi, target, band_lo, band_hi, in_band`` (rates as
+        fractions; :func:`in_band`; ``in_band`` None when not available).
+    """
+    rows = []
+    for group, costim in costimulation.items():
+        if costim not in CALIBRATION:
+            continue
+        cohort, *targets = CALIBRATION[costim]
+        sub = risk[risk["group"].astype(str) == str(group)]
+        for outcome, target in zip(CALIBRATION_OUTCOMES, targets):
+            r = sub[sub["outcome"] == outcome]
+            ok = not r.empty and bool(r.iloc[0]["available"])
+            n, k, p, lo, hi = ((int(r.iloc[0]["n"]), int(r.iloc[0]["k"]),
+                                *(float(r.iloc[0][c]) for c in ("p", "lo", "hi")))
+                               if ok else (0, 0, math.nan, math.nan, math.nan))
+            tol = BAND_PP / 100
+            rows.append({"group": group, "costimulation": costim, "cohort": cohort,
+                         "outcome": outcome, "n": n, "k": k, "p": p, "lo": lo, "hi": hi,
+                         "target": target / 100, "band_lo": max(min(lo, p - tol), 0.0),
+                         "band_hi": min(max(hi, p + tol), 1.0),
+                         "in_band": in_band(p, lo, hi, target / 100) if ok else None})
+    return pd.DataFrame(rows, columns=["group", "costimulation", "cohort", "outcome", "n", "k",
+                                       "p", "lo", "hi", "target", "band_lo", "band_hi",
+                                       "in_band"])
+
+
+__all__ = ["in_band", "product_costimulation", "calibration_table"]

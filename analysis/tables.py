@@ -1,0 +1,46 @@
+"""Markdown tables shared by the batch and the comparison report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.formatting import format_num, format_p, format_pct, md_table
+
+
+def calibration_markdown(cal: pd.DataFrame, group_label: str = "product") -> str:
+    """:func:`calibration_table` as markdown: one row per (group, outcome)."""
+    rows = []
+    for r in cal.itertuples():
+        verdict = ("n/a" if r.in_band is None else "yes" if r.in_band else
+                   f"no (simulated {'above' if r.p > r.target else 'below'})")
+        rows.append([str(r.group), r.cohort, r.outcome.replace("ICANS", "neurotox / ICANS"),
+                     str(r.n), str(r.k) if r.n else "n/a",
+                     format_pct(r.p, r.lo, r.hi) if r.n else "not available",
+                     f"{100 * r.target:.0f} %", verdict])
+    return md_table([group_label, "target trial", "outcome", "n", "k",
+                     "simulated % (95 % CI)", "target", "in band?"], rows)
+
+
+def trend_markdown(trend: pd.DataFrame, group_label: str | None = None) -> str:
+    """:func:`analysis.risk.trend_table` as the report's table."""
+    rows = []
+    for r in trend.itertuples():
+        first = [str(r.group)] if group_label else []
+        if not r.available:
+            rows.append(first + [r.outcome, "0", "0", "not available", "", "", ""])
+            continue
+        lo, hi = (format_num(v, "{:+.2f}") if np.isfinite(v) else ("-inf" if v < 0 else "+inf")
+                  for v in (r.slope_lo, r.slope_hi))
+        slope = "n/a" if not np.isfinite(r.slope) else \
+            f"{r.slope:+.2f} [{lo}, {hi}]".replace("+0.00 ", "0.00 ")
+        rows.append(first + [r.outcome, str(r.n), str(r.k), format_num(r.ca_z, "{:+.2f}"),
+                             format_p(r.ca_p_increasing), slope, format_p(r.slope_p)]
+                    + [r.note or ""])
+    header = ([group_label] if group_label else []) + [
+        "outcome", "n", "events", "CA z", "one-sided p (increasing)",
+        "logistic slope per decade [95 % CI]", "p (slope)", "note"]
+    return md_table(header, [r + [""] * (len(header) - len(r)) for r in rows])
+
+
+__all__ = ["calibration_markdown", "trend_markdown"]
