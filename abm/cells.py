@@ -18,18 +18,12 @@ import itertools
 
 import numpy as np
 
-# Cell kinds (the ``kind`` column).
-DEAD = -1
-TUMOUR = 0
-CART = 1
-MYELOID = 2
-ENDOTHELIAL = 3
-KIND_NAMES = {TUMOUR: "tumour", CART: "cart", MYELOID: "myeloid", ENDOTHELIAL: "endothelial"}
-
-# Phenotype codes per kind (the ``phenotype`` column).
-TUMOUR_ALIVE, TUMOUR_DYING = 0, 1
-CART_NAIVE, CART_EFFECTOR, CART_MEMORY, CART_EXHAUSTED = 0, 1, 2, 3
-MYELOID_RESIDENT, MYELOID_RECRUITED = 0, 1
+# Cell kinds (the ``kind`` column) and phenotype codes per kind (the
+# ``phenotype`` column), defined in abm.kernels.codes.
+from abm.kernels.codes import (CART, CART_EFFECTOR, CART_EXHAUSTED, CART_MEMORY,  # noqa: F401
+                               CART_NAIVE, DEAD, ENDOTHELIAL, KIND_NAMES, MYELOID,
+                               MYELOID_RECRUITED, MYELOID_RESIDENT, TUMOUR, TUMOUR_ALIVE,
+                               TUMOUR_DYING)
 
 #: Column name -> (dtype, fill value, unit, description).
 COLUMNS: dict[str, tuple[np.dtype, object, str, str]] = {

@@ -32,9 +32,9 @@
   result and are no-ops with the JIT off.
 
 Kernel modules import numpy, numba, math and the other kernels only; the cell
-kind and phenotype codes and the field species order are repeated here as
-compile-time constants and checked against :mod:`abm.cells` and
-:mod:`abm.model.fields` by the model layer at import time.
+kind and phenotype codes, the field species rows and the event flags come from
+:mod:`abm.kernels.codes` (the one place they are defined) as plain ``int``
+compile-time constants and are re-exported here.
 """
 
 from __future__ import annotations
@@ -45,32 +45,14 @@ import numpy as np
 
 from abm.kernels import rng as _rng
 from abm.kernels import streams
+# The cell kind and phenotype codes, field species rows, occupancy markers and
+# event flags, re-exported for the cell kernels (defined in abm.kernels.codes).
+from abm.kernels.codes import (  # noqa: F401
+    CART, CART_EFFECTOR, CART_EXHAUSTED, CART_MEMORY, CART_NAIVE, DEAD, ENDOTHELIAL, EV_ARRESTED,
+    EV_CART_DIED, EV_EGRESS, EV_ENGAGED, EV_EXHAUSTED, EV_KILL, EV_LYSED, EV_MYELOID_DIED,
+    EV_TUMOUR_DIED, F_ANG2, F_DAMAGE, F_GMCSF, F_IFNG, F_IL1, F_IL6, F_IL7_15, FREE, MYELOID,
+    MYELOID_RECRUITED, MYELOID_RESIDENT, N_FIELDS, RESERVED, TUMOUR, TUMOUR_ALIVE, TUMOUR_DYING)
 from abm.kernels.jit import JIT_DISABLED, jit
-
-# -- codes shared with abm.cells (checked in abm.model.agents) -----------------
-DEAD, TUMOUR, CART, MYELOID, ENDOTHELIAL = -1, 0, 1, 2, 3
-TUMOUR_ALIVE, TUMOUR_DYING = 0, 1
-CART_NAIVE, CART_EFFECTOR, CART_MEMORY, CART_EXHAUSTED = 0, 1, 2, 3
-MYELOID_RESIDENT, MYELOID_RECRUITED = 0, 1
-
-# -- field species rows (order of abm.model.fields.SPECIES, checked) -----------
-F_IFNG, F_GMCSF, F_IL6, F_IL1, F_IL7_15, F_ANG2, F_DAMAGE = 0, 1, 2, 3, 4, 5, 6
-N_FIELDS = 7
-
-# -- occupancy markers ---------------------------------------------------------
-FREE = -1          # occ[site] of an empty site
-RESERVED = -2      # occ[site] of a site claimed by a daughter born this step
-
-# -- per-row event flags written by the agent pass (events column of scratch) --
-EV_KILL = 1          # this CAR-T killed its target this step
-EV_CART_DIED = 2     # this CAR-T died
-EV_EGRESS = 4        # this CAR-T left the patch through a vessel site
-EV_LYSED = 8         # this (killed) tumour cell lysed and was removed
-EV_TUMOUR_DIED = 16  # this tumour cell died naturally
-EV_MYELOID_DIED = 32  # this myeloid cell died
-EV_ENGAGED = 64      # this CAR-T formed a new engagement this step
-EV_EXHAUSTED = 128   # this CAR-T became exhausted this step
-EV_ARRESTED = 256    # this free CAR-T stopped on antigen contact (no movement this step)
 
 # --------------------------------------------------------------------------
 # cache hints (llvm.prefetch; no effect on any value)

@@ -53,7 +53,7 @@ from abm.kernels import cells_tumour as KT
 from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
-from abm.model.fields import SPECIES
+from abm.model.cart_rules import RegisteredCartRules
 from abm.errors import ConfigError
 from abm.process import Process
 
@@ -66,18 +66,6 @@ MAX_HOP_PROB = 0.75
 
 #: Most movement passes per step (the kernel decides them as bits of one int64).
 MAX_MOVE_PASSES = 62
-
-# the kernels repeat these codes as compile-time constants
-assert (KM.DEAD, KM.TUMOUR, KM.CART, KM.MYELOID, KM.ENDOTHELIAL) == (
-    C.DEAD, C.TUMOUR, C.CART, C.MYELOID, C.ENDOTHELIAL)
-assert (KM.TUMOUR_ALIVE, KM.TUMOUR_DYING) == (C.TUMOUR_ALIVE, C.TUMOUR_DYING)
-assert (KM.CART_NAIVE, KM.CART_EFFECTOR, KM.CART_MEMORY, KM.CART_EXHAUSTED) == (
-    C.CART_NAIVE, C.CART_EFFECTOR, C.CART_MEMORY, C.CART_EXHAUSTED)
-assert (KM.MYELOID_RESIDENT, KM.MYELOID_RECRUITED) == (C.MYELOID_RESIDENT, C.MYELOID_RECRUITED)
-assert SPECIES == ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2", "damage")
-assert (KM.F_IFNG, KM.F_GMCSF, KM.F_IL6, KM.F_IL1, KM.F_IL7_15, KM.F_ANG2, KM.F_DAMAGE) == tuple(
-    range(len(SPECIES)))
-
 
 def patch_scale(config) -> float:
     """``S = B / n_T0``: patient cells represented by one patch cell."""
@@ -254,7 +242,7 @@ class Extravasation(Process):
     def step(self, state):
         c, sc = state.cells, state.scalars
         erows = self._erows(c)
-        fields = state.fields.reshape(len(SPECIES), -1)
+        fields = state.fields.reshape(state.fields.shape[0], -1)
         update_permeability(erows, c.site, c.activation, fields, state.perm, self.ep)
         nc = nm = 0
         if len(self.vsites):
@@ -368,6 +356,10 @@ class CellRules(Process):
         self._sstart = np.zeros(n_keys + 1, dtype=np.int64)
         self._static_info = np.zeros(2, dtype=np.int64)
         self._static_layout = None
+        # registered CAR-T rules: their own passes after the core pass
+        self.extra_rules = RegisteredCartRules(dt)
+        if self.extra_rules.meta:
+            self.meta = {**self.meta, **self.extra_rules.meta}
 
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
@@ -392,7 +384,7 @@ class CellRules(Process):
         self._scratch(c.capacity)
         n = c.n
         erows = self._erows(c)
-        fields = state.fields.reshape(len(SPECIES), -1)
+        fields = state.fields.reshape(state.fields.shape[0], -1)
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
         quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
@@ -435,6 +427,7 @@ class CellRules(Process):
         sc["ang2_released_step_pg"] = float(s[KS.S_ANG2])
         _add(sc, "vwf_released_pg", float(s[KS.S_VWF]))
         _add(sc, "ang2_released_pg", float(s[KS.S_ANG2]))
+        self.extra_rules.step(state, fields)
         if self.check_invariants or C.CellTable.check_each_step:
             c.check_invariants(state.lattice)
 
@@ -467,6 +460,7 @@ class CellRules(Process):
         for key in ("il6_secreted_cart_pg", "il6_secreted_myeloid_pg", "vwf_released_pg",
                     "ang2_released_pg"):
             row[key] = float(sc.get(key, 0.0))
+        self.extra_rules.record(state, row)
 
 
 #: The processes of this module in step order.

@@ -106,12 +106,15 @@ from dataclasses import dataclass
 
 from abm.schema import Section, param
 from abm.model.effects import patient_effects
+from abm.model.fields import PLASMA_SPECIES, SPECIES_DEFS
 from abm.model.odes import linear2, relax
 
 LN2 = math.log(2.0)
 
-#: Plasma species (a subset of the field species; the damage signal stays local).
-PLASMA_SPECIES = ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2")
+#: Plasma species with a dedicated rule here; any other plasma species (see
+#: ``PLASMA_SPECIES``, from the species registry; the damage signal stays local)
+#: starts at 0 and is cleared first-order at its declared plasma half-life.
+DEDICATED_PLASMA_SPECIES = ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2")
 
 
 #: VWF antigen: 1 IU (the amount in 1 mL of normal plasma) is about 10 ug.
@@ -329,6 +332,9 @@ class Blood:
                 "il1": b.il1_baseline_pg_ml,
                 "ang2": b.ang2_baseline_pg_ml * math.exp(b.ang2_baseline_sd * z["ang2_baseline"])}
         self.baseline = base
+        # registered plasma species without a dedicated rule: first-order clearance (1/s)
+        self.k_other = {d.name: LN2 / (d.plasma_half_life_min * 60.0) for d in SPECIES_DEFS
+                        if d.plasma and d.name not in DEDICATED_PLASMA_SPECIES}
         self.ang1 = b.ang1_baseline_pg_ml * math.exp(b.ang1_baseline_sd * z["ang1_baseline"])
         self.vwf0 = b.vwf_baseline_iu_dl * math.exp(b.vwf_baseline_sd * z["vwf_baseline"])
         self.k_vwf = LN2 / (b.vwf_half_life_h * 3600.0)
@@ -375,7 +381,7 @@ class Blood:
             return
         s["blood_initialised"] = 1.0
         for sp in PLASMA_SPECIES:
-            c0 = self.baseline[sp] if sp != "il7_15" else self.baseline_il7_15()
+            c0 = self.baseline_il7_15() if sp == "il7_15" else self.baseline.get(sp, 0.0)
             s[f"plasma_{sp}"] = c0
             s[f"baseline_{sp}"] = c0               # the patient's healthy baseline (constant)
             s[f"exchange_in_{sp}_pg"] = 0.0      # cumulative S * X_s (patient pg)
@@ -546,6 +552,8 @@ class Blood:
         cart = s["blood_cart_cells"] + s["tissue_cart_cells"]
         lam = self.k7 + self.q7 * (s["lymphocytes_cells"] + self.ld.cart_consumption_ratio * cart)
         s["plasma_il7_15"] = relax(s["plasma_il7_15"], self.p7, lam, dt)
+        for sp, k in self.k_other.items():
+            s[f"plasma_{sp}"] = relax(s[f"plasma_{sp}"], 0.0, k, dt)
         # VWF: production rises with systemic endothelial activation
         s["vwf_iu_dl"] = relax(s["vwf_iu_dl"], self.k_vwf * self.vwf0 * (1.0 + b.vwf_activation_gain * e_sys),
                                self.k_vwf, dt)
