@@ -90,6 +90,7 @@ def check_burden(source: Path, own: bool, runs=None) -> dict:
 
 
 def run(ctx) -> dict:
+    """The ``mech_burden`` cohort, or the batch of ``--burden-batch`` (its bins then from the data)."""
     from validation.cohort import read_runs
     own = ctx.opts.burden_batch is None
     source = ctx.folders["mech_burden"] if own else ctx.opts.burden_batch

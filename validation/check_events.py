@@ -37,7 +37,7 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
     """Synthetic controls through the full patient model (default parameters, no cell rules): tumour lysis
     without fever, fever without lysis, and both. A synthetic process puts ``lysis_cells`` patient cells of
     lysis into blood evenly over days 1-2 and / or a patch IFN-gamma / GM-CSF surge on days 0.5-3 (the fever
-    drive of scripts/validate_icans.py --synthetic). Returns run-like dicts (``ts``, ``config``, ``ep``)."""
+    drive of ``python -m validation icans --synthetic``). Returns run-like dicts (``ts``, ``config``, ``ep``)."""
     from abm.config import config_from_dict
     from abm.model.blood import patient_scale
     from abm.model.patient import PATIENT_PROCESSES

@@ -271,7 +271,7 @@ def run(a, error=None) -> int:
 
 
 def main(argv=None) -> int:
-    """The check alone, with ``--out`` for the file and ``--workers`` (the options of the former script)."""
+    """The check alone, with ``--out`` for the file and ``--workers`` (the command line of scripts/validate_icans.py)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(ap, out_flag="--out")
     ap.add_argument("--workers", type=int, default=2)
