@@ -44,7 +44,7 @@ def check_products(runs) -> dict:
     d28 = wilcoxon(d28_b, d28_a, "greater")
     peak = wilcoxon(ep(a, "blood_cart_peak_per_ul"), ep(b, "blood_cart_peak_per_ul"), "greater")
     kept = wilcoxon(d28_b / ep(b, "blood_cart_peak_per_ul"), d28_a / ep(a, "blood_cart_peak_per_ul"), "greater")
-    peak_day = {"median_a": median(ep(a, "blood_cart_peak_day")), "median_b": median(ep(b, "blood_cart_peak_day"))}
+    cart_peak_day = {"median_a": median(ep(a, "blood_cart_peak_day")), "median_b": median(ep(b, "blood_cart_peak_day"))}
     crit = {"ifng_higher": ifng["p"] < ALPHA, "il6_higher": il6["p"] < ALPHA,
             "ifng_earlier": ifng_day["p"] < ALPHA, "il6_earlier": il6_day["p"] < ALPHA,
             "crs_earlier": onset["p"] < ALPHA and onset["median_a"] < onset["median_b"],
@@ -68,11 +68,11 @@ def check_products(runs) -> dict:
              f"blood CAR-T day 28 {fmt(d28['median_a'])} (4-1BB) vs {fmt(d28['median_b'])} (CD28) cells/uL (4-1BB higher "
              f"in {d28['a_gt_b']}/{d28['n_pairs']}, Wilcoxon {fmt_p(d28['p'])}) [{'ok' if crit['41bb_persists'] else 'NO'}]",
              f"info: blood CAR-T peak {fmt(peak['median_a'])} vs {fmt(peak['median_b'])} /uL on day "
-             f"{fmt(peak_day['median_a'])} vs {fmt(peak_day['median_b'])}; day-28 level / peak {fmt(kept['median_b'])} "
+             f"{fmt(cart_peak_day['median_a'])} vs {fmt(cart_peak_day['median_b'])}; day-28 level / peak {fmt(kept['median_b'])} "
              f"(CD28) vs {fmt(kept['median_a'])} (4-1BB), Wilcoxon for 4-1BB higher {fmt_p(kept['p'])}"]
     figs = {"n_pairs": n, "ifng_peak": ifng, "il6_peak": il6, "ifng_peak_day": ifng_day, "il6_peak_day": il6_day,
             "crs_onset": onset, "blood_cart_d28": d28, "blood_cart_d28_over_peak": kept, "blood_cart_peak": peak,
-            "blood_cart_peak_day": peak_day, "criteria": crit}
+            "blood_cart_peak_day": cart_peak_day, "criteria": crit}
     diag = ""
     if not all(crit.values()):
         diag = "failed: " + ", ".join(k for k, v in crit.items() if not v)
