@@ -117,13 +117,13 @@ def test_icans_summary_of_recorded_runs(capsys):
 
 
 @pytest.mark.validate
-def test_quick_mechanism_validation_writes_its_results(tmp_path):
-    out = tmp_path / "quick"
-    main(["mechanisms", "--quick", "--out", str(out), "--no-figures", "-q"])
+def test_mechanism_validation_on_one_patient_per_arm_writes_its_results(tmp_path):
+    out = tmp_path / "tiny"
+    main(["mechanisms", "--quick", "--n", "1", "--n-burden", "1", "--n-infusion", "1", "--out", str(out), "-q"])
     results = json.loads((out / "results.json").read_text())
     assert [r["check"] for r in results["results"]] == list(range(1, 9))
-    assert results["meta"]["n_runs"] == 4 * 4 + 4 * 4 + 3
-    assert (out / "results.md").exists()
+    assert results["meta"]["n_runs"] == 4 + 4 + 1
+    assert len(results["meta"]["figures"]) == 4 and (out / "results.md").exists()
 
 
 @pytest.mark.validate
