@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench trials burden clean-venv
+.PHONY: run test bench validate trials burden clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ burden: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The eight mechanisms of MODEL.md section 10 at the defaults (170 runs, ~11 min;
+# docs/validation.md); results in runs/validate_mechanisms/.
+validate: $(STAMP)
+	$(BIN)/python -m validation mechanisms
 
 clean-venv:
 	rm -rf $(VENV)
