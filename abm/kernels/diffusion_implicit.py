@@ -6,12 +6,18 @@ Field layout, units and boundaries: :mod:`abm.kernels.diffusion_common`.
 from __future__ import annotations
 
 import decimal
+from collections import namedtuple
 
 import numba
 import numpy as np
 
 from abm.kernels.diffusion_common import FieldStepper, check_geometry
 from abm.kernels.jit import jit, pjit
+
+#: The Thomas coefficients of the three sweeps, ``(F, n)`` / ``(F, 2)`` arrays
+#: per axis (:func:`thomas_coefficients`); ``Px`` carries the decay factor.
+LodCoefficients = namedtuple("LodCoefficients", ["Px", "Qx", "Gx", "Py", "Qy", "Gy",
+                                                 "Pz", "Qz", "Gz"])
 
 
 def thomas_coefficients(n: int, r: float, scale: float, boundary: str):
@@ -214,8 +220,20 @@ def _row_sweep(u, P, Q, g0, g1):
 
 
 @jit
-def _lod_species(src, dst, f, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, three_d):
-    """All sweeps of species ``f``: x (rows, with the decay factor), y (per plane), z."""
+def _lod_species(src, dst, f, coef, gval, fixed, three_d):
+    """All sweeps of species ``f``: x (rows, with the decay factor), y (per plane), z.
+
+    ``coef``: :class:`LodCoefficients`.
+    """
+    Px = coef.Px
+    Qx = coef.Qx
+    Gx = coef.Gx
+    Py = coef.Py
+    Qy = coef.Qy
+    Gy = coef.Gy
+    Pz = coef.Pz
+    Qz = coef.Qz
+    Gz = coef.Gz
     F, nz, ny, nx = src.shape
     g = gval[f] if fixed else 0.0
     _x_sweep(src[f].reshape(nz * ny, nx), dst[f].reshape(nz * ny, nx), Px[f], Qx[f],
@@ -227,15 +245,15 @@ def _lod_species(src, dst, f, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, t
 
 
 @jit
-def _lod_ser(src, dst, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, three_d):
+def _lod_ser(src, dst, coef, gval, fixed, three_d):
     for f in range(src.shape[0]):
-        _lod_species(src, dst, f, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, three_d)
+        _lod_species(src, dst, f, coef, gval, fixed, three_d)
 
 
 @pjit
-def _lod_par(src, dst, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, three_d):
+def _lod_par(src, dst, coef, gval, fixed, three_d):
     for f in numba.prange(src.shape[0]):
-        _lod_species(src, dst, f, Px, Qx, Gx, Py, Qy, Gy, Pz, Qz, Gz, gval, fixed, three_d)
+        _lod_species(src, dst, f, coef, gval, fixed, three_d)
 
 
 class ImplicitStepper(FieldStepper):
@@ -251,6 +269,8 @@ class ImplicitStepper(FieldStepper):
         super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
         (self.Px, self.Qx, self.Gx), (self.Py, self.Qy, self.Gy), (self.Pz, self.Qz, self.Gz) = (
             _lod_coefficients(self.shape4, self.h_um, self.dt_s, self.D_um2_s, self.decay_per_s, boundary))
+        self.coefficients = LodCoefficients(self.Px, self.Qx, self.Gx, self.Py, self.Qy, self.Gy,
+                                            self.Pz, self.Qz, self.Gz)
 
     def __call__(self, conc, boundary_values=None, out=None):
         """Advance ``conc`` by one step ``dt`` (in place, or into ``out``).
@@ -270,8 +290,7 @@ class ImplicitStepper(FieldStepper):
         g = self._bvals(boundary_values) if self.fixed else self._zeros
         kernel = _lod_par if self._use_threads() else _lod_ser
         kernel(conc.reshape(self.shape4), dst.reshape(self.shape4),
-               self.Px, self.Qx, self.Gx, self.Py, self.Qy, self.Gy,
-               self.Pz, self.Qz, self.Gz, g, self.fixed, self.ndim == 3)
+               self.coefficients, g, self.fixed, self.ndim == 3)
         return dst
 
 
@@ -316,4 +335,4 @@ def make_implicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="nof
     return ImplicitStepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
 
 
-__all__ = ["ImplicitStepper", "make_implicit_stepper", "thomas_coefficients"]
+__all__ = ["ImplicitStepper", "LodCoefficients", "make_implicit_stepper", "thomas_coefficients"]

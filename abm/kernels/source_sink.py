@@ -8,6 +8,7 @@ returning the masses exchanged with blood, taken up and decayed.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -25,14 +26,25 @@ MASS_DECAYED = 2    # first-order decay, only when decay is given to the source-
 #: Sites per block of the source-sink kernel; masses are summed per block then serially.
 SITE_BLOCK = 4096
 
+#: The arrays updated per site: ``conc`` ``(F, n_sites)`` pg/mL (in place),
+#: ``source`` pg/mL/s and ``uptake`` 1/s ``(F, n_sites)``, ``perm`` ``(n_sites,)``.
+SiteTerms = namedtuple("SiteTerms", ["conc", "source", "uptake", "perm"])
+
+#: Per-species rates ``(F,)``: exchange at permeability 1 (1/s), decay (1/s),
+#: decay factor ``exp(-k dt)`` and integral ``(1 - exp(-k dt)) / k`` (s).
+SpeciesRates = namedtuple("SpeciesRates", ["exchange", "decay", "decay_factor", "decay_integral"])
+
 
 # --------------------------------------------------------------------------- #
 # compiled kernels: sources and sinks
 # --------------------------------------------------------------------------- #
 
 @jit
-def _ss_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, blk, partial):
+def _ss_block(sites, rates, blood, dt, exact, blk, partial):
     """Pointwise update of the sites of block ``blk``, all species; masses into ``partial``.
+
+    ``sites``: :class:`SiteTerms`; ``rates``: :class:`SpeciesRates`; ``blood``
+    ``(F,)`` plasma concentrations, pg/mL; ``dt`` s.
 
     Per voxel and species, with ``lam = k_up + k_ex p + k_dec`` and
     ``R = S + k_ex p C_b``:
@@ -46,6 +58,14 @@ def _ss_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, blk, 
 
     Either way ``C1 - C0 = S dt - uptake - decay - exchange`` per voxel.
     """
+    c2 = sites.conc
+    S2 = sites.source
+    K2 = sites.uptake
+    perm = sites.perm
+    kex = rates.exchange
+    kdec = rates.decay
+    edec = rates.decay_factor
+    phidec = rates.decay_integral
     F = c2.shape[0]
     n = c2.shape[1]
     lo = blk * SITE_BLOCK
@@ -110,21 +130,21 @@ def _ss_sum(partial, vol_ml, mass):
 
 
 @pjit
-def _ss_par(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, vol_ml, partial, mass):
+def _ss_par(sites, rates, blood, dt, exact, vol_ml, partial, mass):
     for blk in numba.prange(partial.shape[2]):
-        _ss_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, blk, partial)
+        _ss_block(sites, rates, blood, dt, exact, blk, partial)
     _ss_sum(partial, vol_ml, mass)
 
 
 @jit
-def _ss_ser(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, vol_ml, partial, mass):
+def _ss_ser(sites, rates, blood, dt, exact, vol_ml, partial, mass):
     for blk in range(partial.shape[2]):
-        _ss_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, exact, blk, partial)
+        _ss_block(sites, rates, blood, dt, exact, blk, partial)
     _ss_sum(partial, vol_ml, mass)
 
 
 @jit
-def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial):
+def _ss_sparse_block(sites, rates, blood, dt, clear, blk, partial):
     """Block ``blk`` of the ``decay_after`` mode: visit only sites with a source, uptake or exchange.
 
     At such a site the update is that of :func:`_ss_block` (exact), divided
@@ -139,6 +159,14 @@ def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear
     leaves the decay of the sites not visited. With ``clear`` the visited
     sources and uptakes are reset to 0, which leaves both arrays all zero.
     """
+    c2 = sites.conc
+    S2 = sites.source
+    K2 = sites.uptake
+    perm = sites.perm
+    kex = rates.exchange
+    kdec = rates.decay
+    edec = rates.decay_factor
+    phidec = rates.decay_integral
     F = c2.shape[0]
     n = c2.shape[1]
     lo = blk * SITE_BLOCK
@@ -208,18 +236,16 @@ def _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear
 
 
 @pjit
-def _ss_sparse_par(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, vol_ml, partial,
-                   mass):
+def _ss_sparse_par(sites, rates, blood, dt, clear, vol_ml, partial, mass):
     for blk in numba.prange(partial.shape[2]):
-        _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial)
+        _ss_sparse_block(sites, rates, blood, dt, clear, blk, partial)
     _ss_sum(partial, vol_ml, mass)
 
 
 @jit
-def _ss_sparse_ser(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, vol_ml, partial,
-                   mass):
+def _ss_sparse_ser(sites, rates, blood, dt, clear, vol_ml, partial, mass):
     for blk in range(partial.shape[2]):
-        _ss_sparse_block(c2, S2, K2, perm, kex, blood, kdec, edec, phidec, dt, clear, blk, partial)
+        _ss_sparse_block(sites, rates, blood, dt, clear, blk, partial)
     _ss_sum(partial, vol_ml, mass)
 
 
@@ -258,6 +284,7 @@ class SourceSinkStepper:
         self._edec = np.exp(-x)
         with np.errstate(divide="ignore", invalid="ignore"):
             self._phidec = np.where(self.decay_per_s > 0, -np.expm1(-x) / self.decay_per_s, self.dt_s)
+        self._rates = SpeciesRates(self.exchange_per_s, self.decay_per_s, self._edec, self._phidec)
         self.parallel = bool(parallel)
         nblk = -(-self.n_sites // SITE_BLOCK)
         self._partial = np.zeros((3, self.n_species, nblk))
@@ -305,20 +332,20 @@ class SourceSinkStepper:
             mass = np.empty((3, self.n_species))
         else:
             check_field(mass, (3, self.n_species), "mass")
+        sites = SiteTerms(c2, S2, K2, p1)
         threads = self.parallel and numba_threads() > 1 and self._partial.shape[2] > 1
         if self.decay_after:
             total = c2.sum(axis=1) if decayed else None   # before the update; deterministic
             kernel = _ss_sparse_par if threads else _ss_sparse_ser
-            kernel(c2, S2, K2, p1, self.exchange_per_s, cb, self.decay_per_s, self._edec,
-                   self._phidec, self.dt_s, bool(clear), self.voxel_volume_ml, self._partial, mass)
+            kernel(sites, self._rates, cb, self.dt_s, bool(clear), self.voxel_volume_ml,
+                   self._partial, mass)
             if decayed:
                 mass[MASS_DECAYED] += (1.0 - self._edec) * total * self.voxel_volume_ml
             else:
                 mass[MASS_DECAYED] = np.nan
             return mass
         kernel = _ss_par if threads else _ss_ser
-        kernel(c2, S2, K2, p1, self.exchange_per_s, cb, self.decay_per_s, self._edec,
-               self._phidec, self.dt_s, self.method == "exact", self.voxel_volume_ml,
+        kernel(sites, self._rates, cb, self.dt_s, self.method == "exact", self.voxel_volume_ml,
                self._partial, mass)
         if clear:
             S2.fill(0.0)
@@ -387,4 +414,4 @@ def make_source_sink_stepper(shape, h_um, dt_s, exchange_per_s, decay_per_s=None
 
 
 __all__ = ["SOURCE_SINK_METHODS", "MASS_EXCHANGED", "MASS_UPTAKE", "MASS_DECAYED", "SITE_BLOCK",
-           "SourceSinkStepper", "make_source_sink_stepper"]
+           "SourceSinkStepper", "make_source_sink_stepper", "SiteTerms", "SpeciesRates"]
