@@ -36,7 +36,9 @@ import tempfile
 import numba
 import numpy as np
 
-from abm.kernels import diffusion as dif
+from abm.kernels import diffusion_explicit as DE
+from abm.kernels import diffusion_implicit as DI
+from abm.kernels import source_sink as SS
 from abm.kernels import diffusion_ref as ref
 from benchmarks import time_call
 
@@ -94,16 +96,16 @@ def _cold_compile() -> dict:
     """First-call times of every kernel in a fresh process with an empty Numba cache."""
     script = r"""
 import json, time, numpy as np
-from abm.kernels import diffusion as d
+from abm.kernels import diffusion_explicit as DE, diffusion_implicit as DI, source_sink as SS
 out = {}
 def first(name, fn):
     t = time.perf_counter(); fn(); out[name] = time.perf_counter() - t
 c = np.random.rand(6, 96, 96); n = 96 * 96; z = np.zeros((6, n))  # > 1 source-sink block
 for par in (False, True):
     tag = "parallel" if par else "serial"
-    first(f"implicit {tag}", lambda: d.make_implicit_stepper(c.shape, 10, 360, 20, 1e-4, parallel=par)(c))
-    first(f"explicit {tag}", lambda: d.make_explicit_stepper(c.shape, 10, 3, 20, 1e-4, parallel=par)(c))
-    first(f"source-sink {tag}", lambda: d.make_source_sink_stepper(c.shape, 10, 360, 1e-3, parallel=par)(
+    first(f"implicit {tag}", lambda: DI.make_implicit_stepper(c.shape, 10, 360, 20, 1e-4, parallel=par)(c))
+    first(f"explicit {tag}", lambda: DE.make_explicit_stepper(c.shape, 10, 3, 20, 1e-4, parallel=par)(c))
+    first(f"source-sink {tag}", lambda: SS.make_source_sink_stepper(c.shape, 10, 360, 1e-3, parallel=par)(
         c, z, z, np.zeros(n), np.zeros(6)))
 print(json.dumps(out))
 """
@@ -129,17 +131,17 @@ def run(quick: bool = False) -> dict:
             # NumPy references, timed once per shape (single-threaded NumPy/SciPy)
             t_ref_imp = time_call(lambda: ref.implicit_step_ref(c0, H_UM, DT_S, D_UM2_S, DECAY_PER_S),
                                   reps=1 if quick else 3)["median"]
-            probe = dif.make_explicit_stepper(shape, H_UM, EXPLICIT_DT_S, D_UM2_S, DECAY_PER_S)
+            probe = DE.make_explicit_stepper(shape, H_UM, EXPLICIT_DT_S, D_UM2_S, DECAY_PER_S)
             t_ref_exp = time_call(lambda: ref.explicit_step_ref(
                 c0, H_UM, probe.dt_sub_s, D_UM2_S, DECAY_PER_S), reps=1 if quick else 3)["median"]
             for threads in _threads():
                 numba.set_num_threads(threads)
                 c = c0.copy()
-                imp = dif.make_implicit_stepper(shape, H_UM, DT_S, D_UM2_S, DECAY_PER_S)
+                imp = DI.make_implicit_stepper(shape, H_UM, DT_S, D_UM2_S, DECAY_PER_S)
                 rows.append(_row("implicit LOD", shape, threads, time_call(lambda: imp(c), reps), n,
                                  ref_s=t_ref_imp))
                 c = c0.copy()
-                exp = dif.make_explicit_stepper(shape, H_UM, EXPLICIT_DT_S, D_UM2_S, DECAY_PER_S)
+                exp = DE.make_explicit_stepper(shape, H_UM, EXPLICIT_DT_S, D_UM2_S, DECAY_PER_S)
                 rows.append(_row(f"explicit (n_sub={exp.n_sub}), per sub-step", shape, threads,
                                  time_call(lambda: exp(c), max(2, reps // 3)), n,
                                  per_call=exp.n_sub, ref_s=t_ref_exp, copy_bw=copy_bw))
@@ -154,13 +156,13 @@ def run(quick: bool = False) -> dict:
         blood = np.ones(7)
         for label, K in (("10% sites", rng.random((7, sites)) * (rng.random((7, sites)) < 0.1) * 1e-3),
                          ("all sites", rng.random((7, sites)) * 1e-3)):
-            for method in dif.SOURCE_SINK_METHODS:
+            for method in SS.SOURCE_SINK_METHODS:
                 t_ref = time_call(lambda: ref.source_sink_ref(c0, H_UM, DT_S, S, K, perm, kex, blood,
                                                               method=method), reps=1 if quick else 3)
                 for threads in _threads():
                     numba.set_num_threads(threads)
                     c = c0.copy()
-                    ss = dif.make_source_sink_stepper(shape, H_UM, DT_S, kex, method=method)
+                    ss = SS.make_source_sink_stepper(shape, H_UM, DT_S, kex, method=method)
                     rows.append(_row(f"source-sink {method}, uptake at {label}", shape, threads,
                                      time_call(lambda: ss(c, S, K, perm, blood), reps), c0.size,
                                      ref_s=t_ref["median"]))
@@ -177,7 +179,7 @@ def run(quick: bool = False) -> dict:
             for threads in _threads():
                 numba.set_num_threads(threads)
                 c = c0.copy()
-                ss = dif.make_source_sink_stepper(shape, H_UM, DT_S, kex, kdec, decay_after=after)
+                ss = SS.make_source_sink_stepper(shape, H_UM, DT_S, kex, kdec, decay_after=after)
                 rows.append(_row(f"source-sink {label}, cells at 3% sites", shape, threads,
                                  time_call(lambda: ss(c, S3, K3, perm3, blood, decayed=False),
                                            reps), c0.size, ref_s=t_ref["median"]))
@@ -204,7 +206,7 @@ def run(quick: bool = False) -> dict:
                 notes.append(f"explicit 6 species on 512^2: {r['GB/s']:.1f} GB/s = "
                              f"{r['% copy BW']:.0f} % of the copy bandwidth (target: within 2x of "
                              "the bandwidth bound, i.e. >= 50 %)")
-    result = {"title": "Cytokine field solvers (abm.kernels.diffusion)", "columns": COLUMNS,
+    result = {"title": "Cytokine field solvers (abm.kernels.diffusion_implicit, diffusion_explicit, source_sink)", "columns": COLUMNS,
               "rows": rows, "copy_bandwidth_Bps": copy_bw, "notes": notes}
     if not quick:
         cold = _cold_compile()

@@ -1,4 +1,4 @@
-"""Cytokine field solvers (abm.kernels.diffusion) against truth and against the NumPy reference.
+"""Cytokine field solvers (abm.kernels.diffusion_implicit, diffusion_explicit, source_sink) against truth and against the NumPy reference.
 
 Tolerances and why:
 
@@ -39,7 +39,10 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_banded
 
-from abm.kernels import diffusion as dif
+from abm.kernels import diffusion_common as DC
+from abm.kernels import diffusion_explicit as DE
+from abm.kernels import diffusion_implicit as DI
+from abm.kernels import source_sink as SS
 from abm.kernels import diffusion_ref as ref
 
 H = 10.0  # um
@@ -69,7 +72,7 @@ SHAPES = {2: (3, 19, 23), 3: (2, 7, 10, 11)}  # rows not a multiple of 8 on purp
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_implicit_matches_reference(ndim, boundary, parallel):
     c, D, k, g = _inputs(SHAPES[ndim], seed=ndim)
-    step = dif.make_implicit_stepper(c.shape, H, 360.0, D, k, boundary, parallel)
+    step = DI.make_implicit_stepper(c.shape, H, 360.0, D, k, boundary, parallel)
     out = step(c, g, out=np.empty_like(c))
     want = ref.implicit_step_ref(c, H, 360.0, D, k, boundary, g)
     assert _rel(out, want) < 1e-12
@@ -83,7 +86,7 @@ def test_implicit_matches_reference(ndim, boundary, parallel):
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_explicit_matches_reference(ndim, boundary, parallel):
     c, D, k, g = _inputs(SHAPES[ndim], seed=10 + ndim)
-    step = dif.make_explicit_stepper(c.shape, H, 7.0, D, k, boundary, parallel)
+    step = DE.make_explicit_stepper(c.shape, H, 7.0, D, k, boundary, parallel)
     assert step.n_sub == ref.explicit_n_sub(ndim, H, 7.0, D) == math.ceil(
         7.0 / (0.9 * H**2 / (2 * ndim * D.max())))
     out = step(c, g, out=np.empty_like(c))
@@ -94,9 +97,9 @@ def test_explicit_matches_reference(ndim, boundary, parallel):
 def test_reference_thomas_factorisation_matches_banded():
     """The kernel's precomputed factorisation solves the same system as LAPACK."""
     rng = np.random.default_rng(3)
-    for boundary in dif.BOUNDARIES:
+    for boundary in DC.BOUNDARIES:
         for n, r in ((1, 3.0), (2, 0.5), (17, 72.0)):
-            P, Q, G = dif.thomas_coefficients(n, r, 1.0, boundary)
+            P, Q, G = DI.thomas_coefficients(n, r, 1.0, boundary)
             d = rng.random(n)
             x = np.empty(n)
             a = P[0] * d[0]
@@ -121,14 +124,14 @@ def _sparse_site_inputs(shape, seed):
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("method", dif.SOURCE_SINK_METHODS)
+@pytest.mark.parametrize("method", SS.SOURCE_SINK_METHODS)
 @pytest.mark.parametrize("with_decay", [False, True])
 def test_source_sink_matches_reference(with_decay, method, parallel):
     shape = (3, 70, 90)  # 6300 sites: two blocks of SITE_BLOCK
     S, K, p, kex, cb = _sparse_site_inputs(shape, 4)
     c = np.random.default_rng(5).random(shape)
     dec = np.array([1e-4, 0.0, 3e-3]) if with_decay else None
-    step = dif.make_source_sink_stepper(shape, H, 360.0, kex, dec, parallel, method)
+    step = SS.make_source_sink_stepper(shape, H, 360.0, kex, dec, parallel, method)
     new = c.copy()
     mass = step(new, S, K, p, cb)
     want_c, want_m = ref.source_sink_ref(c, H, 360.0, S, K, p, kex, cb, dec, method)
@@ -149,15 +152,15 @@ def _run_all(parallel, shape2=(5, 70, 66), shape3=(3, 9, 12, 10), dt_expl=6.0):
     outs = []
     for shape in (shape2, shape3):
         c, D, k, g = _inputs(shape, seed=len(shape))
-        for boundary in dif.BOUNDARIES:
-            outs.append(dif.make_implicit_stepper(shape, H, 360.0, D, k, boundary, parallel)(
+        for boundary in DC.BOUNDARIES:
+            outs.append(DI.make_implicit_stepper(shape, H, 360.0, D, k, boundary, parallel)(
                 c, g, out=np.empty_like(c)))
-            outs.append(dif.make_explicit_stepper(shape, H, dt_expl, D, k, boundary, parallel)(
+            outs.append(DE.make_explicit_stepper(shape, H, dt_expl, D, k, boundary, parallel)(
                 c, g, out=np.empty_like(c)))
         S, K, p, kex, cb = _sparse_site_inputs(shape, 6)
-        for method in dif.SOURCE_SINK_METHODS:
+        for method in SS.SOURCE_SINK_METHODS:
             new = c.copy()
-            mass = dif.make_source_sink_stepper(shape, H, 360.0, kex, k, parallel, method)(
+            mass = SS.make_source_sink_stepper(shape, H, 360.0, kex, k, parallel, method)(
                 new, S, K, p, cb)
             outs += [new, mass]
     return outs
@@ -227,7 +230,7 @@ def test_point_source_spreads_with_variance_2Dt(scheme, ndim, n, D, dt, steps):
     shape = (1,) + (n,) * ndim
     c = np.zeros(shape)
     c[(0,) + (n // 2,) * ndim] = 1.0
-    make = dif.make_implicit_stepper if scheme == "implicit" else dif.make_explicit_stepper
+    make = DI.make_implicit_stepper if scheme == "implicit" else DE.make_explicit_stepper
     step = make(shape, H, dt, D, 0.0, "noflux", False)
     for _ in range(steps):
         step(c)
@@ -267,9 +270,9 @@ def test_noflux_conserves_mass_over_1000_steps(scheme, ndim):
     c = np.random.default_rng(7).random(shape)
     m0 = c.sum(axis=tuple(range(1, c.ndim)))
     if scheme == "implicit":
-        step = dif.make_implicit_stepper(shape, H, 360.0, [20.0, 35.0], 0.0, parallel=False)
+        step = DI.make_implicit_stepper(shape, H, 360.0, [20.0, 35.0], 0.0, parallel=False)
     else:
-        step = dif.make_explicit_stepper(shape, H, 1.0, [20.0, 35.0], 0.0, parallel=False)
+        step = DE.make_explicit_stepper(shape, H, 1.0, [20.0, 35.0], 0.0, parallel=False)
     for _ in range(1000):
         step(c)
     m1 = c.sum(axis=tuple(range(1, c.ndim)))
@@ -282,7 +285,7 @@ def test_uniform_field_decays_exactly(scheme):
     shape = (2, 12, 13)
     k = np.array([math.log(2) / 3600, math.log(2) / 1800])
     c = np.full(shape, 5.0)
-    make = dif.make_implicit_stepper if scheme == "implicit" else dif.make_explicit_stepper
+    make = DI.make_implicit_stepper if scheme == "implicit" else DE.make_explicit_stepper
     step = make(shape, H, 36.0, 20.0, k, "noflux", False)
     for _ in range(200):
         step(c)
@@ -295,8 +298,8 @@ def test_uniform_source_steady_state_with_decay_in_diffusion():
     """Decay in the diffusion step: fixed point S dt / (e^{k dt} - 1) = S/k (1 - k dt/2 + ...)."""
     shape = (1, 8, 9)
     S, k, dt = 2.0, 1e-3, 60.0
-    diff = dif.make_implicit_stepper(shape, H, dt, 20.0, k, parallel=False)
-    src = dif.make_source_sink_stepper(shape, H, dt, 0.0, parallel=False)
+    diff = DI.make_implicit_stepper(shape, H, dt, 20.0, k, parallel=False)
+    src = SS.make_source_sink_stepper(shape, H, dt, 0.0, parallel=False)
     c = np.zeros(shape)
     n = 72
     source = np.full((1, n), S)
@@ -313,8 +316,8 @@ def test_uniform_source_steady_state_with_decay_in_diffusion():
 def test_uniform_source_steady_state_with_decay_in_source_sink():
     shape = (1, 8, 9)
     S, k, dt = 2.0, 1e-3, 60.0
-    diff = dif.make_implicit_stepper(shape, H, dt, 20.0, 0.0, parallel=False)
-    src = dif.make_source_sink_stepper(shape, H, dt, 0.0, decay_per_s=k, parallel=False)
+    diff = DI.make_implicit_stepper(shape, H, dt, 20.0, 0.0, parallel=False)
+    src = SS.make_source_sink_stepper(shape, H, dt, 0.0, decay_per_s=k, parallel=False)
     c = np.zeros(shape)
     source = np.full((1, 72), S)
     for _ in range(600):
@@ -335,8 +338,8 @@ def test_line_source_steady_profile_is_exponential():
     D, k, dt, S0 = 20.0, 1e-3, 20.0, 5.0
     nx, i0 = 801, 400
     shape = (1, 3, nx)
-    diff = dif.make_implicit_stepper(shape, H, dt, D, 0.0, parallel=False)
-    src = dif.make_source_sink_stepper(shape, H, dt, 0.0, decay_per_s=k, parallel=False)
+    diff = DI.make_implicit_stepper(shape, H, dt, D, 0.0, parallel=False)
+    src = SS.make_source_sink_stepper(shape, H, dt, 0.0, decay_per_s=k, parallel=False)
     source = np.zeros(shape)
     source[0, :, i0] = S0
     source = source.reshape(1, -1)
@@ -361,7 +364,7 @@ def test_line_source_steady_profile_is_exponential():
 def test_fixed_boundary_value_holds(scheme, ndim):
     shape = (2, 10, 12) if ndim == 2 else (2, 5, 6, 7)
     g = np.array([3.0, 0.5])
-    make = dif.make_implicit_stepper if scheme == "implicit" else dif.make_explicit_stepper
+    make = DI.make_implicit_stepper if scheme == "implicit" else DE.make_explicit_stepper
     step = make(shape, H, 360.0 if scheme == "implicit" else 30.0, [25.0, 10.0], 0.0, "fixed", False)
     full = np.broadcast_to(g.reshape((2,) + (1,) * ndim), shape).copy()
     c = full.copy()
@@ -379,20 +382,20 @@ def test_fixed_boundary_value_holds(scheme, ndim):
 # source-sink properties
 # --------------------------------------------------------------------------- #
 
-@pytest.mark.parametrize("method", dif.SOURCE_SINK_METHODS)
+@pytest.mark.parametrize("method", SS.SOURCE_SINK_METHODS)
 def test_huge_uptake_never_negative(method):
     shape = (2, 30, 40)
     n = 1200
     rng = np.random.default_rng(8)
     c = rng.random(shape) * 100
-    step = dif.make_source_sink_stepper(shape, H, 360.0, [1e3, 0.0], [1e-4, 0.0], method=method)
+    step = SS.make_source_sink_stepper(shape, H, 360.0, [1e3, 0.0], [1e-4, 0.0], method=method)
     uptake = np.full((2, n), 1e6)
     mass = step(c, rng.random((2, n)), uptake, rng.random(n), np.array([1.0, 2.0]))
     assert c.min() >= 0
     assert np.all(np.isfinite(mass))
 
 
-@pytest.mark.parametrize("method", dif.SOURCE_SINK_METHODS)
+@pytest.mark.parametrize("method", SS.SOURCE_SINK_METHODS)
 def test_exchanged_and_uptaken_mass_balance_tissue_change(method):
     shape = (2, 60, 70)
     n = 60 * 70
@@ -400,21 +403,21 @@ def test_exchanged_and_uptaken_mass_balance_tissue_change(method):
     S, K, p, kex, cb = _sparse_site_inputs(shape, 10)
     c = rng.random(shape) * 10
     vol = H**3 * 1e-12
-    step = dif.make_source_sink_stepper(shape, H, 360.0, kex, None, method=method)
+    step = SS.make_source_sink_stepper(shape, H, 360.0, kex, None, method=method)
     # no source: the drop in tissue mass is what went to blood plus what cells took up
     c1 = c.copy()
     mass = step(c1, np.zeros((2, n)), K, p, cb)
     drop = (c - c1).reshape(2, -1).sum(axis=1) * vol
-    assert _rel(mass[dif.MASS_EXCHANGED] + mass[dif.MASS_UPTAKE], drop) < 1e-12
-    assert np.all(mass[dif.MASS_DECAYED] == 0)
+    assert _rel(mass[SS.MASS_EXCHANGED] + mass[SS.MASS_UPTAKE], drop) < 1e-12
+    assert np.all(mass[SS.MASS_DECAYED] == 0)
     # only exchange: exchanged mass equals the drop in tissue mass
     c1 = c.copy()
     mass = step(c1, np.zeros((2, n)), np.zeros((2, n)), p, np.zeros(2))
     drop = (c - c1).reshape(2, -1).sum(axis=1) * vol
-    assert _rel(mass[dif.MASS_EXCHANGED], drop) < 1e-12
-    assert np.all(mass[dif.MASS_EXCHANGED] > 0)
+    assert _rel(mass[SS.MASS_EXCHANGED], drop) < 1e-12
+    assert np.all(mass[SS.MASS_EXCHANGED] > 0)
     # with sources and decay: sum(C1 - C0) V = S dt V - exchanged - uptake - decayed
-    step = dif.make_source_sink_stepper(shape, H, 360.0, kex, [2e-4, 1e-3], method=method)
+    step = SS.make_source_sink_stepper(shape, H, 360.0, kex, [2e-4, 1e-3], method=method)
     c1 = c.copy()
     mass = step(c1, S, K, p, cb)
     gain = (c1 - c).reshape(2, -1).sum(axis=1) * vol
@@ -426,9 +429,9 @@ def test_exact_source_sink_is_independent_of_step_size():
     S, K, p, kex, cb = _sparse_site_inputs(shape, 11)
     c = np.random.default_rng(12).random(shape)
     one = c.copy()
-    m_one = dif.make_source_sink_stepper(shape, H, 360.0, kex, [1e-4, 5e-4])(one, S, K, p, cb)
+    m_one = SS.make_source_sink_stepper(shape, H, 360.0, kex, [1e-4, 5e-4])(one, S, K, p, cb)
     ten = c.copy()
-    small = dif.make_source_sink_stepper(shape, H, 36.0, kex, [1e-4, 5e-4])
+    small = SS.make_source_sink_stepper(shape, H, 36.0, kex, [1e-4, 5e-4])
     m_ten = sum(small(ten, S, K, p, cb) for _ in range(10))
     assert _rel(ten, one) < 1e-12
     assert _rel(m_ten, m_one) < 1e-10
@@ -437,21 +440,21 @@ def test_exact_source_sink_is_independent_of_step_size():
 def test_tissue_at_plasma_level_exchanges_nothing():
     shape = (1, 10, 10)
     c = np.full(shape, 4.0)
-    m = dif.make_source_sink_stepper(shape, H, 360.0, 1e-2)(
+    m = SS.make_source_sink_stepper(shape, H, 360.0, 1e-2)(
         c, np.zeros((1, 100)), np.zeros((1, 100)), np.ones(100), np.array([4.0]))
     assert np.abs(c - 4.0).max() < 1e-14
     gross = 1e-2 * 4.0 * 360.0 * 100 * H**3 * 1e-12  # what flows each way
-    assert abs(m[dif.MASS_EXCHANGED, 0]) < 1e-12 * gross
+    assert abs(m[SS.MASS_EXCHANGED, 0]) < 1e-12 * gross
 
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError):
-        dif.make_implicit_stepper((2, 8), H, 1.0, 1.0, 0.0)
+        DI.make_implicit_stepper((2, 8), H, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError):
-        dif.make_implicit_stepper((2, 8, 8), H, 1.0, [1.0, 2.0, 3.0], 0.0)
+        DI.make_implicit_stepper((2, 8, 8), H, 1.0, [1.0, 2.0, 3.0], 0.0)
     with pytest.raises(ValueError):
-        dif.make_explicit_stepper((2, 8, 8), H, 1.0, 1.0, 0.0, boundary="periodic")
-    step = dif.make_implicit_stepper((2, 8, 8), H, 1.0, 1.0, 0.0, parallel=False)
+        DE.make_explicit_stepper((2, 8, 8), H, 1.0, 1.0, 0.0, boundary="periodic")
+    step = DI.make_implicit_stepper((2, 8, 8), H, 1.0, 1.0, 0.0, parallel=False)
     with pytest.raises(ValueError):
         step(np.zeros((2, 8, 9)))
     with pytest.raises(ValueError):

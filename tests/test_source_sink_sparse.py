@@ -17,7 +17,8 @@ import numba
 import numpy as np
 import pytest
 
-from abm.kernels import diffusion as dif
+from abm.kernels import diffusion_implicit as DI
+from abm.kernels import source_sink as SS
 
 H = 20.0
 DT = 360.0
@@ -42,13 +43,13 @@ def _both(shape, seed, parallel=False):
     c, S, K, p, kex, k, cb = _inputs(shape, seed)
     D = np.full(shape[0], 15.0)
     old = c.copy()
-    m_old = dif.make_source_sink_stepper(shape, H, DT, kex, k, parallel)(old, S, K, p, cb)
-    dif.make_implicit_stepper(shape, H, DT, D, np.zeros_like(k), parallel=parallel)(old)
+    m_old = SS.make_source_sink_stepper(shape, H, DT, kex, k, parallel)(old, S, K, p, cb)
+    DI.make_implicit_stepper(shape, H, DT, D, np.zeros_like(k), parallel=parallel)(old)
     new = c.copy()
     S2, K2 = S.copy(), K.copy()
-    m_new = dif.make_source_sink_stepper(shape, H, DT, kex, k, parallel, decay_after=True)(
+    m_new = SS.make_source_sink_stepper(shape, H, DT, kex, k, parallel, decay_after=True)(
         new, S2, K2, p, cb, clear=True)
-    dif.make_implicit_stepper(shape, H, DT, D, k, parallel=parallel)(new)
+    DI.make_implicit_stepper(shape, H, DT, D, k, parallel=parallel)(new)
     return c, S, K, p, cb, old, m_old, new, m_new, S2, K2
 
 
@@ -65,32 +66,32 @@ def test_mass_balance_closes_with_noflux_diffusion():
     c, S, K, p, cb, old, m_old, new, m, S2, K2 = _both(shape, 7)
     vol = H ** 3 * 1e-12
     lhs = (new.reshape(3, -1).sum(axis=1) - c.reshape(3, -1).sum(axis=1)) * vol
-    rhs = S.sum(axis=1) * DT * vol - m[dif.MASS_EXCHANGED] - m[dif.MASS_UPTAKE] - m[dif.MASS_DECAYED]
+    rhs = S.sum(axis=1) * DT * vol - m[SS.MASS_EXCHANGED] - m[SS.MASS_UPTAKE] - m[SS.MASS_DECAYED]
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-12 * np.abs(m).max())
 
 
 def test_decayed_false_skips_only_the_decayed_mass():
     shape = (3, 40, 50)
     c, S, K, p, kex, k, cb = _inputs(shape, 9)
-    step = dif.make_source_sink_stepper(shape, H, DT, kex, k, decay_after=True)
+    step = SS.make_source_sink_stepper(shape, H, DT, kex, k, decay_after=True)
     a, b = c.copy(), c.copy()
     ma = step(a, S, K, p, cb).copy()
     mb = step(b, S, K, p, cb, decayed=False)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ma[:2], mb[:2])
-    assert np.isnan(mb[dif.MASS_DECAYED]).all()
+    assert np.isnan(mb[SS.MASS_DECAYED]).all()
 
 
 def test_needs_the_exact_method():
     with pytest.raises(ValueError, match="decay_after"):
-        dif.make_source_sink_stepper((2, 8, 8), H, DT, 1e-3, 1e-4, method="backward_euler",
+        SS.make_source_sink_stepper((2, 8, 8), H, DT, 1e-3, 1e-4, method="backward_euler",
                                      decay_after=True)
 
 
 def _run(parallel, shape=(4, 70, 66)):   # 4620 sites: two blocks, so the threaded path runs
     c, S, K, p, kex, k, cb = _inputs(shape, 11)
     new = c.copy()
-    mass = dif.make_source_sink_stepper(shape, H, DT, kex, k, parallel, decay_after=True)(
+    mass = SS.make_source_sink_stepper(shape, H, DT, kex, k, parallel, decay_after=True)(
         new, S.copy(), K.copy(), p, cb, clear=True)
     return [new, mass]
 

@@ -115,14 +115,30 @@ def cart_prefetch(s, fields, sources, uptake):
 
 
 @jit(inline="always")
-def cart_update(r, keys, ids, kind, site, phenotype, activation, antigen, engagements,
-                divisions_left, target, timer, occ, neighbours, vessel, fields, sources, uptake,
-                cp, env, birth_site, events, il6_out):
+def cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out):
     """Advance the CAR-T cell in row ``r`` by one step (see module docstring).
 
+    ``cells``, ``sites``, ``fld``: :class:`abm.kernels.bundles.CellColumns`,
+    :class:`~abm.kernels.bundles.SiteArrays`, :class:`~abm.kernels.bundles.FieldArrays`.
     Sets ``events[r]`` (flags of this step) and ``il6_out[r]`` (pg secreted)
     afresh: no scratch needs clearing before the pass.
     """
+    ids = cells.ids
+    kind = cells.kind
+    site = cells.site
+    phenotype = cells.phenotype
+    activation = cells.activation
+    antigen = cells.antigen
+    engagements = cells.engagements
+    divisions_left = cells.divisions_left
+    target = cells.target
+    timer = cells.timer
+    occ = sites.occ
+    neighbours = sites.neighbours
+    vessel = sites.vessel
+    fields = fld.fields
+    sources = fld.sources
+    uptake = fld.uptake
     events[r] = 0
     il6_out[r] = 0.0
     cid = ids[r]

@@ -103,9 +103,7 @@ def _hop(r, sub, kc, km, ids, kind, site, occ, neighbours, vessel):
 
 
 @jit
-def append_births(parents, n0, next_id, ids, kind, site, phenotype, activation, antigen,
-                  engagements, divisions_left, target, timer, store, occ, birth_site,
-                  birth_value):
+def append_births(parents, n0, next_id, cells, occ, birth_site, birth_value):
     """Append one daughter per parent row in ``parents`` (already in id order).
 
     Daughters take rows ``n0, n0 + 1, ...`` and ids ``next_id, next_id + 1, ...``.
@@ -113,8 +111,19 @@ def append_births(parents, n0, next_id, ids, kind, site, phenotype, activation, 
     daughter copies the parent's phenotype, activation, engagement count and
     divisions left and starts without a target. The parents' ``birth_site``
     is reset to -1 (the scratch is clean for the next step). Returns the new
-    row count.
+    row count. ``cells``: :class:`abm.kernels.bundles.CellColumns`.
     """
+    ids = cells.ids
+    kind = cells.kind
+    site = cells.site
+    phenotype = cells.phenotype
+    activation = cells.activation
+    antigen = cells.antigen
+    engagements = cells.engagements
+    divisions_left = cells.divisions_left
+    target = cells.target
+    timer = cells.timer
+    store = cells.store
     m = n0
     for i in range(parents.shape[0]):
         p = parents[i]
@@ -274,9 +283,7 @@ N_SUMS = 4
 
 
 @jit(inline="always")
-def _prefetch_motile(r, ids, kind, site, phenotype, activation, engagements, divisions_left,
-                     target, timer, events, il6_out, fields, sources, uptake, occ, neighbours,
-                     occ_rows):
+def _prefetch_motile(r, cells, sites, fld, events, il6_out):
     """Request the data the update of CAR-T or myeloid row ``r`` will touch (a hint only).
 
     The cell's own columns; for CAR-T cells also their neighbour-table row,
@@ -285,35 +292,43 @@ def _prefetch_motile(r, ids, kind, site, phenotype, activation, engagements, div
     sources and uptake they use; for myeloid cells the fields, sources and
     uptake they use.
     """
-    s = site[r]
-    prefetch(ids, r)
-    prefetch(activation, r)
-    prefetch(timer, r)
+    s = cells.site[r]
+    prefetch(cells.ids, r)
+    prefetch(cells.activation, r)
+    prefetch(cells.timer, r)
     prefetch(events, r)
     prefetch(il6_out, r)
-    if kind[r] == CART:
-        prefetch(phenotype, r)
-        prefetch(engagements, r)
-        prefetch(divisions_left, r)
-        prefetch(target, r)
-        prefetch2(neighbours, s, 0)
-        cart_prefetch(s, fields, sources, uptake)
+    if cells.kind[r] == CART:
+        prefetch(cells.phenotype, r)
+        prefetch(cells.engagements, r)
+        prefetch(cells.divisions_left, r)
+        prefetch(cells.target, r)
+        prefetch2(sites.neighbours, s, 0)
+        cart_prefetch(s, fld.fields, fld.sources, fld.uptake)
+        occ = sites.occ
         n_sites = occ.shape[0]
-        for o in occ_rows:
+        for o in sites.occ_rows:
             q = s + o
             if q >= 0 and q < n_sites:
                 prefetch(occ, q)
     else:
-        myeloid_prefetch(s, fields, sources, uptake)
+        myeloid_prefetch(s, fld.fields, fld.sources, fld.uptake)
 
 
-@pjit
-def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind, site,
-                 phenotype, activation, antigen, engagements, divisions_left, target, timer,
-                 occ, neighbours, vessel,
-                 fields, sources, uptake, tp, cp, mp, env, birth_site, birth_value, events,
-                 il6_out, occ_rows, visit, tcount, hopmask, kc, km, n_move, p_cart, p_mye):
+# No reference counting in the tile update: every array it touches is owned by
+# the caller for the whole call and it allocates nothing. Taking arrays out of
+# the bundles in the inlined rule bodies would otherwise cost an atomic
+# incref/decref pair per array and cell (measured: ~35% slower agent pass).
+@pjit(_nrt=False)
+def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratch, tallies):
     """Agent update of the cells of tile position ``t``, site colour by site colour.
+
+    ``keys``: the rule stream keys of the step (:func:`make_keys`); ``kc``,
+    ``km``: the CAR-T and myeloid movement keys. Bundles:
+    :class:`~abm.kernels.bundles.CellColumns`, :class:`~abm.kernels.bundles.SiteArrays`,
+    :class:`~abm.kernels.bundles.FieldArrays`, :class:`~abm.kernels.bundles.RuleParams`,
+    :class:`~abm.kernels.bundles.TumourGroups`, :class:`~abm.kernels.bundles.Scratch`,
+    :class:`~abm.kernels.bundles.Tallies`.
 
     Inside a colour class the tumour cells run first (the static ones from
     ``sstart`` / ``srows``, skipping those that died since they were grouped,
@@ -325,8 +340,29 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
     data of the ``i + PF_DIST``-th is requested from memory, with the tumour
     cells in between giving it time to arrive.
     """
+    kind = cells.kind
+    ids = cells.ids
+    target = cells.target
+    sstart = tgroups.sstart
+    srows = tgroups.srows
+    class_order = scratch.class_order
+    start = scratch.start
+    rows = scratch.rows
+    visit = scratch.kbuf
+    hopmask = scratch.hopmask
+    birth_site = scratch.birth_site
+    birth_value = scratch.birth_value
+    events = tallies.events
+    il6_out = tallies.il6_out
+    tp = params.tp
+    cp = params.cp
+    mp = params.mp
+    env = params.env
+    n_move = params.n_move
+    p_cart = params.p_cart
+    p_mye = params.p_mye
     base = t * nc
-    tc = tcount[t]
+    tc = tallies.tcount[t]
     # motile rows of the tile in visiting order
     v0 = start[N_UPDATED_KINDS * base]
     v1 = v0
@@ -336,38 +372,31 @@ def _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind
             visit[v1] = rows[j]
             v1 += 1
     for i in range(v0, min(v1, v0 + PF_DIST)):
-        _prefetch_motile(visit[i], ids, kind, site, phenotype, activation, engagements,
-                         divisions_left, target, timer, events, il6_out, fields, sources, uptake,
-                         occ, neighbours, occ_rows)
+        _prefetch_motile(visit[i], cells, sites, fld, events, il6_out)
     i = v0
     for ci in range(nc):
         cs = base + class_order[ci]
         for j in range(sstart[cs], sstart[cs + 1]):
             r = srows[j]
             if kind[r] == TUMOUR:
-                tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ,
-                              neighbours, vessel, sources, tp, birth_site, birth_value, tc)
+                tumour_update(r, keys, cells, sites, fld, tp, birth_site, birth_value, tc)
         c = N_UPDATED_KINDS * cs
         m0 = start[c + 1]          # first CAR-T row of the class
         m1 = start[c + 2]          # first myeloid row
         for j in range(start[c], m0):
-            tumour_update(rows[j], keys, ids, kind, site, phenotype, antigen, timer, occ,
-                          neighbours, vessel, sources, tp, birth_site, birth_value, tc)
+            tumour_update(rows[j], keys, cells, sites, fld, tp, birth_site, birth_value, tc)
         for j in range(m0, start[c + 3]):      # the CAR-T rows, then the myeloid rows
             if i + PF_DIST < v1:
-                _prefetch_motile(visit[i + PF_DIST], ids, kind, site, phenotype, activation,
-                                 engagements, divisions_left, target, timer, events, il6_out,
-                                 fields, sources, uptake, occ, neighbours, occ_rows)
+                _prefetch_motile(visit[i + PF_DIST], cells, sites, fld, events, il6_out)
             i += 1
             r = rows[j]
             if j < m1:
-                cart_update(r, keys, ids, kind, site, phenotype, activation, antigen,
-                            engagements, divisions_left, target, timer, occ, neighbours, vessel,
-                            fields, sources, uptake, cp, env, birth_site, events, il6_out)
+                cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out)
                 hopmask[r] = _hop_mask(r, kind, target, events, ids, kc, n_move, p_cart)
             else:
-                myeloid_update(r, keys, ids, kind, site, activation, timer, occ, fields,
-                               sources, uptake, mp, env, events, il6_out)
+                myeloid_update(r, keys, ids, kind, cells.site, cells.activation,
+                               cells.timer, sites.occ, fld.fields, fld.sources, fld.uptake, mp,
+                               env, events, il6_out)
                 hopmask[r] = _hop_mask(r, kind, target, events, ids, km, n_move, p_mye)
 
 
@@ -395,9 +424,20 @@ def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, oc
 
 
 @pjit
-def _endothelial_range(lo, hi, erows, key, ids, site, activation, store, fields, sources, uptake,
-                       perm, ep, env, vwf_out, ang2_out):
-    """Endothelial update of ``erows[lo:hi]`` (cells are independent)."""
+def _endothelial_range(lo, hi, erows, key, cells, fld, ep, env, vwf_out, ang2_out):
+    """Endothelial update of ``erows[lo:hi]`` (cells are independent).
+
+    ``cells``, ``fld``: :class:`abm.kernels.bundles.CellColumns`,
+    :class:`~abm.kernels.bundles.FieldArrays`.
+    """
+    ids = cells.ids
+    site = cells.site
+    activation = cells.activation
+    store = cells.store
+    fields = fld.fields
+    sources = fld.sources
+    uptake = fld.uptake
+    perm = fld.perm
     for j in range(lo, hi):
         if j + PF_DIST < hi:
             endothelial_prefetch(site[erows[j + PF_DIST]], fields, sources, uptake, perm)
@@ -406,14 +446,8 @@ def _endothelial_range(lo, hi, erows, key, ids, site, activation, store, fields,
 
 
 @pjit
-def agent_step(seed, step, n, next_id,
-               ids, kind, site, phenotype, activation, antigen, engagements, divisions_left,
-               target, timer, store,
-               occ, neighbours, vessel, site_key, tile_start, fields, sources, uptake, perm,
-               tp, cp, mp, ep, env, erows, occ_rows, n_move, p_cart, p_mye, par_min,
-               sstart, srows, smotile, static_info, rebuild,
-               start, rows, kbuf, motile, hopmask, class_order, tile_order, birth_site,
-               birth_value, events, il6_out, vwf_out, ang2_out, tcount, counts, sums):
+def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fld, params,
+               tgroups, scratch, tallies):
     """The whole agent phase of one step; returns the new number of rows.
 
     Order: (1) endothelial cells (rows ``erows``; independent);
@@ -427,27 +461,60 @@ def agent_step(seed, step, n, next_id,
     (float64, :data:`N_SUMS`: IL-6 pg from CAR-T, from myeloid cells, VWF pg,
     ANG-2 pg), summed serially in row order.
 
-    Args (besides the cell columns, ``occ``, ``neighbours``, ``vessel``):
-        site_key, tile_start: from :func:`abm.kernels.cells_common.tile_layout`.
-        fields: ``(F, n_sites)`` pg/mL (read only); sources (pg/mL/s) and
-            uptake (1/s) ``(F, n_sites)`` are added to; perm is set at vessel sites.
-        tp, cp, mp, ep: tumour, CAR-T, myeloid, endothelial parameter vectors.
-        env: steroid effect, IL-6R occupancy.
+    Args:
+        erows: rows of the endothelial cells.
+        rebuild: regroup the static tumour rows first (the caller sets it
+            whenever the table's rows have moved since the last grouping).
         par_min: with fewer cells than this the step runs serially (same result).
-        sstart, srows, smotile, static_info: the static grouping of tumour
-            rows (:func:`abm.kernels.cells_common.static_classes`), kept by
-            the caller between steps; ``static_info`` holds ``[rows grouped,
-            entries of smotile]``.
-        rebuild: regroup the static rows first (the caller sets it whenever
-            the table's rows have moved since the last grouping).
+        cells: :class:`abm.kernels.bundles.CellColumns`.
+        sites: :class:`abm.kernels.bundles.SiteArrays` (``site_key``,
+            ``tile_start`` from :func:`abm.kernels.cells_common.tile_layout`).
+        fld: :class:`abm.kernels.bundles.FieldArrays` (``fields`` read only;
+            ``sources`` and ``uptake`` are added to; ``perm`` is set at vessel sites).
+        params: :class:`abm.kernels.bundles.RuleParams`.
+        tgroups: :class:`abm.kernels.bundles.TumourGroups`, the static
+            grouping of tumour rows (:func:`abm.kernels.cells_common.static_classes`),
+            kept by the caller between steps.
+        scratch: :class:`abm.kernels.bundles.Scratch`.
+        tallies: :class:`abm.kernels.bundles.Tallies` (``tcount``: ``(n_tiles,
+            TC_N)`` per-tile tumour counters).
 
-    Scratch arguments (``start``, ``rows``, ``kbuf``, ``motile``, ``hopmask``,
-    ``class_order``, ``tile_order``, ``birth_value``, ``events``, ``*_out``,
-    ``tcount``: ``(n_tiles, TC_N)`` per-tile tumour counters) are overwritten;
-    nothing in them carries over between steps. ``birth_site`` must be -1 in
-    every row on entry and is left so (only parents' rows are set, and
-    :func:`append_births` resets them).
+    Scratch and tallies are overwritten; nothing in them carries over between
+    steps. ``birth_site`` must be -1 in every row on entry and is left so
+    (only parents' rows are set, and :func:`append_births` resets them).
     """
+    ids = cells.ids
+    kind = cells.kind
+    site = cells.site
+    occ = sites.occ
+    neighbours = sites.neighbours
+    vessel = sites.vessel
+    site_key = sites.site_key
+    tile_start = sites.tile_start
+    occ_rows = sites.occ_rows
+    ep = params.ep
+    env = params.env
+    n_move = params.n_move
+    sstart = tgroups.sstart
+    srows = tgroups.srows
+    smotile = tgroups.smotile
+    static_info = tgroups.info
+    start = scratch.start
+    rows = scratch.rows
+    kbuf = scratch.kbuf
+    motile = scratch.motile
+    hopmask = scratch.hopmask
+    class_order = scratch.class_order
+    tile_order = scratch.tile_order
+    birth_site = scratch.birth_site
+    birth_value = scratch.birth_value
+    events = tallies.events
+    il6_out = tallies.il6_out
+    vwf_out = tallies.vwf_out
+    ang2_out = tallies.ang2_out
+    tcount = tallies.tcount
+    counts = tallies.counts
+    sums = tallies.sums
     nc = class_order.shape[0]
     ntc = tile_order.shape[0]
     parallel = n >= par_min
@@ -459,12 +526,10 @@ def agent_step(seed, step, n, next_id,
     ne = erows.shape[0]
     if parallel and ne > CHUNK:
         for q in prange((ne + CHUNK - 1) // CHUNK):
-            _endothelial_range(q * CHUNK, min(ne, (q + 1) * CHUNK), erows, ekey, ids, site,
-                               activation, store, fields, sources, uptake, perm, ep, env,
-                               vwf_out, ang2_out)
+            _endothelial_range(q * CHUNK, min(ne, (q + 1) * CHUNK), erows, ekey, cells, fld, ep,
+                               env, vwf_out, ang2_out)
     else:
-        _endothelial_range(0, ne, erows, ekey, ids, site, activation, store, fields, sources,
-                           uptake, perm, ep, env, vwf_out, ang2_out)
+        _endothelial_range(0, ne, erows, ekey, cells, fld, ep, env, vwf_out, ang2_out)
     # (2) agent pass
     if rebuild:
         static_info[1] = static_classes(n, kind, site, site_key, sstart, srows, smotile)
@@ -482,18 +547,12 @@ def agent_step(seed, step, n, next_id,
         t1 = tile_start[k + 1]
         if parallel and t1 - t0 > 1:
             for t in prange(t0, t1):
-                _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
-                             site, phenotype, activation, antigen, engagements, divisions_left,
-                             target, timer, occ, neighbours, vessel, fields, sources, uptake,
-                             tp, cp, mp, env, birth_site, birth_value, events, il6_out, occ_rows,
-                             kbuf, tcount, hopmask, kc, km, n_move, p_cart, p_mye)
+                _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratch,
+                             tallies)
         else:
             for t in range(t0, t1):
-                _tile_update(t, nc, class_order, sstart, srows, start, rows, keys, ids, kind,
-                             site, phenotype, activation, antigen, engagements, divisions_left,
-                             target, timer, occ, neighbours, vessel, fields, sources, uptake,
-                             tp, cp, mp, env, birth_site, birth_value, events, il6_out, occ_rows,
-                             kbuf, tcount, hopmask, kc, km, n_move, p_cart, p_mye)
+                _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratch,
+                             tallies)
     # (3) movement: the hop decisions of every pass were made in the agent
     # pass (hopmask); each pass regroups the cells that attempt a hop
     mstart = start[: (start.shape[0] - 1) // N_UPDATED_KINDS + 1]
@@ -515,7 +574,7 @@ def agent_step(seed, step, n, next_id,
                     _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
                                occ, neighbours, vessel, occ_rows)
     # (5) tallies (before appending: daughters have no events)
-    tally(moving, events, divisions_left, kind, il6_out, tcount, counts, sums)
+    tally(moving, events, cells.divisions_left, kind, il6_out, tcount, counts, sums)
     vwf = 0.0
     ang2 = 0.0
     for j in range(ne):
@@ -526,9 +585,7 @@ def agent_step(seed, step, n, next_id,
     # (4) births in parent-id order
     parents = rows[:birth_parents(n, birth_site, rows)]
     parents = parents[np.argsort(ids[parents])]
-    return append_births(parents, n, next_id, ids, kind, site, phenotype, activation, antigen,
-                         engagements, divisions_left, target, timer, store, occ, birth_site,
-                         birth_value)
+    return append_births(parents, n, next_id, cells, occ, birth_site, birth_value)
 
 
 __all__ = ["agent_step", "append_births", "tally", "make_keys", "birth_parents",

@@ -61,14 +61,26 @@ TC_N = 2
 
 
 @jit(inline="always")
-def tumour_update(r, keys, ids, kind, site, phenotype, antigen, timer, occ, neighbours, vessel,
-                  sources, tp, birth_site, birth_value, tcount):
+def tumour_update(r, keys, cells, sites, fld, tp, birth_site, birth_value, tcount):
     """Advance tumour cell in row ``r`` by one step (see module docstring).
+
+    ``cells``, ``sites``, ``fld``: :class:`abm.kernels.bundles.CellColumns`,
+    :class:`~abm.kernels.bundles.SiteArrays`, :class:`~abm.kernels.bundles.FieldArrays`.
 
     Lysis and natural death are counted in ``tcount[TC_LYSED]`` and
     ``tcount[TC_DIED]`` (a row of per-tile counters: integer counts, so the
     total does not depend on the order in which tiles are summed).
     """
+    ids = cells.ids
+    kind = cells.kind
+    site = cells.site
+    phenotype = cells.phenotype
+    antigen = cells.antigen
+    timer = cells.timer
+    occ = sites.occ
+    neighbours = sites.neighbours
+    vessel = sites.vessel
+    sources = fld.sources
     cid = ids[r]
     if phenotype[r] == TUMOUR_DYING:
         timer[r] += tp[T_DT_H]

@@ -1,4 +1,5 @@
-"""Plain NumPy / SciPy reference implementations of :mod:`abm.kernels.diffusion`.
+"""Plain NumPy / SciPy reference implementations of the field solvers (:mod:`abm.kernels.diffusion_implicit`,
+:mod:`abm.kernels.diffusion_explicit`, :mod:`abm.kernels.source_sink`).
 
 Written for clarity, not speed: each scheme is the textbook formula, so the
 compiled kernels can be checked against it (and it against exact solutions).

@@ -18,12 +18,15 @@ or :func:`pjit` (may use ``prange``). Options fixed here:
 
 :func:`compile_stats` sums cache hits and misses over every dispatcher made
 here, so a test can assert that a second process does not recompile.
+:func:`registered_kernels` lists every function compiled through here
+(module, name, Python function), so a test can check all kernel signatures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections import namedtuple
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +54,10 @@ numba.config.CACHE_DIR = CACHE_DIR
 
 _DISPATCHERS: list = []
 
+#: One entry per function passed to :func:`jit` / :func:`pjit`.
+KernelInfo = namedtuple("KernelInfo", ["module", "name", "py_func"])
+_REGISTRY: list = []
+
 _BASE_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
 
@@ -58,6 +65,7 @@ def _wrap(fn: Callable | None, parallel: bool, **extra):
     options = dict(_BASE_OPTIONS, parallel=parallel, **extra)
 
     def decorate(f: Callable):
+        _REGISTRY.append(KernelInfo(f.__module__, f.__qualname__, f))
         dispatcher = numba.njit(**options)(f)
         if not JIT_DISABLED:
             _DISPATCHERS.append(dispatcher)
@@ -95,6 +103,15 @@ def compile_stats() -> dict:
             "functions": len(_DISPATCHERS), "jit_disabled": JIT_DISABLED}
 
 
+def registered_kernels() -> list:
+    """Every function compiled through :func:`jit` / :func:`pjit` so far (:class:`KernelInfo`).
+
+    Recorded at decoration time (also with the JIT disabled), so importing a
+    module registers all its kernels.
+    """
+    return list(_REGISTRY)
+
+
 def set_threads(n: int | None) -> int:
     """Set the number of Numba threads (None: leave as is). Returns the count in use."""
     if JIT_DISABLED:
@@ -105,4 +122,5 @@ def set_threads(n: int | None) -> int:
     return numba.get_num_threads()
 
 
-__all__ = ["jit", "pjit", "compile_stats", "set_threads", "JIT_DISABLED"]
+__all__ = ["jit", "pjit", "compile_stats", "registered_kernels", "KernelInfo", "set_threads",
+           "JIT_DISABLED"]

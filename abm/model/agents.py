@@ -50,6 +50,8 @@ from abm.kernels import cells_cart as KC
 from abm.kernels import cells_common as KM
 from abm.kernels import cells_step as KS
 from abm.kernels import cells_tumour as KT
+from abm.kernels.bundles import (CellColumns, FieldArrays, RuleParams, Scratch, SiteArrays,
+                                 Tallies, TumourGroups)
 from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.model import cart, endothelium, myeloid, tumour
@@ -360,6 +362,30 @@ class CellRules(Process):
         self.extra_rules = RegisteredCartRules(dt)
         if self.extra_rules.meta:
             self.meta = {**self.meta, **self.extra_rules.meta}
+        # kernel argument bundles, rebuilt only when one of their arrays is replaced
+        self._env = np.zeros(KC.ENV_N, dtype=np.float64)
+        self._params = RuleParams(self.tp, self.cp, self.mp, self.ep, self._env, self.n_move,
+                                  self.p_cart, self.p_mye)
+        self._cells = self._sites = self._fld = self._fld_of = None
+
+    def _bundles(self, state):
+        """The cell-column, site and field bundles of ``state`` (rebuilt when an array is replaced)."""
+        c = state.cells
+        cb = self._cells
+        cols = (c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
+                c.divisions_left, c.target, c.timer, c.store)
+        if cb is None or any(a is not b for a, b in zip(cb, cols)):
+            self._cells = CellColumns(*cols)
+        if self._sites is None or self._sites.occ is not c.occ:
+            self._sites = SiteArrays(c.occ, self.neighbours, self.vessel, self.site_key,
+                                     self.tile_start, self.occ_rows)
+        src = self._fld_of
+        if (src is None or src[0] is not state.fields or src[1] is not state.sources
+                or src[2] is not state.uptake or src[3] is not state.perm):
+            self._fld = FieldArrays(state.fields.reshape(state.fields.shape[0], -1), state.sources,
+                                    state.uptake, state.perm)
+            self._fld_of = (state.fields, state.sources, state.uptake, state.perm)
+        return self._cells, self._sites, self._fld
 
     def _scratch(self, capacity: int) -> None:
         if capacity != self._cap:
@@ -373,6 +399,13 @@ class CellRules(Process):
                  ((capacity,), f8, 0.0), ((capacity,), i8, 0), ((capacity,), i8, 0)])
             self._static_layout = None
             self._cap = capacity
+            self._tgroups = TumourGroups(self._sstart, self._srows, self._smotile,
+                                         self._static_info)
+            self._scratch_bundle = Scratch(self._start, self._rows, self._kbuf, self._motile,
+                                           self._hopmask, self._class_order, self._tile_order,
+                                           self._birth_site, self._birth_value)
+            self._tallies = Tallies(self._events, self._il6, self._vwf, self._ang2, self._tcount,
+                                    self._counts, self._sums)
 
     def step(self, state):
         c, sc = state.cells, state.scalars
@@ -384,24 +417,15 @@ class CellRules(Process):
         self._scratch(c.capacity)
         n = c.n
         erows = self._erows(c)
-        fields = state.fields.reshape(state.fields.shape[0], -1)
+        cells, sites, fld = self._bundles(state)
+        self._env[:] = environment(state)
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
         quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
         with quiet:
-            new_n = KS.agent_step(
-                state.seed, state.step, n, c.next_id,
-                c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
-                c.divisions_left, c.target, c.timer, c.store,
-                c.occ, self.neighbours, self.vessel, self.site_key, self.tile_start, fields,
-                state.sources, state.uptake, state.perm,
-                self.tp, self.cp, self.mp, self.ep, environment(state), erows, self.occ_rows,
-                self.n_move, self.p_cart, self.p_mye, self.par_min,
-                self._sstart, self._srows, self._smotile, self._static_info, rebuild,
-                self._start, self._rows, self._kbuf, self._motile, self._hopmask,
-                self._class_order, self._tile_order,
-                self._birth_site, self._birth_value, self._events, self._il6, self._vwf,
-                self._ang2, self._tcount, self._counts, self._sums)
+            new_n = KS.agent_step(state.seed, state.step, n, c.next_id, erows, rebuild,
+                                  self.par_min, cells, sites, fld, self._params, self._tgroups,
+                                  self._scratch_bundle, self._tallies)
         self._called = True
         new_n = int(new_n)
         c.next_id += new_n - n
@@ -427,7 +451,7 @@ class CellRules(Process):
         sc["ang2_released_step_pg"] = float(s[KS.S_ANG2])
         _add(sc, "vwf_released_pg", float(s[KS.S_VWF]))
         _add(sc, "ang2_released_pg", float(s[KS.S_ANG2]))
-        self.extra_rules.step(state, fields)
+        self.extra_rules.step(state, fld.fields)
         if self.check_invariants or C.CellTable.check_each_step:
             c.check_invariants(state.lattice)
 

@@ -3,7 +3,7 @@
 Each step, for every species at once:
 
 1. the pointwise ODE ``dC/dt = S - k_up C + k_ex p (C_plasma - C)`` is solved
-   exactly per voxel (:func:`abm.kernels.diffusion.make_source_sink_stepper`),
+   exactly per voxel (:func:`abm.kernels.source_sink.make_source_sink_stepper`),
    where cells have added ``S`` to ``state.sources`` and ``k_up`` to
    ``state.uptake`` during the agent phase and ``p = state.perm``;
 2. diffusion is stepped by the implicit LOD solver (default) or the explicit
@@ -18,7 +18,7 @@ step 1 visits only the sites with a source, uptake or exchange and leaves
 their exact value divided by ``exp(-k dt)``, and the LOD step applies the
 factor ``exp(-k dt)`` to every voxel at no extra cost, so sites where only
 decay acts cost nothing in step 1 (``decay_after`` in
-:func:`abm.kernels.diffusion.make_source_sink_stepper`). Step 1 also clears
+:func:`abm.kernels.source_sink.make_source_sink_stepper`). Step 1 also clears
 ``state.sources`` and ``state.uptake`` for the next step.
 
 The net mass moved from tissue to plasma in the patch this step is stored in
@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from abm.kernels.diffusion import (MASS_EXCHANGED, MASS_UPTAKE, make_explicit_stepper,
-                                   make_implicit_stepper, make_source_sink_stepper)
+from abm.kernels.diffusion_explicit import make_explicit_stepper
+from abm.kernels.diffusion_implicit import make_implicit_stepper
+from abm.kernels.source_sink import MASS_EXCHANGED, MASS_UPTAKE, make_source_sink_stepper
 from abm.model.fields import SPECIES
 from abm.process import Process
 
