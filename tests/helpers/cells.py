@@ -1,7 +1,7 @@
 """Helpers for the cell-rule tests (arenas, the mixed scenario); no tests here.
 
-Imported by ``tests/test_cells_*.py`` and, for the JIT-off comparison, by a
-subprocess that puts this folder on ``sys.path``.
+Imported by ``tests/test_cells_*.py`` and ``tests/test_agent_pass.py`` and, for
+the JIT-off comparison, by a subprocess that puts ``tests/`` on ``sys.path``.
 """
 
 from __future__ import annotations
