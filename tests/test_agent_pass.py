@@ -21,7 +21,7 @@ from abm.kernels import rng, streams
 from abm.model.agents import CellRules, EndothelialRows, movement_plan, sort_by_site
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_support import make_sim, mixed_scenario  # noqa: E402
+from helpers.cells import make_sim, mixed_scenario  # noqa: E402
 
 
 def random_table(n_sites=400, n=250, seed=3, dead=0.1):
@@ -257,7 +257,7 @@ def test_tumour_fate_probabilities():
 def _run_3d(threads: int, par_min: int) -> dict:
     """A small 3D mixed patch (tumour, CAR-T, residents, entry) for a few steps."""
     from abm.kernels.jit import set_threads
-    from test_cells_support import MIXED, add_cart, deep_update
+    from helpers.cells import MIXED, add_cart, deep_update
     from abm.model.agents import Extravasation
 
     set_threads(threads)

@@ -1,6 +1,6 @@
 """open_batch: laziness and memory on 200 runs, alignment of unequal runs, manifest handling.
 
-Synthetic run files come from :func:`test_analysis.write_run` (schema-1 layout).
+Synthetic run files come from :func:`helpers.runfiles.write_run` (schema-1 layout).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from abm.errors import FileFormatError
 from analysis.batch import close_files, open_batch
-from test_analysis import grade_series, write_run
+from helpers.runfiles import grade_series, write_run
 
 N_RUNS, N_TIME, N_VARS = 200, 4000, 12
 

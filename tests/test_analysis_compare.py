@@ -1,6 +1,6 @@
 """Comparison report of batches: calibration band, tests between trials, CAR-T kinetics, CLI.
 
-Two small synthetic trials are written with :func:`test_analysis.write_run`
+Two small synthetic trials are written with :func:`helpers.runfiles.write_run`
 (schema-1 files, one record an hour from day -1 to 10), so every rate,
 onset and kinetic value is known by construction.
 """
@@ -20,7 +20,8 @@ from analysis.batch import open_batch
 from analysis.compare import (AXICEL_MEDIANS, cart_kinetics, holm, run_kinetics, trial_tests)
 from analysis.report import (CALIBRATION, calibration_table, in_band, product_costimulation)
 from analysis.risk import risk_table
-from test_analysis import HOURLY, grade_series, wilson_by_hand, write_run
+from helpers.runfiles import HOURLY, grade_series, write_run
+from helpers.stats import wilson_by_hand
 
 #: Per trial: product, CRS max grades, ICANS max grades, CRS onset day of run i, contraction.
 TRIALS = {

@@ -5,7 +5,7 @@ small integers; Agresti's malformation / alcohol example (z = 2.56, one-sided
 P = 0.005); the identity z^2 = N r^2; the likelihood-ratio statistic and
 profile interval of the plain MLE recomputed by hand; simulated flat, rising
 and falling risks (fixed seeds). The report test reuses the golden-file batch
-of test_analysis.
+of helpers.runfiles.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scipy import optimize, special, stats
 
 from abm.cli import main
 from analysis.risk import (Outcome, cochran_armitage, fit_logistic, trend_table, trend_test)
-from test_analysis import golden_batch
+from helpers.runfiles import golden_batch
 
 
 def burden_sample(seed: int, n: int, slope: float, base: float = -0.8):

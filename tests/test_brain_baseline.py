@@ -9,7 +9,7 @@ from abm.model import brain as B
 from abm.model.patient import PATIENT_PROCESSES
 from abm.build import build_simulation
 
-from test_brain import config, run
+from helpers.brain import config, run
 
 AT_REST = dict(t_on=99.0, t_off=99.0)               # plasma stays at the patient's baseline
 MILD = dict(il6=100.0, il1=2.0, ifng=25.0)          # a mild surge, days 0.5-3.5 (0.4 x the IL-6 / IFN-g potencies)

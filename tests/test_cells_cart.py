@@ -18,7 +18,7 @@ from abm.model import cart
 from abm.model.agents import CellRules, Extravasation, patch_scale
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_support import add_cart, fill_tumour, grid_sites, make_sim  # noqa: E402
+from helpers.cells import add_cart, fill_tumour, grid_sites, make_sim  # noqa: E402
 
 #: A product whose cells neither die, divide, exhaust nor wander off.
 ARENA_PRODUCT = {"basal_death_per_day": 0.0, "activation_death_per_day": 0.0,

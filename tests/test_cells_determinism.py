@@ -27,7 +27,7 @@ from abm.model.agents import CellRules, Extravasation, sort_by_site
 from abm.build import build_simulation
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_support import (DecayFields, MIXED, add_cart, make_sim,  # noqa: E402
+from helpers.cells import (DecayFields, MIXED, add_cart, make_sim,  # noqa: E402
                                 mixed_scenario)
 
 HERE = Path(__file__).parent
@@ -96,7 +96,7 @@ def test_one_and_two_threads_identical(reference):
 def test_jit_off_identical(reference, tmp_path):
     out = tmp_path / "nojit.npz"
     code = ("import sys, numpy as np; sys.path.insert(0, %r); "
-            "import test_cells_support as t; "
+            "import helpers.cells as t; "
             "np.savez(%r, **t.mixed_scenario(checks=False))" % (str(HERE), str(out)))
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -12,7 +12,7 @@ from abm import cells as C
 from abm.kernels.cells_common import event_prob
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cells_support import grid_sites, make_sim  # noqa: E402
+from helpers.cells import grid_sites, make_sim  # noqa: E402
 
 DAY = 86400.0
 

@@ -1,7 +1,7 @@
 """Helpers for the cell-rule tests (arenas, the mixed scenario); no tests here.
 
-Imported by ``tests/test_cells_*.py`` and, for the JIT-off comparison, by a
-subprocess that puts this folder on ``sys.path``.
+Imported by ``tests/test_cells_*.py`` and ``tests/test_agent_pass.py`` and, for
+the JIT-off comparison, by a subprocess that puts ``tests/`` on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from abm.config import config_from_dict
 from abm.model.agents import CellRules, Extravasation
 from abm.model.fields import SPECIES
 from abm.process import Process
+from abm.build import build_simulation
+from abm.build import build_simulation
 from abm.build import build_simulation
 from abm.simulation import Simulation
 
