@@ -65,7 +65,10 @@ def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return json.dumps(v)
+        # a JSON string is a TOML basic string, except that JSON escapes characters
+        # beyond the BMP as surrogate pairs (TOML refuses them: write them as they are)
+        # and leaves DEL as it is (TOML refuses it raw)
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, (list, tuple)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from abm.schema import Section, param, section
@@ -46,7 +47,10 @@ class RunParams(Section):
         for key in ("record_every_min", "snapshot_every_h", "checkpoint_every_h"):
             minutes = getattr(self, key) * (60.0 if key.endswith("_h") else 1.0)
             ratio = minutes / self.dt_min
-            if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            if not math.isfinite(ratio):
+                fail(key, f"must be a finite whole multiple of run.dt_min = {self.dt_min} min "
+                          f"(got {getattr(self, key)})")
+            elif abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
                 fail(key, f"must be a whole multiple of run.dt_min = {self.dt_min} min "
                           f"(got {getattr(self, key)})")
         if self.snapshot_every_h * 60.0 < self.record_every_min:
