@@ -4,7 +4,7 @@ A tiny run (24 x 24 lattice, 120 tumour cells, days 0 to 3, fixed seed) of
 the current model plus a marker process that logs one event per day, so
 every group of the schema holds data. Key values taken from the simulation
 itself (not from the file) go to ``golden_v<schema>.json`` beside it. The
-file is a fixture of the *file format*: ``tests/test_io.py`` checks that the
+file is a fixture of the *file format*: ``tests/io/test_io.py`` checks that the
 reader still opens it and finds those values, so files written by this
 schema version stay readable after the model and the writer change. Regenerate it only when the schema version
 changes (and keep the old file as ``golden_v<old>.h5``)::

@@ -25,7 +25,7 @@ same in every arm (configs/batch_example.toml uses beta(1.5, 8)): a pre-existing
 must raise the ICANS risk but never cause ICANS by itself, before infusion or before CRS.
 
 ``--synthetic`` replaces the cell rules by a synthetic patch surge of IFN-gamma and GM-CSF
-(log-uniform 0.3-3x the size used in tests/test_patient.py, starting day 0.5-3, lasting 2-6
+(log-uniform 0.3-3x the size used in tests/model/test_patient.py, starting day 0.5-3, lasting 2-6
 days, drawn from the seed) through the full patient model (random effects on): a fast check
 that does not depend on the cell-rule calibration.
 
@@ -95,7 +95,7 @@ def one_run(job):
 
 def synthetic_run(job):
     """One patient without cell rules: a synthetic patch surge of IFN-gamma / GM-CSF (as in
-    tests/test_patient.py) whose size and timing vary with the seed, through the full patient model."""
+    tests/model/test_patient.py) whose size and timing vary with the seed, through the full patient model."""
     arm, seed, opts = job
     import numpy as np
     from abm.config import config_from_dict

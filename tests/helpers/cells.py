@@ -1,6 +1,6 @@
 """Helpers for the cell-rule tests (arenas, the mixed scenario); no tests here.
 
-Imported by ``tests/test_cells_*.py`` and ``tests/test_agent_pass.py`` and, for
+Imported by ``tests/model/test_cells_*.py`` and ``tests/kernels/test_agent_pass.py`` and, for
 the JIT-off comparison, by a subprocess that puts ``tests/`` on ``sys.path``.
 """
 

@@ -36,7 +36,7 @@ from abm.build import build_simulation, default_processes
 from abm.io.checkpoint import load_checkpoint
 from analysis.io import cell_snapshot, check_file, open_group, open_run, read_provenance
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden_v1.h5"
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
 TEST_STREAM = 1_000_003   # not in abm.kernels.streams: test-only random numbers
@@ -220,7 +220,7 @@ def kill_mid_run(out_dir: Path, step: int, churn: bool = True) -> Path:
     With ``churn`` every record is written at once (``flush_every_s=0``), so the
     killed file holds records after its last checkpoint.
     """
-    script = PAUSING_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out_dir), step=step,
+    script = PAUSING_SCRIPT.format(tests=str(Path(__file__).resolve().parent), out=str(out_dir), step=step,
                                    procs="processes(cfg)" if churn else "None",
                                    flush=0.0 if churn else 10.0)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,

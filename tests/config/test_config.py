@@ -12,7 +12,7 @@ from abm.schema import walk_params
 from abm.config.root import Config
 from abm.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # (name, TOML text, key path that the message must name)
 MALFORMED = [

@@ -20,7 +20,7 @@ from abm.kernels import cells_tumour as KT
 from abm.kernels import rng, streams
 from abm.model.agents import CellRules, EndothelialRows, movement_plan, sort_by_site
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import make_sim, mixed_scenario  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from scipy.optimize import curve_fit
 from abm import cells as C
 from abm.model.agents import CellRules, Extravasation
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import add_cart, fields2d, grid_sites, make_sim  # noqa: E402
 
 IFNG, GMCSF, IL6, IL1, IL7, ANG2, DAMAGE = range(7)

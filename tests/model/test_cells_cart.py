@@ -17,7 +17,7 @@ from abm.kernels.cells_common import event_prob
 from abm.model import cart
 from abm.model.agents import CellRules, Extravasation, patch_scale
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import add_cart, fill_tumour, grid_sites, make_sim  # noqa: E402
 
 #: A product whose cells neither die, divide, exhaust nor wander off.

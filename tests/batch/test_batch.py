@@ -33,7 +33,7 @@ from abm.cli import main as cli_main
 from abm.errors import AbmError, ConfigError
 from abm.io.run import run_to_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def source_hash() -> str:

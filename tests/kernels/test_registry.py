@@ -20,7 +20,7 @@ from abm.kernels.jit import jit
 from abm.model.fields import SPECIES
 from abm.build import build_simulation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
          "run": {"start_day": 0.0, "end_day": 0.1, "seed": 5}}

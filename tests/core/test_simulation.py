@@ -16,7 +16,7 @@ from abm.build import build_simulation
 from abm.simulation import Simulation
 from abm.triggers import AtSteps, Periodic, as_trigger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
          "run": {"start_day": 0.0, "end_day": 0.1, "seed": 5}}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("abm", "analysis", "benchmarks", "validation")
 
 #: Layers from the bottom up: (name, module prefixes). A module belongs to the

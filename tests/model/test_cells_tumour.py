@@ -11,7 +11,7 @@ import numpy as np
 from abm import cells as C
 from abm.kernels.cells_common import event_prob
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import grid_sites, make_sim  # noqa: E402
 
 DAY = 86400.0

@@ -26,11 +26,11 @@ from abm.kernels.jit import jit
 from abm.model.agents import CellRules, Extravasation, sort_by_site
 from abm.build import build_simulation
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import (DecayFields, MIXED, add_cart, make_sim,  # noqa: E402
                                 mixed_scenario)
 
-HERE = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]   # tests/, where helpers live
 
 
 def assert_same(a: dict, b: dict, label: str):
@@ -97,7 +97,7 @@ def test_jit_off_identical(reference, tmp_path):
     out = tmp_path / "nojit.npz"
     code = ("import sys, numpy as np; sys.path.insert(0, %r); "
             "import helpers.cells as t; "
-            "np.savez(%r, **t.mixed_scenario(checks=False))" % (str(HERE), str(out)))
+            "np.savez(%r, **t.mixed_scenario(checks=False))" % (str(TESTS), str(out)))
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)

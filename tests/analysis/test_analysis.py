@@ -27,7 +27,7 @@ from analysis.risk import (Outcome, binned_risk, cumulative_incidence, fit_logis
 from helpers.runfiles import GOLDEN, HOURLY, golden_batch, grade_series, write_run
 from helpers.stats import Z, wilson_by_hand
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: Edge cases: name -> (spans, expected grade_summary with merge_gap_h = 24).
