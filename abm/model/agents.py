@@ -54,6 +54,7 @@ from abm.kernels.bundles import (CellColumns, FieldArrays, RuleParams, Scratch, 
                                  Tallies, TumourGroups)
 from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
+from abm.kernels.jit import resolved
 from abm.model import cart, endothelium, myeloid, tumour
 from abm.model.cart_rules import RegisteredCartRules
 from abm.errors import ConfigError
@@ -367,6 +368,7 @@ class CellRules(Process):
         self._params = RuleParams(self.tp, self.cp, self.mp, self.ep, self._env, self.n_move,
                                   self.p_cart, self.p_mye)
         self._cells = self._sites = self._fld = self._fld_of = None
+        self._entry = self._entry_for = None
 
     def _bundles(self, state):
         """The cell-column, site and field bundles of ``state`` (rebuilt when an array is replaced)."""
@@ -421,11 +423,18 @@ class CellRules(Process):
         self._env[:] = environment(state)
         rebuild = self._static_layout != c.layout
         self._static_layout = c.layout
-        quiet = contextlib.nullcontext() if self._called else _quiet_compile(KS.agent_step)
-        with quiet:
-            new_n = KS.agent_step(state.seed, state.step, n, c.next_id, erows, rebuild,
-                                  self.par_min, cells, sites, fld, self._params, self._tgroups,
-                                  self._scratch_bundle, self._tallies)
+        bundles = (cells, sites, fld, self._params, self._tgroups, self._scratch_bundle,
+                   self._tallies)
+        args = (state.seed, state.step, n, c.next_id, erows, rebuild, self.par_min, *bundles)
+        if self._called:
+            # the compiled entry for these argument types, found again whenever a bundle is rebuilt
+            if self._entry_for is None or any(a is not b for a, b in zip(bundles, self._entry_for)):
+                self._entry = resolved(KS.agent_step, args)
+                self._entry_for = bundles
+            new_n = self._entry(*args)
+        else:
+            with _quiet_compile(KS.agent_step):
+                new_n = KS.agent_step(*args)
         self._called = True
         new_n = int(new_n)
         c.next_id += new_n - n
