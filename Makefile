@@ -39,7 +39,7 @@ burden: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-# The eight mechanisms of MODEL.md section 10 at the defaults (170 runs, ~11 min;
+# The eight mechanisms of docs/model.md section 10 at the defaults (170 runs, ~11 min;
 # docs/validation.md); results in runs/validate_mechanisms/.
 validate: $(STAMP)
 	$(BIN)/python -m validation mechanisms

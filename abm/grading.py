@@ -143,7 +143,7 @@ def crs_grade(temperature_c: float, hypotension: int, oxygen: int, masked: bool 
 # -- ICANS (ASTCT 2019) -------------------------------------------------------------------------
 #
 # Immune effector cell-associated neurotoxicity syndrome, adults and children over 12 (Lee et al.
-# 2019; table reproduced in PMC8403007; ``/work/shared/research/grading_and_differential.md`` 1b-1c):
+# 2019; table reproduced in PMC8403007; docs/model.md section 7):
 #
 # ==================================  ==============  ==============  ========================  ===========================
 # domain                              grade 1         grade 2         grade 3                   grade 4

@@ -1,4 +1,4 @@
-"""Calibration bands of MODEL.md section 11: simulated rates against the pivotal trials.
+"""Calibration bands of docs/model.md section 11: simulated rates against the pivotal trials.
 
 A product's costimulation domain picks its target trial (CD28 -> ZUMA-1,
 4-1BB -> JULIET); :func:`in_band` says whether the target lies in the band
@@ -62,7 +62,7 @@ def product_costimulation(ds) -> dict:
 
 
 def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
-    """Simulated rates next to the MODEL.md section 11 targets, with the band verdict.
+    """Simulated rates next to the docs/model.md section 11 targets, with the band verdict.
 
     Args:
         risk: :func:`analysis.risk.risk_table` rows (``group, outcome, n, k, p,

@@ -10,7 +10,7 @@ Each batch folder is one *trial*, labelled by its folder name. The report
   costimulation, follow-up, description, per trial;
 * **simulated versus target**: CRS any, CRS >= 3, ICANS (neurotoxicity) any
   and >= 3 per trial (per trial and product when a batch mixes products) with
-  n, k, % and the 95 % Wilson interval next to the MODEL.md section 11 target
+  n, k, % and the 95 % Wilson interval next to the docs/model.md section 11 target
   of the product's costimulation (CD28 -> ZUMA-1, 4-1BB -> JULIET) and the
   band verdict of :func:`analysis.calibration.in_band`;
 * **onset and rates**: median CRS and ICANS onset [IQR] and risk per trial,
@@ -60,7 +60,7 @@ from analysis.render import Figure, render_markdown, say, software_version, writ
 from analysis.risk import grade_outcomes, median_iqr, risk_table, trend_table
 from analysis.tables import calibration_markdown, trend_markdown
 
-#: Blood CAR-T reference points (MODEL.md section 11): axi-cel medians (day, cells/uL),
+#: Blood CAR-T reference points (docs/model.md section 11): axi-cel medians (day, cells/uL),
 #: Kimmel 2021 (Moffitt cohort).
 AXICEL_MEDIANS = ((7.0, 27.5), (14.0, 9.1), (28.0, 2.1))
 #: tisa-cel (Stein 2019): median peak day, fold expansion, contraction rate (1/day).

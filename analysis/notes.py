@@ -1,6 +1,6 @@
 """Constants and explanatory notes shared by the batch and the comparison report.
 
-The calibration targets are those of MODEL.md section 11; the notes are the
+The calibration targets are those of docs/model.md section 11; the notes are the
 paragraphs printed under the calibration and trend tables and the captions
 of the figures both reports draw.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 #: The two grade endpoints reported (``<kind>_max_grade``).
 KINDS = ("crs", "icans")
-#: MODEL.md section 11: pivotal-trial rates by costimulation domain, % (CRS any, CRS >= 3,
+#: docs/model.md section 11: pivotal-trial rates by costimulation domain, % (CRS any, CRS >= 3,
 #: neurotoxicity any, neurotoxicity >= 3).
 CALIBRATION = {
     "CD28": ("ZUMA-1 axi-cel (CD28), n ~ 100", 93, 13, 64, 28),
@@ -40,7 +40,7 @@ TREND_NOTE = (
     "[trend.csv](trend.csv)). **Logistic slope**: change of the log-odds per 10-fold "
     "increase of {lab} in the Firth-penalised logistic fit on log10 {lab}, with its profile "
     "penalised-likelihood 95 % interval and the two-sided penalised likelihood-ratio "
-    "p-value (Heinze & Schemper 2002; Wald values in trend.csv). MODEL.md 10.3 expects "
+    "p-value (Heinze & Schemper 2002; Wald values in trend.csv). docs/model.md 10.3 expects "
     "a monotone rise of CRS and ICANS risk with tumour burden.")
 
 GRADE_CAPTION = "Share of runs by their maximal CRS / ICANS grade (ASTCT 2019)."

@@ -11,7 +11,7 @@ A batch report holds:
   risk table (CRS and ICANS, any grade and grade >= 3, 95 % Wilson
   intervals; overall and by product, tumour-burden decade, clinician policy
   and any ``by`` coordinate), endpoint summaries, the comparison with the
-  calibration bands of MODEL.md section 11
+  calibration bands of docs/model.md section 11
   (:func:`analysis.calibration.in_band`), the
   cross-check of computed against file endpoints, and the figures, with the
   trend test of risk versus tumour burden under the risk figure;
@@ -155,7 +155,7 @@ def _summary_markdown(ep, group: str | None) -> str:
     return md_table(["endpoint: median [IQR] or share of runs"] + groups, rows)
 
 
-# -- calibration bands (MODEL.md section 11) ------------------------------------------
+# -- calibration bands (docs/model.md section 11) ------------------------------------------
 
 def _calibration_markdown(ep) -> tuple[str | None, pd.DataFrame]:
     """The batch report's calibration section: by product, targets by costimulation."""

@@ -20,7 +20,7 @@ speeds), births, tallies and the periodic sort by site. Reported per row:
 * ``x Python``: the same rules interpreted by CPython (``NUMBA_DISABLE_JIT=1``,
   a subprocess) on the smallest size, against the compiled rate at that size.
 
-Target (ARCHITECTURE.md): >= 2e7 agent updates/s per thread at 1e5 cells.
+Target (README.md, Performance): >= 2e7 agent updates/s per thread at 1e5 cells.
 """
 
 from __future__ import annotations

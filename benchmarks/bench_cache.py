@@ -14,7 +14,7 @@ the later ones load it. Reported per process:
   the cache (:func:`abm.kernels.jit.compile_stats`); a warm process has no
   misses, i.e. it compiled nothing.
 
-Target (ARCHITECTURE.md): a second process reaches its first step in < 1 s
+Target (README.md, Performance): a second process reaches its first step in < 1 s
 of compile/cache-load time.
 """
 

@@ -48,7 +48,7 @@ F = 6
 D_UM2_S = np.array([20.0, 20.0, 20.0, 20.0, 20.0, 12.0])
 DECAY_PER_S = np.full(F, math.log(2) / 3600.0)
 EXPLICIT_DT_S = 6.0  # a dozen sub-steps, so a rep is short; results are per sub-step
-TARGET_IMPLICIT = 1.5e8  # voxel-species updates/s per thread, 6 species on 512^2 (ARCHITECTURE.md)
+TARGET_IMPLICIT = 1.5e8  # voxel-species updates/s per thread, 6 species on 512^2 (README.md, Performance)
 
 COLUMNS = ["kernel", "shape", "threads", "first call (s)", "median (ms)", "q1-q3 (ms)",
            "min-max (ms)", "cpu (ms)", "updates/s", "updates/s (cpu)", "x NumPy", "GB/s",

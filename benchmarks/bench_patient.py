@@ -27,7 +27,7 @@ step, plus the CPU time of the agent and field phases). The exponent ``b``
 of ``cost ~ cells^b`` is fitted by least squares on log-log axes, for the
 whole step and for the agent phase alone.
 
-Target (ARCHITECTURE.md): a default patient in under 10 s after compilation.
+Target (README.md, Performance): a default patient in under 10 s after compilation.
 """
 
 from __future__ import annotations

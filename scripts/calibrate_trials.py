@@ -4,7 +4,7 @@ One stage of the staged fit described in docs/calibration.md section 4. Runs
 the first ``--n`` patients of ``configs/trial_cd28.toml`` and
 ``configs/trial_41bb.toml`` (the same virtual patients every time: same root
 seeds and covariates) with the given overrides, and prints the four rates of
-MODEL.md section 11 against their targets, the CRS / ICANS onset and the blood
+docs/model.md section 11 against their targets, the CRS / ICANS onset and the blood
 CAR-T kinetics against Kimmel 2021 / Stein 2019::
 
     python scripts/calibrate_trials.py --n 40 --tag base

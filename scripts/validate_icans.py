@@ -1,4 +1,4 @@
-"""The whole-patient ICANS validation (MODEL.md 10.5, 10.6): ``python -m validation icans [options]``.
+"""The whole-patient ICANS validation (docs/model.md 10.5, 10.6): ``python -m validation icans [options]``.
 
 Kept as an entry point with the options of the check and ``--out`` for its
 JSON-lines file; the check lives in :mod:`validation.icans`.

@@ -1,4 +1,4 @@
-"""The eight mechanism checks of MODEL.md section 10: ``python -m validation mechanisms [options]``.
+"""The eight mechanism checks of docs/model.md section 10: ``python -m validation mechanisms [options]``.
 
 Kept as an entry point; the checks live in the package ``validation`` (see
 ``python -m validation --help`` and docs/validation.md).

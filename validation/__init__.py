@@ -3,11 +3,11 @@
 ``python -m validation [checks...]`` runs the checks named (all by default;
 ``--list`` names them). Each check is a module of this package:
 
-* the eight mechanisms of MODEL.md section 10 (``check_*`` modules), which
+* the eight mechanisms of docs/model.md section 10 (``check_*`` modules), which
   share three virtual cohorts simulated as ordinary batches
   (:mod:`validation.cohort`) and write ``results.json``, ``results.md`` and
   figures into one folder (:mod:`validation.mechanisms`);
-* ``icans``, the whole-patient ICANS validation of MODEL.md 10.5 and 10.6
+* ``icans``, the whole-patient ICANS validation of docs/model.md 10.5 and 10.6
   (:mod:`validation.icans`), with its own runs in a JSON-lines file.
 
 A mechanism check module defines ``NUMBER``, ``TITLE``, ``COHORTS`` (the
@@ -23,7 +23,7 @@ from pathlib import Path
 #: Repository root: configs/ and the default output folders under runs/ are found from it.
 ROOT = Path(__file__).resolve().parents[1]
 
-#: check name -> module; the mechanism checks in the order of their MODEL.md numbers.
+#: check name -> module; the mechanism checks in the order of their numbers in docs/model.md section 10.
 REGISTRY: dict[str, str] = {
     "il7_15": "validation.check_il7_15",
     "products": "validation.check_products",
@@ -36,7 +36,7 @@ REGISTRY: dict[str, str] = {
     "icans": "validation.icans",
 }
 
-#: The eight mechanism checks of MODEL.md section 10 (one cohort, one results.json).
+#: The eight mechanism checks of docs/model.md section 10 (one cohort, one results.json).
 MECHANISMS = ("il7_15", "products", "burden", "il6_source", "tocilizumab", "icans_crs", "seizure_grade",
               "events")
 

@@ -1,7 +1,7 @@
 """Validation runner: ``python -m validation [checks...] [options]``.
 
 Runs the checks named (default: all; ``--list`` names them): the eight
-mechanisms of MODEL.md section 10 at the default parameters (``mechanisms``
+mechanisms of docs/model.md section 10 at the default parameters (``mechanisms``
 names all eight; a number 1-8 names one) and the whole-patient ICANS
 validation ``icans``. The mechanism checks simulate only the cohorts they
 read, print one block per check (PASS or FAIL) and write results.json,
@@ -21,7 +21,7 @@ from validation import GROUPS, MECHANISMS, REGISTRY
 
 EXAMPLES = """\
 examples:
-  python -m validation mechanisms              # the validation of MODEL.md 10: 170 runs, ~11 min on 2 free cores
+  python -m validation mechanisms              # the validation of docs/model.md 10: 170 runs, ~11 min on 2 free cores
   python -m validation mechanisms --resume     # continue an interrupted one
   python -m validation mechanisms --analyse-only   # re-analyse the runs in --out, simulate nothing
   python -m validation mechanisms --quick      # smoke test (35 runs, ~2-4 min): NOT the validation
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: all, the eight mechanisms then icans)")
     ap.add_argument("--list", action="store_true", help="list the checks and exit")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    m = ap.add_argument_group("mechanism checks (MODEL.md section 10)")
+    m = ap.add_argument_group("mechanism checks (docs/model.md section 10)")
     m.add_argument("--n", type=int, default=None, help="patients per arm of the paired batch (default 24; quick 4)")
     m.add_argument("--n-burden", type=int, default=None, help="patients per burden level (default 16; quick 4)")
     m.add_argument("--n-infusion", type=int, default=None,

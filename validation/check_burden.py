@@ -1,4 +1,4 @@
-"""Check 3 (MODEL.md 10.3): higher tumour burden raises CRS and ICANS risk.
+"""Check 3 (docs/model.md 10.3): higher tumour burden raises CRS and ICANS risk.
 
 Reads the ``mech_burden`` cohort (four burden levels, paired seeds) or, with
 ``--burden-batch``, an existing batch folder in which burden varies.

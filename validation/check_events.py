@@ -1,4 +1,4 @@
-"""Check 8 (MODEL.md 10.8): no CRS onset in the infusion-reaction window; TLS from labs, not fever.
+"""Check 8 (docs/model.md 10.8): no CRS onset in the infusion-reaction window; TLS from labs, not fever.
 
 Reads every run (the ``mech_infusion`` cohort forces a reaction with fever)
 and adds three synthetic controls through the full patient model.

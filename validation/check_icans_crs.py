@@ -1,4 +1,4 @@
-"""Check 6 (MODEL.md 10.6): ICANS follows CRS and requires barrier disruption."""
+"""Check 6 (docs/model.md 10.6): ICANS follows CRS and requires barrier disruption."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check 4 (MODEL.md 10.4): IL-6 comes >= 90 % from myeloid cells, in every CD28 patient."""
+"""Check 4 (docs/model.md 10.4): IL-6 comes >= 90 % from myeloid cells, in every CD28 patient."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check 1 (MODEL.md 10.1): 80 % lymphodepletion raises IL-7/IL-15 2.5-3x.
+"""Check 1 (docs/model.md 10.1): 80 % lymphodepletion raises IL-7/IL-15 2.5-3x.
 
 The blood model alone (no CAR-T: the infusion is after the end of the run),
 against the closed form ``1 / (1 - f d)`` of the default config.
@@ -35,7 +35,7 @@ def _blood_sim(depth: float, recovery: bool, end_day: float = 6.0, random_effect
 
 
 def check_il7_15(depths=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95), n_random: int = 20) -> dict:
-    """MODEL.md 10.1 with the blood model alone (no CAR-T: infusion after the end).
+    """docs/model.md 10.1 with the blood model alone (no CAR-T: infusion after the end).
 
     The closed form ``1 / (1 - f d)`` of the default config at its default depth, and the simulated steady
     state (lymphocyte recovery off, so the depleted level is held) of the typical patient (random effects off)

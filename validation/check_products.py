@@ -1,4 +1,4 @@
-"""Check 2 (MODEL.md 10.2): CD28 vs 4-1BB at equal dose and burden.
+"""Check 2 (docs/model.md 10.2): CD28 vs 4-1BB at equal dose and burden.
 
 The same virtual patients (cohort ``mech_paired``) with either product: CD28
 gives earlier and higher cytokine peaks and an earlier CRS onset, 4-1BB

@@ -1,4 +1,4 @@
-"""Check 7 (MODEL.md 10.7): a single seizure with ICE 5 makes ICANS grade 3.
+"""Check 7 (docs/model.md 10.7): a single seizure with ICE 5 makes ICANS grade 3.
 
 The grading function on the whole ICE x seizure table (ASTCT 2019) and every
 recorded ICANS grade of every run recomputed from its recorded domains.
@@ -33,7 +33,7 @@ def grading_table() -> list[tuple[str, int, int]]:
 
 
 def check_seizure_grade(runs=None) -> dict:
-    """MODEL.md 10.7: the grading function (exact table) and, over simulated runs, every recorded ICANS grade
+    """docs/model.md 10.7: the grading function (exact table) and, over simulated runs, every recorded ICANS grade
     recomputed from its recorded domains, and the grade at recorded brief seizures with ICE 3-6."""
     from abm import grading as g
     table = grading_table()

@@ -1,4 +1,4 @@
-"""Check 5 (MODEL.md 10.5): tocilizumab quenches fever and hypotension, does not prevent ICANS.
+"""Check 5 (docs/model.md 10.5): tocilizumab quenches fever and hypotension, does not prevent ICANS.
 
 Each CD28 patient of ``mech_paired`` given tocilizumab against the same
 patient under the clinician preset ``no_tocilizumab``, over the 72 h after

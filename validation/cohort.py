@@ -74,7 +74,7 @@ def batch_tables(opts) -> dict[str, dict]:
     names = list(ARMS)
     out["mech_paired"] = {
         "batch": {"name": "mech_paired", "root_seed": opts.seed, "base": BASE, "common_seeds": True,
-                  "description": "MODEL.md 10 validation: CD28 / 4-1BB / CD28 without tocilizumab / CD28 with "
+                  "description": "docs/model.md 10 validation: CD28 / 4-1BB / CD28 without tocilizumab / CD28 with "
                                  "the brain endothelial response off, paired seeds, dose 2e8, burden 9.5e10",
                   "sweep": {"method": "list",
                             "product.preset": [ARMS[a][0] for a in names],
@@ -85,13 +85,13 @@ def batch_tables(opts) -> dict[str, dict]:
     if not opts.burden_batch:
         out["mech_burden"] = {
             "batch": {"name": "mech_burden", "root_seed": opts.seed + 1, "base": BASE, "common_seeds": True,
-                      "description": "MODEL.md 10.3 validation: CD28 2e8 at four tumour burdens, paired seeds",
+                      "description": "docs/model.md 10.3 validation: CD28 2e8 at four tumour burdens, paired seeds",
                       "sweep": {"method": "grid", "patient.tumour_burden_cells": list(BURDEN_LEVELS)},
                       "population": {"size": opts.n_burden, **pop}},
             "product": {"preset": "cd28", "dose_cells": DOSE}}
     out["mech_infusion"] = {
         "batch": {"name": "mech_infusion", "root_seed": opts.seed + 2, "base": BASE,
-                  "description": "MODEL.md 10.8 validation: every patient has an infusion reaction with fever",
+                  "description": "docs/model.md 10.8 validation: every patient has an infusion reaction with fever",
                   "population": {"size": opts.n_infusion, **pop}},
         "run": {"end_day": 3.0}, "product": {"preset": "cd28", "dose_cells": DOSE},
         "patient": {"tumour_burden_cells": BURDEN},

@@ -43,7 +43,7 @@ def make_figures(results, runs, out: Path) -> list[str]:
         dep = sorted((float(k), v) for k, v in r1["figures"]["depths"].items())
         ax[0].plot([k for k, _ in dep], [v for _, v in dep], "o", color="#d95f02",
                    label="simulated steady state (blood model)")
-        ax[0].axhspan(*IL7_BAND, color="#1b9e77", alpha=0.15, label="MODEL.md 10.1: 2.5-3x")
+        ax[0].axhspan(*IL7_BAND, color="#1b9e77", alpha=0.15, label="docs/model.md 10.1: 2.5-3x")
         ax[0].axvline(ld.depth, color="#1b9e77", ls="--", lw=1, label=f"default depth {ld.depth:g}")
         ax[0].set_xlabel("lymphodepletion depth (fraction of lymphocytes removed)")
         ax[0].set_ylabel("IL-7/IL-15 steady state / baseline")

@@ -1,4 +1,4 @@
-"""Whole-patient validation of the brain barrier and ICANS (MODEL.md 10.5 and 10.6): check ``icans``.
+"""Whole-patient validation of the brain barrier and ICANS (docs/model.md 10.5 and 10.6): check ``icans``.
 
 Three arms over the same seeds (default CD28 patients, a smaller patch and a
 shorter horizon so it fits on a laptop; the patient scale S keeps the burden):
@@ -153,7 +153,7 @@ def summarise(rows, n_off, n_policy):
         ic, crs = r["icans_onset_day"], r["crs_onset_day"]
         return r["icans_max_grade"] >= 1 and (ic < 0.0 or crs != crs or ic <= crs)
 
-    print("\n== ICANS validation (MODEL.md 10.5, 10.6) ==")
+    print("\n== ICANS validation (docs/model.md 10.5, 10.6) ==")
     e0s = [r.get("e0", 0.0) for r in rows]
     if any(e0s):
         print(f"baseline endothelial activation E0: median {med(e0s):.3f}, max {max(e0s):.3f}")
@@ -212,7 +212,7 @@ def summarise(rows, n_off, n_policy):
 
 def add_arguments(parser, out_flag: str = "--icans-out") -> None:
     """The options of this check (``out_flag`` names the JSON-lines file; ``--workers`` is the caller's)."""
-    g = parser.add_argument_group("icans check (MODEL.md 10.5, 10.6)")
+    g = parser.add_argument_group("icans check (docs/model.md 10.5, 10.6)")
     g.add_argument("--n-off", type=int, default=50, help="patients with the endothelial response off")
     g.add_argument("--n-policy", type=int, default=20, help="patients per tocilizumab arm (same seeds)")
     g.add_argument("--first-seed", type=int, default=1)

@@ -1,4 +1,4 @@
-"""The eight mechanism checks of MODEL.md section 10 at the default parameters, as one validation.
+"""The eight mechanism checks of docs/model.md section 10 at the default parameters, as one validation.
 
 :func:`run` simulates (or resumes, or with ``--analyse-only`` only reads) the
 cohorts that the chosen checks need (:mod:`validation.cohort`), runs the
@@ -107,7 +107,7 @@ def run(names=MECHANISMS, opts=None, command: str = "python -m validation") -> i
         from validation.figures import make_figures
         made = make_figures(results, ctx.runs("mech_paired"), opts.out)
     ordered = [results[k] for k in sorted(results)]
-    print(f"\n== Mechanisms of MODEL.md section 10 at the default parameters ({len(everything)} runs) ==")
+    print(f"\n== Mechanisms of docs/model.md section 10 at the default parameters ({len(everything)} runs) ==")
     if opts.quick:
         print("   (--quick: a smoke test with a few patients; these figures are NOT the validation)")
     for r in ordered:

@@ -36,7 +36,7 @@ def print_block(r: dict, file=sys.stdout) -> None:
 
 
 def markdown(results: list[dict], meta: dict) -> str:
-    out = ["# Mechanism validation (MODEL.md section 10)", "",
+    out = ["# Mechanism validation (docs/model.md section 10)", "",
            f"Command: `{meta['command']}`  ", f"Date: {meta['date']}; commit {meta['commit']}"
            f"{' (+ uncommitted changes)' if meta['dirty'] else ''}; defaults fingerprint {meta['fingerprint']}  ",
            f"Runs: {meta['n_runs']} ({meta['workers']} workers), wall time {meta['wall_s']:.0f} s"

@@ -46,7 +46,7 @@ activation ``a`` in [0, 1]::
     P_IL6 = M a r_6 (1 - Imax_m E_steroid),     P_IL1 = M a r_1 (1 - Imax_m E_steroid)
 
 with ``r_6`` 0.31 fg/cell/h (nlisim macrophage IL-6) and ``M`` ~ 1e10
-(1e10 fully active macrophages give ~490 pg/mL IL-6, parameters.md 1d).
+(1e10 fully active macrophages give ~490 pg/mL IL-6, docs/model.md 12.1).
 
 CAR-T outside the patch: blood ``C_b`` and a non-tumour tissue pool ``C_t``
 (lymphoid organs, marrow: where ~98 % of lymphocytes live)::

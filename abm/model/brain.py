@@ -1,6 +1,6 @@
 """The brain barrier, neuro-inflammation and the ASTCT ICANS grade (phase ``patient``).
 
-A well-mixed brain (MODEL.md section 7; ``docs/brain.md``): the brain
+A well-mixed brain (docs/model.md section 7; ``docs/brain.md``): the brain
 endothelium faces plasma, leaks water and cytokines into the brain
 interstitium and CSF when activated, and the resulting neuro-inflammation
 and vasogenic oedema drive what the ward sees -- the ICE score, the level of
@@ -32,7 +32,7 @@ binds); what tocilizumab cannot reach is the CSF (mAb CSF/serum ~0.1-0.3 %),
 so IL-6 that has crossed acts unopposed. With ``brain.endothelial_response =
 false`` the cytokine drive is removed: ``A = 0``, ``E = E_0``, resting barrier.
 
-Starling flux across the barrier (parameters.md 5b)::
+Starling flux across the barrier (docs/model.md 12.5)::
 
     L_p   = L_p0 (1 + (m_L - 1) A)                 (x1 ... x m_L, m_L ~ 10)
     sigma = sigma_0 - (sigma_0 - sigma_min) A      (1 -> ~0.5)
@@ -141,7 +141,7 @@ class BrainParams(Section):
     steroid_imax: float = param(0.7, unit="1", ge=0, le=1, doc="maximal steroid suppression of activation")
     endothelial_sensitivity_sd: float = param(0.4, unit="1", ge=0, le=3,
                                               doc="log-scale SD of brain endothelial sensitivity")
-    # Starling (parameters.md 5b)
+    # Starling (docs/model.md 12.5)
     lp_cm_s_mmhg: float = param(4.0e-10, unit="cm/s/mmHg", gt=0,
                                 doc="resting hydraulic conductivity L_p0 of brain capillaries")
     lp_max_factor: float = param(10.0, unit="1", ge=1, le=100, doc="L_p / L_p0 at full activation")
@@ -440,7 +440,7 @@ class Brain:
         the patient's baseline plasma level). Neuro-inflammation reads the CSF
         *above* it: cytokines that reach the brain because the barrier opened.
         With the endothelial response switched off the two are equal and the
-        brain sees no cytokine drive (MODEL.md 10.6), however high plasma levels
+        brain sees no cytokine drive (docs/model.md 10.6), however high plasma levels
         or the patient's neuro sensitivity are.
         """
         v = s.get(f"csf_rest_{species}")

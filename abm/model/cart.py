@@ -2,7 +2,7 @@
 
 Presets ``cd28`` and ``4-1bb`` (``abm/presets/product.toml``) differ in
 division time, antigen threshold, exhaustion limit, secretion, memory
-conversion and activation-induced death, following MODEL.md section 3:
+conversion and activation-induced death, following docs/model.md section 3:
 CD28 is the "gas pedal" (fast division, low antigen threshold, early
 exhaustion and activation-induced death, little memory), 4-1BB the
 "endurance" product (slower division, higher threshold, twice the engagement

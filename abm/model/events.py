@@ -1,6 +1,6 @@
 """Other post-infusion events: infusion reaction, tumour lysis syndrome, and the event classification.
 
-MODEL.md section 8 (``docs/brain.md`` 6). Phase ``patient``, after physiology
+docs/model.md section 8 (``docs/brain.md`` 6). Phase ``patient``, after physiology
 and before the clinician and the CRS grade.
 
 **Infusion reaction** (cryoprotectant / hypersensitivity, within minutes to

@@ -8,7 +8,7 @@ patient's healthy baseline (``(C - C0)+``), IL-6 as signalling
 
 Temperature (IL-6 is the necessary endogenous pyrogen -- IL-6-deficient mice
 get no fever from IL-1 -- and IL-1 a co-signal that potentiates it: Chai
-1996, Cartmell 2000; human endotoxaemia +1.5-2 C; parameters.md 6a). So
+1996, Cartmell 2000; human endotoxaemia +1.5-2 C; docs/model.md 12.6). So
 blocking IL-6 signalling (tocilizumab) removes fever whatever the IL-1::
 
     x_T = sens_T (IL6sig - IL6_0)+ / EC_T6 * (1 + (IL1sig - IL1_0)+ / EC_T1)

@@ -317,7 +317,7 @@ def test_systemic_myeloid_pool_steady_state():
     k6 = math.log(2) / (p.il6_half_life_min * 60)
     il6 = blood.baseline["il6"] + p.myeloid_pool_cells * a * p.myeloid_il6_fg_per_h * 1e-3 / 3600 / 3000 / k6
     assert s["plasma_il6"] == pytest.approx(il6, rel=1e-6)
-    assert 50 < il6 < 1000           # CRS range (parameters.md 1d sanity check)
+    assert 50 < il6 < 1000           # CRS range (docs/model.md 12.1 sanity check)
     assert s["il6_myeloid_fraction"] == 1.0
     # steroids suppress the pool's secretion by Imax * effect
     s["steroid_effect"] = 1.0

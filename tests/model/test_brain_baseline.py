@@ -1,5 +1,5 @@
 """Pre-existing (baseline) brain endothelial activation E_0 is a risk factor, not a disease
-(MODEL.md 7 and 10.6; docs/brain.md 2-3): at rest a patient with a high E_0 has no oedema, no
+(docs/model.md 7 and 10.6; docs/brain.md 2-3): at rest a patient with a high E_0 has no oedema, no
 neuro-inflammation and no ICANS sign; under the same cytokine exposure a higher E_0 gives more."""
 
 import pytest

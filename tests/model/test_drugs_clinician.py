@@ -159,7 +159,7 @@ CLINICAL = [PhysiologyProcess, ClinicianProcess, CRSProcess]
 
 
 def test_tocilizumab_at_grade_2_quenches_fever_and_vasopressor_need_while_il6_rises():
-    """MODEL.md 10.5, with a synthetic CAR-T surge (patch IFN-gamma / GM-CSF efflux, days 1-5)."""
+    """docs/model.md 10.5, with a synthetic CAR-T surge (patch IFN-gamma / GM-CSF efflux, days 1-5)."""
     out = {}
     for tcz in (True, False):
         cfg = config({"run": {"end_day": 4.0},

@@ -1,5 +1,5 @@
 """The patient as a whole: recorded outputs, restart determinism, and (with the cell
-rules) the whole-model mechanisms of MODEL.md section 10."""
+rules) the whole-model mechanisms of docs/model.md section 10."""
 
 import copy
 import importlib.util
@@ -45,7 +45,7 @@ def surge(cfg, t_on=1.0, t_off=4.0, ifng=300.0, gmcsf=100.0):
     return Surge
 
 
-#: What MODEL.md section 9 asks the patient part to record, per time point.
+#: What docs/model.md section 9 asks the patient part to record, per time point.
 SECTION_9 = ["blood_cart_per_ul", "plasma_ifng", "plasma_gmcsf", "plasma_il6", "plasma_il1", "plasma_il7_15",
              "plasma_ang2", "temperature_c", "map_mmhg", "spo2_pct", "oxygen_support", "oxygen_rung",
              "oxygen_flow_l_min", "fio2", "hypotension_support", "vasopressors", "vasopressin", "fluids_total_ml",
@@ -125,7 +125,7 @@ def test_synthetic_patient_course():
     assert ts["temperature_c"].max() >= 38.0 and ts["temperature_c"][-1] < 37.5
     assert ts["plasma_il6"].max() > 100.0
     # the synthetic surge has no patch myeloid cells: the share is the systemic pool's
-    # (the >= 90 % of MODEL.md 10.4 is tested on the real default patient, -m slow)
+    # (the >= 90 % of docs/model.md 10.4 is tested on the real default patient, -m slow)
     cart = patient_scale(cfg) * s["il6_secreted_cart_pg"]
     pool = s["il6_secreted_systemic_pg"]
     assert s["il6_myeloid_fraction"] == pytest.approx(pool / (pool + cart), rel=1e-12)
@@ -161,7 +161,7 @@ def default_run(end_day: float, seed: int | None = None):
 @pytest.mark.slow
 @needs_cells
 def test_default_patient_il6_comes_mostly_from_myeloid_cells(root, monkeypatch):
-    """MODEL.md 10.4: in a default CD28 patient with CRS >= 90 % of IL-6 mass is myeloid."""
+    """docs/model.md 10.4: in a default CD28 patient with CRS >= 90 % of IL-6 mass is myeloid."""
     monkeypatch.chdir(root)
     sim, ts = default_run(14.0)
     s = sim.state.scalars

@@ -1,4 +1,4 @@
-"""The validation package: the checks that call the model directly (MODEL.md 10.1, 10.7, 10.8 controls),
+"""The validation package: the checks that call the model directly (docs/model.md 10.1, 10.7, 10.8 controls),
 the paired statistics, the parameter-consistency guard and the runner's command line.
 
 The full validation simulates ~170 patients (docs/validation.md); only the checks that need no virtual
