@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench validate trials burden clean-venv
+.PHONY: run test bench validate trials burden figures figures-patient docs clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ bench: $(STAMP)
 # docs/validation.md); results in runs/validate_mechanisms/.
 validate: $(STAMP)
 	$(BIN)/python -m validation mechanisms
+
+# Every figure in docs/figures/ from the runs that make it (patient, trials,
+# burden explorer, mechanism validation: ~40 min on 2 cores; docs/figures.md).
+# `make figures-patient` redraws only the two default-patient figures (~2 min).
+figures: $(STAMP)
+	$(BIN)/python scripts/make_figures.py
+
+figures-patient: $(STAMP)
+	$(BIN)/python scripts/make_figures.py patient
+
+# docs/parameter_table.md from the parameter schema.
+docs: $(STAMP)
+	$(BIN)/python scripts/make_docs.py
 
 clean-venv:
 	rm -rf $(VENV)
