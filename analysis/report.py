@@ -40,7 +40,8 @@ from abm.errors import FileFormatError
 from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.batch_info import batch_info
-from analysis.calibration import calibration_table, in_band, product_costimulation
+from analysis.calibration import (calibration_table, in_band, product_costimulation,
+                                  shortest_follow_up)
 from analysis.formatting import covariate_label, format_num, format_pct, md_table
 from analysis.io import open_group, open_run, read_provenance
 from analysis.notes import (BAND_PP, CALIBRATION, CALIBRATION_NOTE, CALIBRATION_OUTCOMES,
@@ -162,7 +163,8 @@ def _calibration_markdown(ep) -> tuple[str | None, pd.DataFrame]:
     if "product" not in ep.coords:
         return None, calibration_table(pd.DataFrame(columns=["group", "outcome"]), {})
     risk = risk_table(ep, grade_outcomes(KINDS), by="product")
-    cal = calibration_table(risk, product_costimulation(ep))
+    cal = calibration_table(risk, product_costimulation(ep),
+                            follow_up=shortest_follow_up(ep, "product"))
     return (calibration_markdown(cal) if len(cal) else None), cal
 
 
