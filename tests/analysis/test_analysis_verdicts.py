@@ -11,8 +11,8 @@ import pytest
 from abm.cli import main
 from analysis.calibration import assessable, calibration_table, shortest_follow_up
 from analysis.notes import MIN_FOLLOW_UP_DAYS, MIN_RUNS
-from tests.helpers.runfiles import grade_series, write_run
-from tests.helpers.stats import wilson_by_hand
+from helpers.runfiles import grade_series, write_run
+from helpers.stats import wilson_by_hand
 
 LABELS = ["CRS any grade", "CRS grade >= 3", "ICANS any grade", "ICANS grade >= 3"]
 
