@@ -82,15 +82,16 @@ def verdict(in_band_value, p, target, reason: str = "") -> str:
 def product_costimulation(ds) -> dict:
     """Costimulation domain ("CD28", "4-1BB", or None) of each ``product`` of a batch.
 
-    From the ``product.costimulation`` coordinate when it varies, else from
+    From the ``product_costimulation`` coordinate (config key
+    ``product.costimulation``) when it varies, else from
     the config of the first run file of the product, else from the preset
     name (:data:`PRESET_COSTIMULATION`).
     """
     if "product" not in ds.coords:
         return {}
     prods = np.asarray(ds["product"].values, dtype=object).astype(str)
-    cost = (np.asarray(ds["product.costimulation"].values, dtype=object)
-            if "product.costimulation" in ds.coords else None)
+    cost = (np.asarray(ds["product_costimulation"].values, dtype=object)
+            if "product_costimulation" in ds.coords else None)
     paths = np.asarray(ds["path"].values, dtype=object) if "path" in ds.coords else None
     out = {}
     for prod in group_order(prods):

@@ -416,6 +416,10 @@ def compare_batches(sources, out=None, *, covariate: str = "burden_cells",
         lab.replace(" ", "_") for lab in labels))
     try:
         trials = [_load(f, lab, progress, quiet) for f, lab in zip(folders, labels)]
+        try:   # a covariate may be named by its config key (patient.tumour_burden_cells)
+            covariate = trials[0].ds.abm.covariate_name(covariate)
+        except KeyError:
+            pass
         return _write_report(trials, out, covariate=covariate, html_page=html_page,
                              bootstrap=bootstrap, quiet=quiet)
     finally:

@@ -194,11 +194,22 @@ def _pick_patient(ep) -> str:
     return str(runs[max(range(runs.size), key=lambda i: keys[i])])
 
 
+def _coordinate(ds, name: str) -> str:
+    """The batch's coordinate for a covariate name or config key (unknown: unchanged)."""
+    try:
+        return ds.abm.covariate_name(name)
+    except KeyError:
+        return name
+
+
 def batch_report(folder: Path, out, *, by, covariate, html_page, bootstrap, progress,
                   quiet) -> Path:
     out = Path(out) if out else folder / "report"
     say(f"reading {folder} ...", quiet)
     ds = open_batch(folder, progress=progress)
+    # a covariate may be named by its config key (patient.tumour_burden_cells)
+    by = tuple(_coordinate(ds, g) for g in by)
+    covariate = _coordinate(ds, covariate)
     try:
         return _write_batch_report(ds, folder, out, by=by, covariate=covariate,
                                    html_page=html_page, bootstrap=bootstrap, progress=progress,
