@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also group the risk table by this run coordinate (repeatable), e.g. "
                         "lymphodepletion.depth or member (one batch only)")
     a.add_argument("--covariate", default="burden_cells", metavar="COORD",
-                   help="continuous covariate of the risk curve and trend test (default: "
-                        "burden_cells)")
+                   help="continuous covariate of the risk curve and trend test, by name or "
+                        "config key (default: burden_cells, i.e. patient.tumour_burden_cells)")
     a.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also percentile bootstrap intervals from N resamples (in risk.csv)")
     a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")

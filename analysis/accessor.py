@@ -79,6 +79,32 @@ class AbmAccessor:
         """Runs of the batch folder that were not loaded (``run_id, status, reason``)."""
         return json.loads(self._ds.attrs.get("skipped", "[]") or "[]")
 
+    # -- covariates ------------------------------------------------------------------
+    def covariate_name(self, name: str) -> str:
+        """The coordinate name of a covariate given by that name or by its config key.
+
+        ``"patient.tumour_burden_cells"``, ``"patient_tumour_burden_cells"`` and
+        ``"burden_cells"`` all give ``"burden_cells"`` (each coordinate keeps
+        its config key in ``attrs["config_key"]``). Raises KeyError (naming
+        the covariates there are) when nothing matches.
+        """
+        ds = self._ds
+        if name in ds.coords or name in ds.data_vars:
+            return name
+        flat = name.replace(".", "_")
+        for c, v in ds.coords.items():
+            key = v.attrs.get("config_key")
+            if key and (key == name or key.replace(".", "_") == flat):
+                return str(c)
+        if flat in ds.coords:
+            return flat
+        have = [str(c) for c, v in ds.coords.items() if "config_key" in v.attrs]
+        raise KeyError(f"no covariate {name!r} (have: {', '.join(have) or 'none'})")
+
+    def covariate(self, name: str) -> xr.DataArray:
+        """A covariate along ``run`` by its name or config key (:meth:`covariate_name`)."""
+        return self._ds[self.covariate_name(name)]
+
     # -- lazy one-liners -----------------------------------------------------------
     def grade(self, kind: str = "crs") -> xr.DataArray:
         if not self.available(kind):

@@ -32,14 +32,13 @@ a variable some runs lack (e.g. ``icans_grade`` in files written before the
 ICANS model) is NaN for them.
 
 Coordinates along ``run`` (the index holds run ids): ``path``, ``seed``,
-``replicate``, ``start_day``, ``end_day``, ``software_version``, every
-covariate (``burden_cells``, ``dose_cells``, ``product_preset``,
-``baseline_endothelial_activation``, ...), the varied parameters under their
-dotted paths (``patient.tumour_burden_cells``, ``lymphodepletion.depth``, ...;
-those the manifest names, with values read from each file's config, or
-without a manifest every config key that differs between runs; listed in
-``attrs["varied_parameters"]``), and two grouping aliases: ``product``
-(product preset) and ``policy`` (clinician preset).
+``replicate``, ``start_day``, ``end_day``, ``software_version``, and the
+covariates and varied parameters under one name each, with the config key in
+``attrs["config_key"]``: short names for those the reports use
+(:data:`COVARIATE_NAMES`: ``burden_cells``, ``product``, ``policy``,
+``dose_cells``, the patient fields), else the config path with dots as
+underscores (``lymphodepletion_depth``); ``ds.abm.covariate(key)`` finds
+one by either. ``attrs["varied_parameters"]`` lists the varied config keys.
 """
 
 from __future__ import annotations
@@ -488,6 +487,7 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
             attrs={"long_name": f"{name} (from the file's /endpoints)"})
 
     coords = _run_coords(kept, scans, rows)
+    varied_keys = coords.pop("__varied__")
     coords["time"] = ("time", time, {"units": "day", "long_name": "time since CAR-T infusion"})
     ds = xr.Dataset(data_vars, coords=coords)
     batch_toml = folder / "batch.toml"
@@ -505,7 +505,7 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
         "schema_versions": ", ".join(sorted({str(s["attrs"].get("schema_version", "?"))
                                              for s in scans})),
         "padded": int(padded),
-        "varied_parameters": ", ".join(c for c in coords if "." in c),
+        "varied_parameters": ", ".join(varied_keys),
     })
     return ds
 
@@ -513,6 +513,31 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
 def _token(paths, name, n_time) -> str:
     from dask.base import tokenize
     return tokenize(tuple(paths), name, n_time)
+
+
+#: Short names of the covariates every report uses (config key -> coordinate name); any
+#: other config key is named by its path with the dots replaced by underscores.
+COVARIATE_NAMES = {
+    "patient.tumour_burden_cells": "burden_cells",   # effective burden, also when given in mL
+    "product.preset": "product",
+    "clinician.preset": "policy",
+    "product.dose_cells": "dose_cells",
+    "patient.weight_kg": "weight_kg",
+    "patient.baseline_endothelial_activation": "baseline_endothelial_activation",
+    "patient.tumour_volume_ml": "tumour_volume_ml",
+    "patient.random_effects": "random_effects",
+}
+#: Keys of a file's ``covariates`` attribute -> config key (the rest are ``patient.<key>``).
+_COVARIATE_KEYS = {"burden_cells": "patient.tumour_burden_cells",
+                   "product_preset": "product.preset", "dose_cells": "product.dose_cells"}
+#: ``covariates`` keys left out: the raw setting behind ``burden_cells`` (None when the
+#: burden is given as a volume).
+_RAW_COVARIATES = ("tumour_burden_cells",)
+
+
+def covariate_name(config_key: str) -> str:
+    """The coordinate name of a covariate or varied parameter given by its config key."""
+    return COVARIATE_NAMES.get(config_key, config_key.replace(".", "_"))
 
 
 def _run_coords(kept, scans, rows) -> dict:
@@ -528,12 +553,16 @@ def _run_coords(kept, scans, rows) -> dict:
         vals = [(c["manifest"] or {}).get(key) for c in kept]
         if any(v not in (None, "") for v in vals):
             coords[key] = ("run", np.array([int(v) if v not in (None, "") else -1 for v in vals]))
-    # covariates, from each file's provenance
+    # covariates, from each file's provenance, under one name each (COVARIATE_NAMES)
     cov_keys: list[str] = []
     for s in scans:
-        cov_keys += [k for k in s["covariates"] if k not in cov_keys]
+        cov_keys += [k for k in s["covariates"] if k not in cov_keys and k not in _RAW_COVARIATES]
     for k in cov_keys:
-        coords[k] = ("run", _coord_values([s["covariates"].get(k) for s in scans]))
+        key = _COVARIATE_KEYS.get(k, f"patient.{k}")
+        name = covariate_name(key)
+        if name not in coords:
+            coords[name] = ("run", _coord_values([s["covariates"].get(k) for s in scans]),
+                            {"config_key": key})
     # varied parameters: those the manifest names, else every config key that differs
     # between runs (a product preset then brings all its keys); values from the files
     flat = [s["cfg"] for s in scans]
@@ -545,20 +574,27 @@ def _run_coords(kept, scans, rows) -> dict:
         differs = {k for f in flat for k in f.diff}
         varied = [k for k in keys if k in differs and not k.startswith(_NOT_PARAMS)]
     for k in varied:
-        if k not in coords:
-            coords[k] = ("run", _coord_values([f.get(k) for f in flat]))
-    # grouping aliases
-    product = [s["covariates"].get("product_preset", f.get("product.preset"))
-               for s, f in zip(scans, flat)]
-    coords["product"] = ("run", np.array([str(p) if p is not None else "" for p in product],
-                                         dtype=object))
-    coords["policy"] = ("run", np.array([str(f.get("clinician.preset", "")) for f in flat],
-                                        dtype=object))
+        name = covariate_name(k)
+        if name not in coords:     # a covariate already read from the provenance wins
+            coords[name] = ("run", _coord_values([f.get(k) for f in flat]), {"config_key": k})
+    # grouping covariates every batch has (files without a covariates attribute)
+    if "product" not in coords:
+        coords["product"] = ("run", np.array([str(f.get("product.preset", "")) for f in flat],
+                                             dtype=object), {"config_key": "product.preset"})
+    else:
+        coords["product"] = ("run", np.array(["" if p is None else str(p)
+                                              for p in coords["product"][1]], dtype=object),
+                             {"config_key": "product.preset"})
+    if "policy" not in coords:
+        coords["policy"] = ("run", np.array([str(f.get("clinician.preset", "")) for f in flat],
+                                            dtype=object), {"config_key": "clinician.preset"})
     if "burden_cells" not in coords:
         b = [f.get("patient.tumour_burden_cells", math.nan) for f in flat]
-        coords["burden_cells"] = ("run", np.array(b, dtype=float))
+        coords["burden_cells"] = ("run", np.array(b, dtype=float),
+                                  {"config_key": "patient.tumour_burden_cells"})
     assert all(len(v[1]) == n for v in coords.values())
+    coords["__varied__"] = varied
     return coords
 
 
-__all__ = ["open_batch", "find_runs", "read_manifest", "scan_file", "close_files"]
+__all__ = ["open_batch", "covariate_name", "COVARIATE_NAMES", "find_runs", "read_manifest", "scan_file", "close_files"]

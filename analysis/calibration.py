@@ -2,7 +2,8 @@
 
 A product's costimulation domain picks its target trial (CD28 -> ZUMA-1,
 4-1BB -> JULIET); :func:`in_band` says whether the target lies in the band
-of the simulated rate.
+of the simulated rate, and :func:`assessable` whether the cohort is large
+and long enough for that verdict to mean anything.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pandas as pd
 
 from abm.errors import FileFormatError
 from analysis.io import read_provenance
-from analysis.notes import BAND_PP, CALIBRATION, CALIBRATION_OUTCOMES, PRESET_COSTIMULATION
+from analysis.notes import (BAND_PP, CALIBRATION, CALIBRATION_OUTCOMES, MIN_FOLLOW_UP_DAYS,
+                            MIN_RUNS, PRESET_COSTIMULATION)
 from analysis.risk import group_order
 
 
@@ -34,18 +36,62 @@ def in_band(p, lo, hi, target, tol: float = BAND_PP / 100):
     return bool(min(lo, p - tol) - 1e-12 <= target <= max(hi, p + tol) + 1e-12)
 
 
+def assessable(n: int, follow_up_days: float | None, *, min_runs: int = MIN_RUNS,
+               min_follow_up_days: float = MIN_FOLLOW_UP_DAYS) -> str:
+    """Why a cohort gets no in-band verdict ("" when it gets one).
+
+    Args:
+        n: runs in the cohort.
+        follow_up_days: shortest follow-up over its runs, days (None or NaN:
+            unknown, not held against it).
+
+    Returns:
+        "" or the reasons, e.g. ``"n = 4 < 20; follow-up 3 d < 28 d"``.
+    """
+    reasons = []
+    if n < min_runs:
+        reasons.append(f"n = {n} < {min_runs}")
+    if follow_up_days is not None and np.isfinite(follow_up_days) \
+            and follow_up_days < min_follow_up_days - 1e-6:
+        reasons.append(f"follow-up {follow_up_days:.3g} d < {min_follow_up_days:g} d")
+    return "; ".join(reasons)
+
+
+def shortest_follow_up(table, by: str) -> dict:
+    """Shortest ``follow_up_day`` (days) of each group of ``by`` in an endpoint table."""
+    if by not in table or "follow_up_day" not in table:
+        return {}
+    groups = np.asarray(table[by].values if hasattr(table[by], "values") else table[by],
+                        dtype=object).astype(str)
+    days = np.asarray(table["follow_up_day"].values, float)
+    return {g: float(np.nanmin(days[groups == g])) if np.isfinite(days[groups == g]).any()
+            else math.nan for g in group_order(groups)}
+
+
+def verdict(in_band_value, p, target, reason: str = "") -> str:
+    """The report's words for one row: yes, no (simulated above/below), n/a, not assessed."""
+    if reason:
+        return f"not assessed ({reason})"
+    if in_band_value is None:
+        return "n/a"
+    if in_band_value:
+        return "yes"
+    return f"no (simulated {'above' if p > target else 'below'})"
+
+
 def product_costimulation(ds) -> dict:
     """Costimulation domain ("CD28", "4-1BB", or None) of each ``product`` of a batch.
 
-    From the ``product.costimulation`` coordinate when it varies, else from
+    From the ``product_costimulation`` coordinate (config key
+    ``product.costimulation``) when it varies, else from
     the config of the first run file of the product, else from the preset
     name (:data:`PRESET_COSTIMULATION`).
     """
     if "product" not in ds.coords:
         return {}
     prods = np.asarray(ds["product"].values, dtype=object).astype(str)
-    cost = (np.asarray(ds["product.costimulation"].values, dtype=object)
-            if "product.costimulation" in ds.coords else None)
+    cost = (np.asarray(ds["product_costimulation"].values, dtype=object)
+            if "product_costimulation" in ds.coords else None)
     paths = np.asarray(ds["path"].values, dtype=object) if "path" in ds.coords else None
     out = {}
     for prod in group_order(prods):
@@ -61,7 +107,9 @@ def product_costimulation(ds) -> dict:
     return out
 
 
-def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
+def calibration_table(risk: pd.DataFrame, costimulation: dict,
+                      follow_up: dict | None = None, *, min_runs: int = MIN_RUNS,
+                      min_follow_up_days: float = MIN_FOLLOW_UP_DAYS) -> pd.DataFrame:
     """Simulated rates next to the docs/model.md section 11 targets, with the band verdict.
 
     Args:
@@ -69,11 +117,18 @@ def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
             lo, hi, available``) holding :data:`CALIBRATION_OUTCOMES`.
         costimulation: group -> costimulation ("CD28" -> ZUMA-1, "4-1BB" ->
             JULIET); groups mapping to no target are left out.
+        follow_up: group -> shortest follow-up of its runs, days
+            (:func:`shortest_follow_up`); a group not in it is not held to
+            the follow-up minimum.
+        min_runs, min_follow_up_days: the minima of :func:`assessable`.
 
     Returns:
         One row per (group, outcome): ``group, costimulation, cohort, outcome,
-        n, k, p, lo, hi, target, band_lo, band_hi, in_band`` (rates as
-        fractions; :func:`in_band`; ``in_band`` None when not available).
+        n, k, p, lo, hi, target, band_lo, band_hi, follow_up_days, assessed,
+        in_band, verdict`` (rates as fractions; :func:`in_band`; ``in_band`` None
+        when not available or not assessed: fewer than :data:`MIN_RUNS` runs or
+        a follow-up under :data:`MIN_FOLLOW_UP_DAYS`, see :func:`assessable`;
+        ``verdict`` the report's words with the reason).
     """
     rows = []
     for group, costim in costimulation.items():
@@ -88,14 +143,20 @@ def calibration_table(risk: pd.DataFrame, costimulation: dict) -> pd.DataFrame:
                                 *(float(r.iloc[0][c]) for c in ("p", "lo", "hi")))
                                if ok else (0, 0, math.nan, math.nan, math.nan))
             tol = BAND_PP / 100
+            fu = (follow_up or {}).get(str(group), math.nan)
+            reason = assessable(n, fu, min_runs=min_runs,
+                                min_follow_up_days=min_follow_up_days) if ok else ""
+            band = in_band(p, lo, hi, target / 100) if ok and not reason else None
             rows.append({"group": group, "costimulation": costim, "cohort": cohort,
                          "outcome": outcome, "n": n, "k": k, "p": p, "lo": lo, "hi": hi,
                          "target": target / 100, "band_lo": max(min(lo, p - tol), 0.0),
                          "band_hi": min(max(hi, p + tol), 1.0),
-                         "in_band": in_band(p, lo, hi, target / 100) if ok else None})
+                         "follow_up_days": fu, "assessed": bool(ok and not reason),
+                         "in_band": band,
+                         "verdict": verdict(band, p, target / 100, reason) if ok else "n/a"})
     return pd.DataFrame(rows, columns=["group", "costimulation", "cohort", "outcome", "n", "k",
                                        "p", "lo", "hi", "target", "band_lo", "band_hi",
-                                       "in_band"])
+                                       "follow_up_days", "assessed", "in_band", "verdict"])
 
 
-__all__ = ["in_band", "product_costimulation", "calibration_table"]
+__all__ = ["in_band", "assessable", "shortest_follow_up", "verdict", "product_costimulation", "calibration_table"]

@@ -52,7 +52,7 @@ from analysis import endpoints as E
 from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.batch_info import batch_info
-from analysis.calibration import calibration_table, product_costimulation
+from analysis.calibration import calibration_table, product_costimulation, shortest_follow_up
 from analysis.formatting import (covariate_label, format_median_iqr, format_num, format_p,
                                  format_pct, md_table)
 from analysis.notes import CALIBRATION_NOTE, GRADE_CAPTION, KINDS, ONSET_CAPTION, TREND_NOTE
@@ -416,6 +416,10 @@ def compare_batches(sources, out=None, *, covariate: str = "burden_cells",
         lab.replace(" ", "_") for lab in labels))
     try:
         trials = [_load(f, lab, progress, quiet) for f, lab in zip(folders, labels)]
+        try:   # a covariate may be named by its config key (patient.tumour_burden_cells)
+            covariate = trials[0].ds.abm.covariate_name(covariate)
+        except KeyError:
+            pass
         return _write_report(trials, out, covariate=covariate, html_page=html_page,
                              bootstrap=bootstrap, quiet=quiet)
     finally:
@@ -436,7 +440,7 @@ def _write_report(trials: list[Trial], out: Path, *, covariate, html_page, boots
         for prod, c in tr.costimulation.items():
             arm = tr.label if len(tr.costimulation) == 1 else f"{tr.label} / {prod}"
             costim[arm] = c
-    cal = calibration_table(arms, costim)
+    cal = calibration_table(arms, costim, follow_up=shortest_follow_up(ep, "arm"))
     tests = trial_tests(table, labels)
     kin = kinetics_summary(table, labels)
     trend = None

@@ -19,6 +19,12 @@ CALIBRATION = {
 CALIBRATION_OUTCOMES = ("CRS any grade", "CRS grade >= 3", "ICANS any grade", "ICANS grade >= 3")
 #: Tolerance of the calibration band, percentage points (see :func:`analysis.calibration.in_band`).
 BAND_PP = 10.0
+#: Fewest runs per cohort for an in-band verdict: below it the Wilson interval is wider
+#: than the band it is compared with (at n = 20 and p = 0.5 it is about +-21 points).
+MIN_RUNS = 20
+#: Shortest follow-up (days, every run of the cohort) for an in-band verdict: the pivotal
+#: rates count events over the first 28 days after infusion, and ICANS starts later than CRS.
+MIN_FOLLOW_UP_DAYS = 28.0
 #: Costimulation of the built-in product presets (when a file's config does not say).
 PRESET_COSTIMULATION = {"cd28": "CD28", "4-1bb": "4-1BB"}
 
@@ -30,7 +36,11 @@ CALIBRATION_NOTE = (
     f"+-{BAND_PP:g} percentage points around the simulated rate, i.e. "
     f"min(lo, p - {BAND_PP:g} pp) <= target <= max(hi, p + {BAND_PP:g} pp); the interval "
     "carries the virtual trial's sampling error, the tolerance the pivotal trial's own "
-    "(~+-7 points at n ~ 100) and the differences of grading scale.")
+    "(~+-7 points at n ~ 100) and the differences of grading scale. A verdict needs at "
+    f"least {MIN_RUNS} runs in the cohort and a follow-up of at least {MIN_FOLLOW_UP_DAYS:g} "
+    "days in every run (the trials count events over 28 days); otherwise it reads **not "
+    "assessed** with the reason (e.g. n = 4 < 20, follow-up 3 d < 28 d), however wide the "
+    "interval.")
 
 #: Under the trend table; ``{lab}`` is the covariate's label.
 TREND_NOTE = (
@@ -47,5 +57,6 @@ GRADE_CAPTION = "Share of runs by their maximal CRS / ICANS grade (ASTCT 2019)."
 ONSET_CAPTION = ("Cumulative incidence of onset (Kaplan-Meier; runs without onset censored at "
                  "the end of their follow-up; no competing risks) with 95 % log(-log) bands.")
 
-__all__ = ["KINDS", "CALIBRATION", "CALIBRATION_OUTCOMES", "BAND_PP", "PRESET_COSTIMULATION",
+__all__ = ["KINDS", "CALIBRATION", "CALIBRATION_OUTCOMES", "BAND_PP", "PRESET_COSTIMULATION", "MIN_RUNS",
+           "MIN_FOLLOW_UP_DAYS",
            "CALIBRATION_NOTE", "TREND_NOTE", "GRADE_CAPTION", "ONSET_CAPTION"]

@@ -6,14 +6,15 @@ throughout (grade 0 grey to grade 4 dark red); groups keep one colour each
 across figures.
 
 * :func:`plot_patient`: one run: blood CAR-T, plasma cytokines (log),
-  temperature, MAP and SpO2, organ support, CRS / ICANS grade (and the ICE
-  score when recorded), drug doses.
+  temperature, MAP and SpO2, organ support, CRS / ICANS grade, the ICE score
+  on its own 0-10 panel when recorded, drug doses.
 * :func:`plot_field_snapshot`: a cytokine field with the cells on top.
 * :func:`plot_risk_vs_covariate`: risk versus a covariate (tumour burden by
   default): binned risk with Wilson intervals, fitted logistic curve with its
   95 % band, and each run as a tick.
 * :func:`plot_grade_distribution`: max-grade distribution by group.
-* :func:`plot_onset`: cumulative incidence of onset by group (Kaplan-Meier).
+* :func:`plot_onset`: cumulative incidence of onset by group (Kaplan-Meier),
+  with the numbers at risk per group under each panel.
 * :func:`plot_cart_course`: blood CAR-T over time by group (median, IQR band)
   with reference points.
 """
@@ -32,7 +33,8 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from analysis import endpoints as E  # noqa: E402
-from analysis.risk import group_order, binned_risk, cumulative_incidence, fit_logistic  # noqa: E402
+from analysis.risk import (group_order, binned_risk, cumulative_incidence,  # noqa: E402
+                           fit_logistic, numbers_at_risk)
 
 #: Grade colours, 0..4.
 GRADE_COLOURS = ("#d9d9d9", "#fdd49e", "#fc8d59", "#d7301f", "#7f0000")
@@ -115,10 +117,17 @@ def plot_patient(ds: xr.Dataset, *, title: str | None = None):
     t = np.asarray(ds["time"].values, float)
     series = [k for k, v in ds.data_vars.items() if "time" in v.dims]
     drugs = E.drug_names(series)
-    heights = [1.3, 1.3, 0.8, 1.0, 0.8, 0.9, 0.25 + 0.18 * max(len(drugs), 1)]
-    fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(10, 15.5),
+    ice = _values(ds, "ice_score")
+    # the ICE score (0-10, 10 = normal) gets its own panel: on the grade axis (0-4) a
+    # second scale would read as a grade
+    heights = [1.3, 1.3, 0.8, 1.0, 0.8, 0.9] + ([0.7] if ice is not None else []) \
+        + [0.25 + 0.18 * max(len(drugs), 1)]
+    fig, axes = plt.subplots(len(heights), 1, sharex=True,
+                             figsize=(10, 15.5 + (1.4 if ice is not None else 0.0)),
                              gridspec_kw={"height_ratios": heights}, layout="constrained")
-    ax_cart, ax_cyt, ax_temp, ax_hd, ax_sup, ax_grade, ax_drug = axes
+    ax_cart, ax_cyt, ax_temp, ax_hd, ax_sup, ax_grade = axes[:6]
+    ax_ice = axes[6] if ice is not None else None
+    ax_drug = axes[-1]
     fig.suptitle(title or _run_title(ds), fontsize=11.5)
 
     # CAR-T in blood (log) and tumour in the patch
@@ -207,18 +216,13 @@ def plot_patient(ds: xr.Dataset, *, title: str | None = None):
     ax_grade.set_ylabel("grade")
     ax_grade.set_yticks(range(5))
     ax_grade.set_ylim(-0.3, 5.7)        # the top strip holds the legend
-    handles = ax_grade.get_legend_handles_labels()[0]
-    ice = _values(ds, "ice_score")
-    if ice is not None:
-        ax_i = ax_grade.twinx()
-        ax_i.spines["right"].set_visible(True)
-        ax_i.plot(t, ice, color="#7f7f7f", lw=1.0, ls="--", label="ICE score (10 = normal)")
-        ax_i.set_ylim(-0.75, 14.1)
-        ax_i.set_yticks([0, 5, 10])
-        ax_i.set_ylabel("ICE score")
-        ax_i.grid(False)
-        handles += ax_i.get_legend_handles_labels()[0]
-    ax_grade.legend(handles=handles, loc="upper left", ncol=3, fontsize=8)
+    ax_grade.legend(loc="upper left", ncol=3, fontsize=8)
+    if ax_ice is not None:
+        ax_ice.plot(t, ice, color="#2166ac", lw=1.4, label="ICE score (10 = normal)")
+        ax_ice.set_ylim(-0.5, 10.5)
+        ax_ice.set_yticks([0, 2, 4, 6, 8, 10])
+        ax_ice.set_ylabel("ICE score")
+        ax_ice.legend(loc="lower left", fontsize=8)
     if not any_grade:
         ax_grade.text(0.5, 0.5, "no grade recorded", transform=ax_grade.transAxes, ha="center")
 
@@ -482,8 +486,6 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
     Rows: kinds; columns: any grade, grade >= 3. 95 % log(-log) bands.
     """
     avail = [k for k in kinds if _kind_available(ep, k)] or list(kinds[:1])
-    fig, axes = plt.subplots(len(avail), len(thresholds), figsize=(5.2 * len(thresholds),
-                             3.9 * len(avail)), squeeze=False, layout="constrained")
     n = int(ep.sizes.get("run", 1))
     groups = np.asarray(ep[by].values, dtype=object).astype(str) if by and (
         by in ep.coords or by in ep) else np.array(["all"] * n)
@@ -491,8 +493,21 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
     cols = group_colours(labels)
     fu = np.asarray(ep["follow_up_day"].values, float).reshape(-1)
     tmax = float(np.nanmax(fu)) if np.isfinite(fu).any() else 1.0
-    for row, kind in zip(axes, avail):
-        for ax, k in zip(row, thresholds):
+    # under each curve panel a strip with the numbers at risk, one row per group
+    strip = 0.45 + 0.28 * len(labels)
+    fig = plt.figure(figsize=(5.2 * len(thresholds), (3.9 + 0.3 * strip) * len(avail)),
+                     layout="constrained")
+    gs = fig.add_gridspec(2 * len(avail), len(thresholds),
+                          height_ratios=[3.4, strip] * len(avail))
+    axes = np.empty((len(avail), len(thresholds)), dtype=object)
+    tables = np.empty_like(axes)
+    for r in range(len(avail)):
+        for c in range(len(thresholds)):
+            axes[r, c] = fig.add_subplot(gs[2 * r, c])
+            tables[r, c] = fig.add_subplot(gs[2 * r + 1, c], sharex=axes[r, c])
+    for row, trow, kind in zip(axes, tables, avail):
+        for ax, tab, k in zip(row, trow, thresholds):
+            tab.set_axis_off()
             name = "any grade" if k == 1 else f"grade ≥ {k}"
             ax.set_title(f"{kind.upper()} {name}: time to onset")
             if not _kind_available(ep, kind):
@@ -520,13 +535,41 @@ def plot_onset(ep: xr.Dataset, by: str | None = "product", *, kinds=("crs", "ica
             if not np.isfinite(onset).any():
                 ax.text(0.5, 0.5, f"no run reached {kind.upper()} {name}", ha="center",
                         va="center", transform=ax.transAxes, color="#555555")
-            ax.set_xlim(min(0.0, float(np.nanmin(onset))) if np.isfinite(onset).any() else 0.0,
-                        tmax)
+            x0 = min(0.0, float(np.nanmin(onset))) if np.isfinite(onset).any() else 0.0
+            ax.set_xlim(x0, tmax)
             ax.set_ylim(0, 1.02)
             ax.set_xlabel("day after CAR-T infusion")
             ax.set_ylabel("cumulative incidence")
             ax.legend(loc="best", fontsize=7.5)
+            _at_risk_strip(tab, ax, onset, fu, groups, labels, cols, x0, tmax)
     return fig
+
+
+def at_risk_days(x0: float, x1: float) -> np.ndarray:
+    """Whole days for the numbers-at-risk table (the x ticks): about 6 in ``[x0, x1]``."""
+    from matplotlib.ticker import MaxNLocator
+    ticks = MaxNLocator(nbins=6, integer=True, min_n_ticks=2).tick_values(x0, x1)
+    return np.array([d for d in ticks if x0 - 1e-9 <= d <= x1 + 1e-9], float)
+
+
+def _at_risk_strip(tab, ax, onset, follow_up, groups, labels, cols, x0, x1) -> None:
+    """Numbers at risk per group under a curve panel, aligned with its x ticks."""
+    days = at_risk_days(x0, x1)
+    ax.set_xticks(days)
+    tab.set_xlim(x0, x1)
+    tab.set_ylim(len(labels) - 0.5, -1.3)
+    # group names left of the first column (a count centred on the first tick reaches
+    # about 3 % of the width to the left)
+    tab.text(-0.05, -1.0, "number at risk", transform=tab.get_yaxis_transform(), ha="right",
+             va="center", fontsize=7.5, style="italic")
+    for i, lab in enumerate(labels):
+        sel = groups == lab
+        counts = numbers_at_risk(onset[sel], follow_up[sel], days)
+        tab.text(-0.05, i, lab, transform=tab.get_yaxis_transform(), ha="right",
+                 va="center", fontsize=7.5, color=cols[lab])
+        for d, m in zip(days, counts):
+            tab.text(d, i, str(int(m)), ha="center", va="center", fontsize=7.5,
+                     color=cols[lab])
 
 
 def plot_cart_course(courses: dict, *, n_runs: dict | None = None, points=(),

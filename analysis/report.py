@@ -40,7 +40,8 @@ from abm.errors import FileFormatError
 from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.batch_info import batch_info
-from analysis.calibration import calibration_table, in_band, product_costimulation
+from analysis.calibration import (calibration_table, in_band, product_costimulation,
+                                  shortest_follow_up)
 from analysis.formatting import covariate_label, format_num, format_pct, md_table
 from analysis.io import open_group, open_run, read_provenance
 from analysis.notes import (BAND_PP, CALIBRATION, CALIBRATION_NOTE, CALIBRATION_OUTCOMES,
@@ -162,7 +163,8 @@ def _calibration_markdown(ep) -> tuple[str | None, pd.DataFrame]:
     if "product" not in ep.coords:
         return None, calibration_table(pd.DataFrame(columns=["group", "outcome"]), {})
     risk = risk_table(ep, grade_outcomes(KINDS), by="product")
-    cal = calibration_table(risk, product_costimulation(ep))
+    cal = calibration_table(risk, product_costimulation(ep),
+                            follow_up=shortest_follow_up(ep, "product"))
     return (calibration_markdown(cal) if len(cal) else None), cal
 
 
@@ -192,11 +194,22 @@ def _pick_patient(ep) -> str:
     return str(runs[max(range(runs.size), key=lambda i: keys[i])])
 
 
+def _coordinate(ds, name: str) -> str:
+    """The batch's coordinate for a covariate name or config key (unknown: unchanged)."""
+    try:
+        return ds.abm.covariate_name(name)
+    except KeyError:
+        return name
+
+
 def batch_report(folder: Path, out, *, by, covariate, html_page, bootstrap, progress,
                   quiet) -> Path:
     out = Path(out) if out else folder / "report"
     say(f"reading {folder} ...", quiet)
     ds = open_batch(folder, progress=progress)
+    # a covariate may be named by its config key (patient.tumour_burden_cells)
+    by = tuple(_coordinate(ds, g) for g in by)
+    covariate = _coordinate(ds, covariate)
     try:
         return _write_batch_report(ds, folder, out, by=by, covariate=covariate,
                                    html_page=html_page, bootstrap=bootstrap, progress=progress,

@@ -675,6 +675,22 @@ def cumulative_incidence(onset, follow_up, *, conf: float = CONF,
     return pd.DataFrame(rows)
 
 
+def numbers_at_risk(onset, follow_up, days) -> np.ndarray:
+    """Runs still at risk at each of ``days``: no onset and still followed before that day.
+
+    A run is at risk at day ``d`` when its onset, or without one the end of
+    its follow-up, is at or after ``d`` (the count under a Kaplan-Meier curve,
+    as in :func:`cumulative_incidence`'s ``at_risk``). Runs with neither an
+    onset nor a follow-up time are left out. Returns an int array like ``days``.
+    """
+    onset = np.asarray(onset, float)
+    fu = np.asarray(follow_up, float)
+    t = np.where(np.isfinite(onset), onset, fu)
+    t = t[np.isfinite(t)]
+    d = np.asarray(days, float)
+    return (t[None, :] >= d.reshape(-1, 1) - 1e-9).sum(axis=1).astype(int).reshape(d.shape)
+
+
 def loglog_band(surv, surv_se, conf: float = CONF) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise log(-log) interval of a survival curve, as cumulative incidence ``1 - S``.
 
@@ -713,6 +729,6 @@ def median_iqr(values) -> tuple[float, float, float]:
 
 __all__ = ["wilson_interval", "bootstrap_interval", "proportion", "Outcome", "grade_outcomes",
            "risk_table", "binned_risk", "LogisticFit", "fit_logistic", "cumulative_incidence",
-           "loglog_band",
+           "numbers_at_risk", "loglog_band",
            "decade_bins", "assign_bins", "bin_labels", "median_iqr", "CochranArmitage",
            "cochran_armitage", "trend_test", "trend_table", "TREND_COLUMNS", "CONF"]

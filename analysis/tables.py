@@ -12,12 +12,10 @@ def calibration_markdown(cal: pd.DataFrame, group_label: str = "product") -> str
     """:func:`calibration_table` as markdown: one row per (group, outcome)."""
     rows = []
     for r in cal.itertuples():
-        verdict = ("n/a" if r.in_band is None else "yes" if r.in_band else
-                   f"no (simulated {'above' if r.p > r.target else 'below'})")
         rows.append([str(r.group), r.cohort, r.outcome.replace("ICANS", "neurotox / ICANS"),
                      str(r.n), str(r.k) if r.n else "n/a",
                      format_pct(r.p, r.lo, r.hi) if r.n else "not available",
-                     f"{100 * r.target:.0f} %", verdict])
+                     f"{100 * r.target:.0f} %", r.verdict])
     return md_table([group_label, "target trial", "outcome", "n", "k",
                      "simulated % (95 % CI)", "target", "in band?"], rows)
 

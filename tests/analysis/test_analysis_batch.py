@@ -89,6 +89,37 @@ def test_open_batch_of_200_runs_is_lazy_and_small(big_batch):
     close_files()
 
 
+def test_one_name_per_covariate(tmp_path):
+    from helpers.runfiles import golden_batch
+    folder = golden_batch(tmp_path / "tiny", [0, 1, 2, 3], ["cd28", "4-1bb"] * 2,
+                          [1e9, 1e10, 1e11, 3e11])      # manifest column product.preset
+    ds = open_batch(folder)
+    names = {str(c): v.attrs["config_key"] for c, v in ds.coords.items()
+             if "config_key" in v.attrs}
+    # each config key once; no dotted names, no second spelling
+    assert len(set(names.values())) == len(names)
+    assert not [c for c in ds.coords if "." in str(c)]
+    for gone in ("product_preset", "tumour_burden_cells", "patient_tumour_burden_cells"):
+        assert gone not in ds.coords
+    assert names["burden_cells"] == "patient.tumour_burden_cells"
+    assert names["product"] == "product.preset" and names["policy"] == "clinician.preset"
+    assert ds.burden_cells.values.tolist() == [1e9, 1e10, 1e11, 3e11]
+    for key in ("patient.tumour_burden_cells", "patient_tumour_burden_cells", "burden_cells"):
+        assert ds.abm.covariate_name(key) == "burden_cells"
+    assert ds.abm.covariate("product.preset").values.tolist() == ["cd28", "4-1bb"] * 2
+    with pytest.raises(KeyError, match="no covariate 'patient.nothing'"):
+        ds.abm.covariate("patient.nothing")
+    close_files()
+    # abm analyze takes the config keys too
+    from abm.cli import main
+    out = tmp_path / "rep"
+    assert main(["analyze", str(folder), "--out", str(out), "--by", "clinician.preset",
+                 "--covariate", "patient.tumour_burden_cells", "-q"]) == 0
+    assert (out / "risk_vs_burden_cells.png").exists()
+    risk = (out / "risk.csv").read_text()
+    assert "policy," in risk
+
+
 def test_runs_of_different_lengths_are_aligned_with_nan(tmp_path):
     t_a = -1.0 + np.arange(3 * 24 + 1) / 24.0        # day -1 .. 2
     t_b = np.arange(3 * 24 + 1) / 24.0               # day 0 .. 3
@@ -147,8 +178,12 @@ def test_manifest_statuses_and_bad_files_are_skipped_with_reasons(tmp_path):
     assert skipped["x_00008"]["status"] == "pending"
     assert ds.attrs["n_runs"] == 10 and ds.attrs["n_loaded"] == 4
     # the varied parameter comes from each file's own config, not the manifest text
-    depth = ds["lymphodepletion.depth"].values
+    # under one name (config path with underscores), reachable by its config key
+    depth = ds.lymphodepletion_depth.values
     assert depth[:3] == pytest.approx([0.5, 0.6, 0.9]) and math.isnan(depth[3])
+    assert ds["lymphodepletion_depth"].attrs["config_key"] == "lymphodepletion.depth"
+    assert ds.abm.covariate("lymphodepletion.depth").name == "lymphodepletion_depth"
+    assert "lymphodepletion.depth" not in ds.coords
     assert ds.attrs["varied_parameters"] == "lymphodepletion.depth"
 
 

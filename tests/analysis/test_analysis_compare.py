@@ -100,7 +100,7 @@ def test_calibration_table_picks_the_target_by_costimulation():
             rows.append({"group": g, "outcome": lab, "n": n, "k": k, "p": k / n, "lo": lo,
                          "hi": hi, "available": True})
     risk = pd.DataFrame(rows)
-    cal = calibration_table(risk, {"A": "CD28", "B": "4-1BB", "C": None})
+    cal = calibration_table(risk, {"A": "CD28", "B": "4-1BB", "C": None}, min_runs=1)
     assert cal["group"].tolist() == ["A"] * 4 + ["B"] * 4          # C: no target
     assert (cal["target"] * 100).round().tolist() == [93, 13, 64, 28, 58, 22, 21, 12]
     assert cal["cohort"].iloc[0] == CALIBRATION["CD28"][0]
@@ -112,7 +112,8 @@ def test_calibration_table_picks_the_target_by_costimulation():
     a = cal.iloc[0]
     assert (a.band_lo, a.band_hi) == pytest.approx((min(a.lo, 0.8), max(a.hi, 1.0)))
     # a missing outcome: n = 0 and no verdict
-    missing = calibration_table(risk[risk.outcome != "ICANS any grade"], {"A": "CD28"})
+    missing = calibration_table(risk[risk.outcome != "ICANS any grade"], {"A": "CD28"},
+                                min_runs=1)
     assert missing["in_band"].tolist()[2] is None and missing["n"].tolist()[2] == 0
 
 
@@ -233,13 +234,15 @@ def test_cli_with_two_batches_writes_the_comparison_report(trials, tmp_path, cap
     # simulated versus target, verdicts from the known counts
     cal = pd.read_csv(out / "calibration.csv")
     assert cal["group"].tolist() == ["trial_cd28"] * 4 + ["trial_41bb"] * 4
-    for r in cal.itertuples():
-        assert r.in_band == band_by_hand(r.k, r.n, r.target)
+    for r in cal.itertuples():   # 10 runs followed 10 days: too few and too short
+        assert math.isnan(r.in_band) and not r.assessed
+        assert r.verdict == "not assessed (n = 10 < 20; follow-up 10 d < 28 d)"
     kn = [(r.k, r.n) for r in cal.itertuples()]
     assert kn == [(9, 10), (1, 10), (1, 10), (1, 10), (6, 10), (2, 10), (2, 10), (1, 10)]
     lo, hi = wilson_by_hand(1, 10)
     assert (f"| trial_cd28 | ZUMA-1 axi-cel (CD28), n ~ 100 | neurotox / ICANS any grade | 10 | "
-            f"1 | 10 % ({100 * lo:.0f}-{100 * hi:.0f}) | 64 % | no (simulated below) |") in md
+            f"1 | 10 % ({100 * lo:.0f}-{100 * hi:.0f}) | 64 % | not assessed (n = 10 < 20; "
+            "follow-up 10 d < 28 d) |") in md
     assert "| trial_41bb | JULIET tisa-cel (4-1BB), n ~ 110 | CRS any grade | 10 | 6 |" in md
     # onset: CRS onset day 1 + i/4 (cd28) and 3 + i/4 (4-1bb) in the runs with CRS
     on_a = np.array([1.0 + 0.25 * i for i, g in enumerate(TRIALS["trial_cd28"][1]) if g])
