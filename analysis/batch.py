@@ -75,7 +75,7 @@ CHUNK_RUNS = 64
 FILE_CACHE = 32
 
 
-class _FileCache:
+class FileCache:
     """A small LRU of read-only h5py files shared by the dask getters (thread-safe)."""
 
     def __init__(self, size: int = FILE_CACHE):
@@ -86,29 +86,42 @@ class _FileCache:
     def get(self, path: str) -> h5py.File:
         return self._entry(path)[0]
 
-    def timeseries(self, path: str):
-        """Low-level id of the file's ``/timeseries`` group (for ``h5py.h5d.open``)."""
-        return self._entry(path)[1]
+    def read_timeseries(self, path: str, name: bytes) -> np.ndarray:
+        """The whole ``/timeseries/<name>`` dataset of ``path``.
+
+        Read while holding the cache's lock: another thread opening a file could
+        otherwise evict and close this one between the look-up and the read
+        (h5py serialises its calls anyway, so the lock costs no parallelism).
+        """
+        with self._lock:
+            dsid = h5py.h5d.open(self._entry_locked(path)[1], name)
+            values = np.empty(dsid.shape, dtype=dsid.dtype)
+            if values.size:
+                dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
+            return values
 
     def _entry(self, path: str) -> tuple:
         with self._lock:
-            e = self._files.get(path)
-            if e is not None and e[0].id.valid:
-                self._files.move_to_end(path)
-                return e
-            try:
-                f = open_readonly(path)
-                e = (f, f["timeseries"].id)
-            except (OSError, ValueError, KeyError) as exc:
-                raise FileFormatError(f"{path}: cannot be read ({one_line_error(exc)})") from None
-            self._files[path] = e
-            while len(self._files) > self.size:
-                _, old = self._files.popitem(last=False)
-                try:
-                    old[0].close()
-                except Exception:  # pragma: no cover - closing a broken handle
-                    pass
+            return self._entry_locked(path)
+
+    def _entry_locked(self, path: str) -> tuple:
+        e = self._files.get(path)
+        if e is not None and e[0].id.valid:
+            self._files.move_to_end(path)
             return e
+        try:
+            f = open_readonly(path)
+            e = (f, f["timeseries"].id)
+        except (OSError, ValueError, KeyError) as exc:
+            raise FileFormatError(f"{path}: cannot be read ({one_line_error(exc)})") from None
+        self._files[path] = e
+        while len(self._files) > self.size:
+            _, old = self._files.popitem(last=False)
+            try:
+                old[0].close()
+            except Exception:  # pragma: no cover - closing a broken handle
+                pass
+        return e
 
     def clear(self) -> None:
         with self._lock:
@@ -120,7 +133,7 @@ class _FileCache:
             self._files.clear()
 
 
-_FILES = _FileCache(FILE_CACHE)
+_FILES = FileCache(FILE_CACHE)
 
 
 def close_files() -> None:
@@ -155,10 +168,7 @@ class _RunVariable:
             return out
         path = self.paths[i]
         try:   # low-level read: a tenth of the overhead of group[name][...]
-            dsid = h5py.h5d.open(_FILES.timeseries(path), self._bname)
-            values = np.empty(dsid.shape, dtype=dsid.dtype)
-            if values.size:
-                dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
+            values = _FILES.read_timeseries(path, self._bname)
         except FileFormatError:
             raise
         except Exception as exc:  # damaged chunk, file replaced since opening, ...

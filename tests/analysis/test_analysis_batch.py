@@ -206,3 +206,35 @@ def test_open_batch_errors(tmp_path):
     with pytest.raises(FileFormatError, match="cannot read /timeseries/crs_grade"):
         ds["crs_grade"].values
     assert json.loads(ds.attrs["skipped"]) == []
+
+
+def test_file_cache_reads_stay_valid_while_other_threads_evict(tmp_path):
+    """Many threads reading through a 2-file cache: an eviction never closes a file mid-read."""
+    import threading
+
+    import h5py
+
+    from analysis.batch import FileCache
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"r{i}.h5"
+        with h5py.File(p, "w") as f:
+            f.create_dataset("timeseries/v", data=np.arange(50, dtype=np.float64) + i)
+        paths.append(str(p))
+    cache, errors = FileCache(size=2), []
+
+    def reader(k):
+        try:
+            for j in range(150):
+                i = (k * 7 + j) % len(paths)
+                assert cache.read_timeseries(paths[i], b"v")[0] == i
+        except Exception as exc:   # collected: an exception in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cache.clear()
+    assert not errors, errors[:3]
