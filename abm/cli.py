@@ -16,7 +16,7 @@ import sys
 
 from abm import __version__
 from abm.errors import AbmError
-from abm.logs import result
+from abm.logs import progress_mode, result
 
 _log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def _cmd_run(args) -> int:
         _log.info(f"running {args.config} (seed {seed}, {r.n_steps} steps of "
                   f"{r.dt_min:g} min, day {r.start_day:g} to {r.end_day:g})")
     res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
-                      keep_checkpoints=args.keep_checkpoints, progress=not args.quiet)
+                      keep_checkpoints=args.keep_checkpoints, 
+                      progress=progress_mode(args.quiet, args.log_file))
     t = res.timings
     counts = res.sim.state.counts()
     result(_log, f"done in {t['wall_total_s']:.1f} s (compile {t['wall_compile_s']:.1f} s, "
@@ -77,7 +78,8 @@ def _cmd_analyze(args) -> int:
     from analysis.analyze import analyze   # imports xarray, dask, matplotlib: only here
     path = analyze(args.paths, args.out, by=args.by, covariate=args.covariate,
                    html_page=not args.no_html, bootstrap=args.bootstrap,
-                   progress=False if args.quiet else None, quiet=args.quiet)
+                   progress=False if args.quiet else None,
+                   quiet=False)   # status lines: logged, the console level filters them
     result(_log, f"report in {path.parent}/ (open {path.name}"
                  f"{'' if args.no_html else ' or report.html'})")
     return 0

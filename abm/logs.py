@@ -153,6 +153,13 @@ def result(logger: logging.Logger, msg: str) -> None:
     logger.info(msg, extra={"abm_console": False})
 
 
+def progress_mode(quiet: bool, log_file) -> bool | str:
+    """The ``progress=`` of a command: bar or lines; with -q none, or lines for the log file."""
+    if not quiet:
+        return True
+    return "lines" if log_file else False
+
+
 class Say:
     """One-line messages of a library function: to ``logger``, or to a caller's callable.
 
@@ -181,5 +188,5 @@ class Say:
         self._emit(logging.WARNING, msg)
 
 
-__all__ = ["configure", "configured", "reset", "result", "Say", "ConsoleHandler",
+__all__ = ["configure", "configured", "reset", "result", "progress_mode", "Say", "ConsoleHandler",
            "PROJECT_LOGGERS"]

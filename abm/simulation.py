@@ -95,8 +95,11 @@ class Simulation:
                 fn(self)
         self.timings["write_s"] += time.perf_counter() - t0
 
-    def run(self, steps: int | None = None, progress: bool = False) -> None:
+    def run(self, steps: int | None = None, progress: bool | str = False) -> None:
         """Advance ``steps`` steps (default: to ``run.end_day``).
+
+        ``progress``: True for a tqdm bar on a terminal and log lines otherwise,
+        ``"lines"`` for log lines only (see :mod:`abm.progress`).
 
         Order of one step of length ``dt``::
 
@@ -127,7 +130,8 @@ class Simulation:
         if progress:
             from abm.progress import Progress
             prog = Progress(self.n_steps, done=self.state.step, describe=self._progress_line,
-                            logger=_log, desc=self.config.run.name, unit="step")
+                            logger=_log, desc=self.config.run.name, unit="step",
+                            bar=False if progress == "lines" else None)
         for i in range(steps):
             t0 = time.perf_counter()
             self.step()

@@ -13,7 +13,7 @@ import shlex
 import sys
 
 from abm.errors import AbmError
-from abm.logs import result
+from abm.logs import progress_mode, result
 
 _log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def cmd_batch(args) -> int:
         _log.info(f"executing on {executor.describe()}")
     try:
         res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
-                        only=args.only, progress=not args.quiet, verbose=not args.quiet)
+                        only=args.only, progress=progress_mode(args.quiet, args.log_file),
+                        verbose=not args.quiet)
     finally:
         if executor is not None:
             try:

@@ -183,7 +183,7 @@ def _merge_existing(manifest: Manifest, old: Manifest, specs: list[RunSpec], fol
 
 
 def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = False,
-              only=None, progress: bool = False, verbose: bool = False, log=None,
+              only=None, progress: bool | str = False, verbose: bool = False, log=None,
               grace_s: float = 30.0) -> BatchResult:
     """Run (or resume) a batch; return a :class:`BatchResult`.
 
@@ -199,7 +199,7 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
             without ``resume`` they are re-run even if done.
         progress: report progress (runs done / failed / pending, rate, time
             left): a tqdm bar on a terminal, else a log line every 10 % of the
-            runs or 30 s (see :mod:`abm.progress`).
+            runs or 30 s; ``"lines"``: log lines only (see :mod:`abm.progress`).
         verbose: one line per finished run (when there is no bar).
         log: callable for one-line messages (default: the ``abm.batch.runner``
             logger; failures are warnings, the rest info).
@@ -275,7 +275,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
                     f"{'?' if rate != rate else f'{rate:.1f}'} runs/min, "
                     f"ETA {format_eta(p.eta_s)}")
 
-        prog = Progress(len(todo), describe=line, logger=_log, desc=batch.name, unit="run")
+        prog = Progress(len(todo), describe=line, logger=_log, desc=batch.name, unit="run",
+                        bar=False if progress == "lines" else None)
     t0 = time.perf_counter()
     inflight: dict = {}
 

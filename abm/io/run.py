@@ -87,7 +87,7 @@ def _check_same_config(given: Config, stored: Config, path: Path) -> None:
 
 def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = None,
                 resume: bool = False, from_step: int | None = None,
-                keep_checkpoints: bool = False, processes=None, progress: bool = False,
+                keep_checkpoints: bool = False, processes=None, progress: bool | str = False,
                 flush_every_s: float = 10.0, extra_writers=(), log=None) -> RunResult:
     """Simulate one run to ``path`` (default :func:`output_path`), or resume one.
 
@@ -102,7 +102,8 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         keep_checkpoints: keep every checkpoint in the file, not only the latest.
         processes: process classes (default: the full model).
         progress: report progress: a bar on a terminal, else a log line every
-            10 % of the run or 30 s (see :mod:`abm.progress`).
+            10 % of the run or 30 s; ``"lines"``: log lines only (see
+            :mod:`abm.progress`).
         flush_every_s: see :class:`~abm.io.writer.RunWriter`.
         extra_writers: ``(trigger, fn)`` pairs added after the file writers.
         log: callable for one-line messages (default: the ``abm.io.run`` logger).
