@@ -254,7 +254,8 @@ class DaskExecutor:
         """Dask cannot stop a running task: queued runs are cancelled in :meth:`close`."""
 
     def close(self, kill: bool = False, futures=()) -> None:
-        _log.debug("closing the Dask client%s", f" ({len(futures)} runs cancelled)" if futures else "")
+        _log.debug("closing the Dask client%s",
+                   f" ({len(futures)} runs cancelled)" if futures else "")
         try:
             if futures:
                 self.client.cancel(list(futures))

@@ -1,4 +1,4 @@
-"""Messages and progress: ``abm run`` with output to a file, -q / -v / --log-file, progress lines."""
+"""Messages and progress: `abm run` with output in a file, -q, -v, --log-file, progress lines."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_quiet_and_log_file(tiny_config, tmp_path):
 
 
 def test_verbose_after_the_command_and_log_file_appends(tiny_config, tmp_path):
-    """-v (also accepted after the command) adds debug lines; a wall interval of 0 s logs every step."""
+    """-v (also after the command) adds debug lines; a wall interval of 0 s logs every step."""
     log_file = tmp_path / "abm.log"
     log_file.write_text("earlier line\n")
     rc, lines = abm_run(["run", str(tiny_config), "--out", str(tmp_path / "runs"), "-v",
