@@ -2,16 +2,23 @@
 ``abm batch``, ``abm analyze``, ``abm bench``.
 
 Errors caused by input (configs, files, arguments) print one line and exit
-with code 2; they never show a traceback.
+with code 2; they never show a traceback. Messages go through :mod:`logging`
+(set up by :func:`main` with :func:`abm.logs.configure`): ``-v`` debug,
+``-q`` warnings and errors only, ``--log-file PATH`` also into a file with
+timestamps; given before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from abm import __version__
 from abm.errors import AbmError
+from abm.logs import progress_mode, result
+
+_log = logging.getLogger(__name__)
 
 
 def _cmd_validate(args) -> int:
@@ -52,17 +59,18 @@ def _cmd_run(args) -> int:
     if not args.resume:
         r = cfg.run
         seed = "drawn" if r.seed is None else r.seed
-        print(f"abm: running {args.config} (seed {seed}, {r.n_steps} steps of "
-              f"{r.dt_min:g} min, day {r.start_day:g} to {r.end_day:g})", file=sys.stderr)
+        _log.info(f"running {args.config} (seed {seed}, {r.n_steps} steps of "
+                  f"{r.dt_min:g} min, day {r.start_day:g} to {r.end_day:g})")
     res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
-                      keep_checkpoints=args.keep_checkpoints,
-                      progress=not args.quiet and sys.stderr.isatty())
+                      keep_checkpoints=args.keep_checkpoints, 
+                      progress=progress_mode(args.quiet, args.log_file))
     t = res.timings
     counts = res.sim.state.counts()
-    print(f"abm: done in {t['wall_total_s']:.1f} s (compile {t['wall_compile_s']:.1f} s, simulate "
-          f"{t['wall_simulate_s']:.1f} s, write {t['wall_write_s']:.1f} s); "
-          f"day {res.sim.state.time_day:g}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"abm: wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB)")
+    result(_log, f"done in {t['wall_total_s']:.1f} s (compile {t['wall_compile_s']:.1f} s, "
+                 f"simulate {t['wall_simulate_s']:.1f} s, write {t['wall_write_s']:.1f} s); "
+                 f"day {res.sim.state.time_day:g}: "
+                 + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    result(_log, f"wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -70,9 +78,10 @@ def _cmd_analyze(args) -> int:
     from analysis.analyze import analyze   # imports xarray, dask, matplotlib: only here
     path = analyze(args.paths, args.out, by=args.by, covariate=args.covariate,
                    html_page=not args.no_html, bootstrap=args.bootstrap,
-                   progress=False if args.quiet else None, quiet=args.quiet)
-    print(f"abm: report in {path.parent}/ (open {path.name}"
-          f"{'' if args.no_html else ' or report.html'})")
+                   progress=False if args.quiet else None,
+                   quiet=False)   # status lines: logged, the console level filters them
+    result(_log, f"report in {path.parent}/ (open {path.name}"
+                 f"{'' if args.no_html else ' or report.html'})")
     return 0
 
 
@@ -127,13 +136,41 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def add_logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """-v / -q / --log-file: global options of ``abm``, also accepted after a command.
+
+    With ``defaults=False`` (a command's parser) an option not given leaves the
+    value of the global option in place.
+    """
+    g = parser.add_argument_group("messages")
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    g.add_argument("-v", "--verbose", dest="log_level", action="store_const",
+                   const=logging.DEBUG, help="also debug messages", **keep)
+    g.add_argument("-q", "--quiet", dest="log_level", action="store_const",
+                   const=logging.WARNING,
+                   help="warnings and errors only: no progress bar or lines, no status lines",
+                   **keep)
+    g.add_argument("--log-file", metavar="PATH",
+                   help="also append the messages, with timestamps, to PATH (info and "
+                        "progress lines even with -q; debug with -v)",
+                   **({"default": None} if defaults else keep))
+    if defaults:
+        parser.set_defaults(log_level=logging.INFO)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="abm",
         description="Stochastic agent-based model of CAR-T therapy, CRS and ICANS.",
-        epilog="Run 'abm COMMAND --help' for the options of a command.")
+        epilog="Run 'abm COMMAND --help' for the options of a command. Progress: a bar on a "
+               "terminal; otherwise (output to a file) a line every 10 % of the run or 30 s "
+               "(ABM_PROGRESS_EVERY_S).")
     p.add_argument("--version", action="version", version=f"abm {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    add_logging_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    add_logging_options(common, defaults=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           parser_class=_subparser_class(common))
 
     r = sub.add_parser("run", help="simulate one virtual patient from a TOML config",
                        description="Simulate one virtual patient and write an HDF5 file "
@@ -143,7 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, metavar="N", help="run seed (overrides run.seed)")
     r.add_argument("--days", type=float, metavar="D", help="override run.end_day")
     r.add_argument("--threads", type=int, metavar="N", help="Numba threads (default: run.threads, 1)")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--resume", action="store_true",
                    help="continue the interrupted run of this config (its .h5.part) from its "
                         "latest checkpoint; the result equals an uninterrupted run")
@@ -204,7 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also percentile bootstrap intervals from N resamples (in risk.csv)")
     a.add_argument("--no-html", action="store_true", help="markdown only, no report.html")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
     a.set_defaults(func=_cmd_analyze)
 
     b = sub.add_parser("bench", help="run the kernel and end-to-end benchmarks",
@@ -220,20 +255,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subparser_class(common: argparse.ArgumentParser):
+    """A parser class whose every instance (each command) also takes ``common``'s options."""
+    class CommandParser(argparse.ArgumentParser):
+        def __init__(self, *a, parents=(), **kw):
+            super().__init__(*a, parents=[*parents, common], **kw)
+    return CommandParser
+
+
 def main(argv: list[str] | None = None) -> int:
+    from abm.logs import configured
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.quiet = args.log_level >= logging.WARNING
     try:
-        return int(args.func(args) or 0)
-    except AbmError as exc:
+        with configured(args.log_level, args.log_file):
+            try:
+                return int(args.func(args) or 0)
+            except AbmError as exc:
+                _log.error(f"error: {exc}")
+                return 2
+            except KeyboardInterrupt:
+                _log.error("interrupted")
+                return 130
+    except AbmError as exc:   # the log file cannot be opened
         print(f"abm: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("abm: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,14 +9,17 @@ assembles the full model.
 
 from __future__ import annotations
 
+import logging
 import secrets
-import sys
 import time
 from typing import Callable
 
 from abm.process import PHASES, Process
 from abm.state import State
 from abm.triggers import Trigger, as_trigger
+
+_log = logging.getLogger(__name__)
+
 
 def resolve_seed(seed: int | None) -> int:
     """Return ``seed``, or a fresh random 63-bit seed when it is None."""
@@ -92,8 +95,11 @@ class Simulation:
                 fn(self)
         self.timings["write_s"] += time.perf_counter() - t0
 
-    def run(self, steps: int | None = None, progress: bool = False) -> None:
+    def run(self, steps: int | None = None, progress: bool | str = False) -> None:
         """Advance ``steps`` steps (default: to ``run.end_day``).
+
+        ``progress``: True for a tqdm bar on a terminal and log lines otherwise,
+        ``"lines"`` for log lines only (see :mod:`abm.progress`).
 
         Order of one step of length ``dt``::
 
@@ -120,11 +126,12 @@ class Simulation:
             steps = self.n_steps - self.state.step
         if self.state.step == 0:
             self.fire_writers()
-        bar = None
+        prog = None
         if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, unit="step", file=sys.stderr, mininterval=0.5,
-                       desc=self.config.run.name, leave=False)
+            from abm.progress import Progress
+            prog = Progress(self.n_steps, done=self.state.step, describe=self._progress_line,
+                            logger=_log, desc=self.config.run.name, unit="step",
+                            bar=False if progress == "lines" else None)
         for i in range(steps):
             t0 = time.perf_counter()
             self.step()
@@ -133,9 +140,17 @@ class Simulation:
                 self.timings["first_step_s"] = dt
             self.timings["simulate_s"] += dt
             self.fire_writers()
-            if bar is not None:
-                bar.update(1)
-                if i % 24 == 0:
-                    bar.set_postfix(day=f"{self.state.time_day:.1f}")
-        if bar is not None:
-            bar.close()
+            if prog is not None:
+                prog.update(1, postfix=f"day={self.state.time_day:.1f}" if i % 24 == 0 else None)
+        if prog is not None:
+            prog.close()
+
+    def _progress_line(self, prog) -> str:
+        """One progress line: day, percent, steps/s and time left."""
+        from abm.progress import format_eta
+        r = self.config.run
+        rate = prog.rate_per_s
+        return (f"{r.name}: day {self.state.time_day:.2f} of {r.end_day:g} "
+                f"({100 * prog.fraction:.0f} %, step {prog.done}/{prog.total}), "
+                f"{'?' if rate != rate else f'{rate:.0f}'} steps/s, "
+                f"ETA {format_eta(prog.eta_s)}")

@@ -9,13 +9,15 @@ fenced code), ``report.html``.
 from __future__ import annotations
 
 import html
+import logging
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import markdown
 from jinja2 import Environment, PackageLoader, StrictUndefined
+
+_log = logging.getLogger(__name__)
 
 _ENV = Environment(loader=PackageLoader("analysis", "templates"), undefined=StrictUndefined,
                    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
@@ -40,9 +42,9 @@ class Figure:
 
 
 def say(msg: str, quiet: bool) -> None:
-    """A status line on stderr unless ``quiet``."""
+    """A status line (INFO on this module's logger) unless ``quiet``."""
     if not quiet:
-        print(f"abm: {msg}", file=sys.stderr)
+        _log.info(msg)
 
 
 def software_version() -> str:

@@ -8,10 +8,14 @@ input (one line, no traceback), 130 interrupted (Ctrl-C; resume with
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 
 from abm.errors import AbmError
+from abm.logs import progress_mode, result
+
+_log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Expand a batch file ([batch] table: sweep, replicates, virtual population) into
@@ -50,7 +54,6 @@ def add_parser(sub) -> None:
                         "'trial_00005' (re-run even if done, unless --resume)")
     b.add_argument("--dry-run", action="store_true",
                    help="list the runs (id, seed, parameters, config check) and exit")
-    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_batch)
 
 
@@ -77,7 +80,7 @@ def _dry_run(batch) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     bad = sum(1 for s in specs if s.error)
-    print(f"abm: {batch.summary()}; {len(specs) - bad} valid, {bad} invalid", file=sys.stderr)
+    _log.info(f"{batch.summary()}; {len(specs) - bad} valid, {bad} invalid")
     return 0
 
 
@@ -92,22 +95,20 @@ def cmd_batch(args) -> int:
     _positive("--threads", args.threads)
     batch = load_batch(args.config)
     for w in batch.warnings:
-        print(f"abm: note: {w}", file=sys.stderr)
+        _log.warning(f"note: {w}")
     if args.dry_run:
         return _dry_run(batch)
     folder = batch_folder(batch, args.out)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    say(f"abm: {batch.summary()} -> {folder}/")
+    _log.info(f"{batch.summary()} -> {folder}/")
     executor = None
     if args.workers is not None or args.scheduler or args.dask_local or args.threads:
         executor = make_executor(workers=args.workers, scheduler=args.scheduler,
                                  dask_local=args.dask_local, threads=args.threads)
-        say(f"abm: executing on {executor.describe()}")
-    progress = not args.quiet and sys.stderr.isatty()
+        _log.info(f"executing on {executor.describe()}")
     try:
         res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
-                        only=args.only, progress=progress, verbose=not args.quiet,
-                        log=lambda msg: print(msg, file=sys.stderr))
+                        only=args.only, progress=progress_mode(args.quiet, args.log_file),
+                        verbose=not args.quiet)
     finally:
         if executor is not None:
             try:
@@ -115,7 +116,7 @@ def cmd_batch(args) -> int:
             except Exception:  # noqa: BLE001 - already closed after Ctrl-C
                 pass
     if batch.root_seed_drawn:
-        print(f"abm: root seed drawn and recorded in {folder}/batch.toml", file=sys.stderr)
+        _log.warning(f"root seed drawn and recorded in {folder}/batch.toml")
     ran = res.finished + len(res.failures)
     rate = f", {res.runs_per_min:.1f} runs/min" if res.finished and res.wall_s > 0 else ""
     this = (f"this call: {ran} run{'s' if ran != 1 else ''} in {res.wall_s:.1f} s{rate}"
@@ -125,19 +126,19 @@ def cmd_batch(args) -> int:
         extra.append(f"{res.skipped} already done")
     if res.adopted:
         extra.append(f"{res.adopted} finished files adopted")
-    print(f"abm: batch {batch.name!r}: {res.done} done, {res.failed} failed, {res.pending} pending "
-          f"of {res.n_runs} runs ({this}{'; ' + ', '.join(extra) if extra else ''})")
+    result(_log, f"batch {batch.name!r}: {res.done} done, {res.failed} failed, {res.pending} "
+                 f"pending of {res.n_runs} runs ({this}{'; ' + ', '.join(extra) if extra else ''})")
     if res.failures:
         first = res.failures[0]
         more = f" (and {len(res.failures) - 1} more)" if len(res.failures) > 1 else ""
-        print(f"abm: failed: {first[0]}: {first[1]}{more}; errors are in the manifest")
-    print(f"abm: results in {folder}/ (manifest {folder / 'manifest.csv'})")
+        result(_log, f"failed: {first[0]}: {first[1]}{more}; errors are in the manifest")
+    result(_log, f"results in {folder}/ (manifest {folder / 'manifest.csv'})")
     if res.interrupted or res.pending:
         cmd = f"abm batch {shlex.quote(args.config)} --resume"
         if args.out:
             cmd += f" --out {shlex.quote(args.out)}"
-        print(f"abm: {'interrupted; ' if res.interrupted else ''}continue with: {cmd}")
-    print(f"abm: analyse with: abm analyze {folder}")
+        result(_log, f"{'interrupted; ' if res.interrupted else ''}continue with: {cmd}")
+    result(_log, f"analyse with: abm analyze {folder}")
     if res.interrupted:
         return 130
     return 1 if res.failures else 0

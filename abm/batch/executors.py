@@ -34,6 +34,8 @@ import signal
 import time
 import uuid
 
+_log = logging.getLogger(__name__)
+
 
 class LocalPool:
     """A local process pool.
@@ -63,6 +65,7 @@ class LocalPool:
 
     def restart(self) -> None:
         """Replace a broken pool (a worker process died) by a fresh one."""
+        _log.debug("restarting the %s", self.describe())
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
@@ -103,6 +106,7 @@ class LocalPool:
                 pass
 
     def close(self, kill: bool = False) -> None:
+        _log.debug("closing the %s%s", self.describe(), " (killing its workers)" if kill else "")
         if kill:
             for pid in self.pids():
                 try:
@@ -193,11 +197,13 @@ class DaskExecutor:
         if client is not None:
             self.client = client
         elif local_workers:
+            _log.debug("starting a Dask LocalCluster of %d workers", int(local_workers))
             self._cluster = distributed.LocalCluster(
                 n_workers=int(local_workers), threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
             self.client = distributed.Client(self._cluster, set_as_default=False)
         elif address:
+            _log.debug("connecting to the Dask scheduler at %s", address)
             try:
                 self.client = distributed.Client(address, timeout=timeout_s,
                                                  set_as_default=False)
@@ -248,6 +254,8 @@ class DaskExecutor:
         """Dask cannot stop a running task: queued runs are cancelled in :meth:`close`."""
 
     def close(self, kill: bool = False, futures=()) -> None:
+        _log.debug("closing the Dask client%s",
+                   f" ({len(futures)} runs cancelled)" if futures else "")
         try:
             if futures:
                 self.client.cancel(list(futures))

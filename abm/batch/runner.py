@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +42,9 @@ from abm.batch.expand import RunSpec, expand_batch
 from abm.batch.manifest import MANIFEST, Manifest, one_line, write_atomic
 from abm.batch.tomlio import batch_toml
 from abm.errors import AbmError
+from abm.logs import Say
+
+_log = logging.getLogger(__name__)
 
 BATCH_TOML = "batch.toml"
 #: Config keys that may differ between a run's file and its spec (no effect on results).
@@ -180,7 +183,7 @@ def _merge_existing(manifest: Manifest, old: Manifest, specs: list[RunSpec], fol
 
 
 def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = False,
-              only=None, progress: bool = False, verbose: bool = False, log=None,
+              only=None, progress: bool | str = False, verbose: bool = False, log=None,
               grace_s: float = 30.0) -> BatchResult:
     """Run (or resume) a batch; return a :class:`BatchResult`.
 
@@ -194,15 +197,18 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
             complete files, re-run failed and interrupted ones).
         only: run just these runs (indices, run ids, or ``"3,5,8-11"``);
             without ``resume`` they are re-run even if done.
-        progress: show a tqdm bar on stderr (runs done / failed / rate / time left).
+        progress: report progress (runs done / failed / pending, rate, time
+            left): a tqdm bar on a terminal, else a log line every 10 % of the
+            runs or 30 s; ``"lines"``: log lines only (see :mod:`abm.progress`).
         verbose: one line per finished run (when there is no bar).
-        log: callable for one-line messages (default: print to stderr).
+        log: callable for one-line messages (default: the ``abm.batch.runner``
+            logger; failures are warnings, the rest info).
         grace_s: on Ctrl-C, how long to wait for running runs to close their files.
 
     Ctrl-C (KeyboardInterrupt) is caught: running runs are stopped cleanly,
     the manifest is saved, and the result has ``interrupted = True``.
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    say = Say(_log, log)
     folder = batch_folder(batch, out)
     mpath = folder / MANIFEST
     old = Manifest.load(folder) if mpath.exists() else None
@@ -256,12 +262,21 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
         from abm.batch.executors import LocalPool
         executor = LocalPool(workers=min(len(todo), _cores()))
     result.executor = executor.describe()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc=batch.name, unit="run", file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.1)
     state = {"done": 0, "failed": 0, "stop": False}
+    prog = None
+    if progress:
+        from abm.progress import Progress, format_eta
+
+        def line(p) -> str:
+            rate = p.rate_per_s * 60.0
+            pending = len(todo) - state["done"] - state["failed"]
+            return (f"batch {batch.name!r}: {state['done']} done, {state['failed']} failed, "
+                    f"{pending} pending of {len(todo)} runs, "
+                    f"{'?' if rate != rate else f'{rate:.1f}'} runs/min, "
+                    f"ETA {format_eta(p.eta_s)}")
+
+        prog = Progress(len(todo), describe=line, logger=_log, desc=batch.name, unit="run",
+                        bar=False if progress == "lines" else None)
     t0 = time.perf_counter()
     inflight: dict = {}
 
@@ -269,6 +284,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
         status = res.get("status", "failed")
         fields = {k: res.get(k, "") for k in ("duration_s", "cpu_s", "started", "finished",
                                               "worker")}
+        for msg in res.get("messages") or ():   # notes of the worker (e.g. a .part restarted)
+            say.info(f"{spec.run_id}: {msg.removeprefix('abm: ')}")
         if status == "done":
             manifest.update(spec.index, status="done", error="", **fields)
             state["done"] += 1
@@ -283,17 +300,15 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
                             **fields)
             state["failed"] += 1
             result.failures.append((spec.run_id, manifest.rows[spec.index]["error"]))
-            line = f"abm: {spec.run_id} failed: {manifest.rows[spec.index]['error']}"
-            bar.write(line, file=sys.stderr) if bar else say(line)
-        if bar:
-            bar.set_postfix_str(f"done {state['done']}, failed {state['failed']}", refresh=False)
-            bar.update(1)
-        elif verbose and status == "done":
+            say.warning(f"{spec.run_id} failed: {manifest.rows[spec.index]['error']}")
+        if verbose and status == "done" and (prog is None or prog.bar is None):
             k = state["done"] + state["failed"]
             how = (f" (resumed from step {res['resumed_from']})"
                    if res.get("resumed_from") is not None else "")
-            say(f"abm: [{k}/{len(todo)}] {spec.run_id} done in "
-                f"{float(res.get('duration_s') or 0):.1f} s{how}")
+            say.info(f"[{k}/{len(todo)}] {spec.run_id} done in "
+                     f"{float(res.get('duration_s') or 0):.1f} s{how}")
+        if prog is not None:
+            prog.update(1, postfix=f"done {state['done']}, failed {state['failed']}")
 
     queue = deque(todo)
     try:
@@ -316,16 +331,18 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
                                 started=_utc(), finished="", worker="", duration_s="", cpu_s="")
                 inflight[_submit(executor, task)] = spec
             manifest.maybe_save()
+            if prog is not None:
+                prog.tick()   # a line every 30 s even while no run finishes
             if inflight:
                 for fut in executor.wait(inflight, timeout=0.5):
                     spec = inflight.pop(fut)
                     finish(spec, _result(executor, fut))
     except KeyboardInterrupt:
         result.interrupted = True
-        if bar:
-            bar.close()
-            bar = None
-        say("abm: interrupted; stopping the running runs (Ctrl-C again to kill them)")
+        if prog is not None:
+            prog.close()
+            prog = None
+        say.warning("interrupted; stopping the running runs (Ctrl-C again to kill them)")
         _stop(executor, inflight, finish, grace_s, own)
         for spec in inflight.values():
             manifest.update(spec.index, status="pending",
@@ -333,8 +350,8 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
         own = False  # closed by _stop
     finally:
         result.wall_s = time.perf_counter() - t0
-        if bar:
-            bar.close()
+        if prog is not None:
+            prog.close()
         if own:
             executor.close()
         manifest.save()

@@ -23,6 +23,7 @@ Local process-pool workers also get :func:`init_local_worker`:
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -31,6 +32,8 @@ import time
 from pathlib import Path
 
 from abm.batch.manifest import one_line
+
+_log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _STATE = {"active": False, "stop": False}
@@ -74,6 +77,7 @@ def _execute(task: dict) -> dict:
         out.update(status="interrupted", error="interrupted before it started")
         return out
     _STATE["active"] = True
+    _log.debug("%s started on %s", task["run_id"], out["worker"])
     try:
         out.update(_run(task, out["messages"]))
         out["status"] = "done"

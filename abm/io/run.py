@@ -18,7 +18,7 @@ checkpoint with ``keep_checkpoints=True`` to be able to pick any).
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,9 @@ from abm.errors import ConfigError, FileFormatError
 from abm.io.h5file import PART_SUFFIX, part_path
 from abm.io.writer import RunWriter
 from abm.kernels.jit import compile_stats
+from abm.logs import Say
+
+_log = logging.getLogger(__name__)
 
 #: Config keys that may differ between a run and its resume (no effect on results).
 RESUME_MAY_DIFFER = (("run", "threads"), ("output", "dir"))
@@ -84,7 +87,7 @@ def _check_same_config(given: Config, stored: Config, path: Path) -> None:
 
 def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = None,
                 resume: bool = False, from_step: int | None = None,
-                keep_checkpoints: bool = False, processes=None, progress: bool = False,
+                keep_checkpoints: bool = False, processes=None, progress: bool | str = False,
                 flush_every_s: float = 10.0, extra_writers=(), log=None) -> RunResult:
     """Simulate one run to ``path`` (default :func:`output_path`), or resume one.
 
@@ -98,12 +101,14 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         from_step: with ``resume``, the checkpoint step to restart from.
         keep_checkpoints: keep every checkpoint in the file, not only the latest.
         processes: process classes (default: the full model).
-        progress: show a progress bar on stderr.
+        progress: report progress: a bar on a terminal, else a log line every
+            10 % of the run or 30 s; ``"lines"``: log lines only (see
+            :mod:`abm.progress`).
         flush_every_s: see :class:`~abm.io.writer.RunWriter`.
         extra_writers: ``(trigger, fn)`` pairs added after the file writers.
-        log: callable for one-line messages (default: print to stderr).
+        log: callable for one-line messages (default: the ``abm.io.run`` logger).
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+    say = Say(_log, log)
     t_start = time.perf_counter()
     if resume:
         final = Path(path) if path is not None else find_resumable(config, out_dir, seed)
@@ -111,16 +116,17 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
             final, from_step=from_step, processes=processes, flush_every_s=flush_every_s,
             check_config=lambda stored, where: _check_same_config(config, stored, where))
         resumed_from = sim.state.step
-        say(f"abm: resuming {writer.tmp} from step {resumed_from} "
-            f"(day {sim.state.time_day:g}) of {sim.n_steps}")
+        # a warning, so that -q still says which file is continued (as it did before)
+        say.warning(f"resuming {writer.tmp} from step {resumed_from} "
+                    f"(day {sim.state.time_day:g}) of {sim.n_steps}")
     else:
         if from_step is not None:
             raise ConfigError("from_step needs resume=True (abm run --resume --from-step N)")
         sim = build_simulation(config, seed=seed, processes=processes)
         final = Path(path) if path is not None else output_path(config, sim.seed, out_dir)
         if part_path(final).exists():
-            say(f"abm: overwriting the interrupted run {part_path(final)} "
-                "(use --resume to continue it)")
+            say.warning(f"overwriting the interrupted run {part_path(final)} "
+                        "(use --resume to continue it)")
         writer = RunWriter(final, sim, keep_checkpoints=keep_checkpoints,
                            flush_every_s=flush_every_s).create()
         resumed_from = None
@@ -137,6 +143,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
             t0 = time.perf_counter()
             sim.step()
             compile_s = time.perf_counter() - t0
+            _log.debug("first step (Numba compile or cache load included) took %.1f s", compile_s)
             sim.fire_writers()
             sim.run(progress=progress)
     except BaseException:
