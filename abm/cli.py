@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from abm import __version__
+from abm.version import __version__
 from abm.errors import AbmError
 
 
