@@ -2,8 +2,8 @@
 
 >>> import abm
 >>> tree = abm.simulate("configs/default.toml", seed=7, days=7)     # doctest: +SKIP
->>> tree["timeseries"].cart_blood_per_ul.plot()                     # doctest: +SKIP
->>> tree["endpoints"].max_crs_grade.item()                          # doctest: +SKIP
+>>> tree["timeseries"].blood_cart_per_ul.plot()                     # doctest: +SKIP
+>>> tree["endpoints"].crs_max_grade.item()                          # doctest: +SKIP
 >>> trial = abm.run_batch("configs/batch_example.toml", out="runs")  # doctest: +SKIP
 >>> trial.abm.risk(by="product")                                    # doctest: +SKIP
 
@@ -57,13 +57,36 @@ def resolve_config(config_or_path, overrides: dict | None = None) -> Config:
     if isinstance(config_or_path, Config):
         if not overrides:
             return config_or_path
-        return config_from_dict(apply_overrides(config_or_path.to_dict(), overrides))
+        data = _unresolve_presets(config_or_path.to_dict(), overrides)
+        return config_from_dict(apply_overrides(data, overrides))
     if isinstance(config_or_path, dict):
         return config_from_dict(apply_overrides(config_or_path, overrides))
     if isinstance(config_or_path, (str, Path)):
         return load_config(config_or_path, overrides)
     raise ConfigError(f"expected a config (TOML path, dict or abm.config.Config), "
                       f"got {type(config_or_path).__name__}")
+
+
+def _unresolve_presets(data: dict, overrides: dict, path: tuple = ()) -> dict:
+    """``data`` (a resolved config) less the values its old presets set, where
+    ``overrides`` picks another preset: the new preset then fills them, and the
+    values changed by hand are kept."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if not isinstance(value, dict) or not isinstance(out.get(key), dict):
+            continue
+        section = out[key]
+        new, old = value.get("preset"), section.get("preset")
+        if new is not None and old is not None and new != old:
+            table: dict = {"preset": old}
+            for part in reversed((*path, key)):
+                table = {part: table}
+            baseline = config_from_dict(table).to_dict()
+            for part in (*path, key):
+                baseline = baseline[part]
+            section = {k: v for k, v in section.items() if k == "preset" or v != baseline.get(k)}
+        out[key] = _unresolve_presets(section, value, (*path, key))
+    return out
 
 
 def read_run_tree(path, groups=RESULT_GROUPS, *, load: bool = True) -> xr.DataTree:
