@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from abm import __version__
+from abm.version import __version__
 from abm.errors import AbmError
 from abm.logs import progress_mode, result
 

@@ -48,7 +48,7 @@ def say(msg: str, quiet: bool) -> None:
 
 
 def software_version() -> str:
-    from abm import __version__
+    from abm.version import __version__
     return __version__
 
 

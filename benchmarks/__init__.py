@@ -88,7 +88,7 @@ def machine_info() -> dict:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        from abm import __version__ as abm_version
+        from abm.version import __version__ as abm_version
     except ImportError:  # pragma: no cover
         abm_version = None
     return {

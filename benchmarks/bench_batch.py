@@ -90,9 +90,9 @@ def _same(a: Path, b: Path) -> bool:
 def source_hash() -> str:
     """Hash of the simulator's sources (worker processes import them when they start)."""
     import hashlib
-    import abm
+    import abm.version
     h = hashlib.sha256()
-    for p in sorted(Path(abm.__file__).parent.rglob("*.py")):
+    for p in sorted(Path(abm.version.__file__).parent.rglob("*.py")):
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

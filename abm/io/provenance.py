@@ -41,7 +41,7 @@ import h5py
 import numba
 import numpy as np
 
-from abm import __version__
+from abm.version import __version__
 from abm.config import Config, to_json, to_toml
 from abm.io.schema import SCHEMA_VERSION
 

@@ -21,7 +21,7 @@ PACKAGES = ("abm", "analysis", "benchmarks", "validation")
 #: layer of its longest matching prefix.
 LAYERS = [
     ("kernels", ["abm.kernels"]),
-    ("foundation", ["abm", "abm.errors", "abm.schema", "abm.presets", "abm.triggers",
+    ("foundation", ["abm.version", "abm.errors", "abm.schema", "abm.presets", "abm.triggers",
                     "abm.grading", "abm.cells", "abm.lattice"]),
     ("core", ["abm.process", "abm.state", "abm.simulation"]),
     ("model", ["abm.model"]),
@@ -30,7 +30,8 @@ LAYERS = [
     ("io", ["abm.io"]),
     ("batch and analysis", ["abm.batch", "analysis"]),
     ("tools", ["benchmarks", "validation"]),
-    ("interface", ["abm.cli", "abm.__main__"]),
+    # the package itself re-exports the Python API (abm.simulate, abm.run_batch)
+    ("interface", ["abm", "abm.api", "abm.cli", "abm.__main__"]),
     ("scripts", ["scripts"]),
 ]
 
@@ -223,6 +224,8 @@ def test_from_package_import_module_is_an_edge_to_the_module_only():
 
 
 @pytest.mark.parametrize("module,layer", [("abm.kernels.rng", "kernels"), ("abm.model.blood", "model"),
-                                          ("abm.build", "assembly"), ("analysis.report", "batch and analysis")])
+                                          ("abm.build", "assembly"), ("analysis.report", "batch and analysis"),
+                                          ("abm.version", "foundation"), ("abm", "interface"),
+                                          ("abm.api", "interface")])
 def test_layer_names(module, layer):
     assert LAYERS[layer_of(module)][0] == layer
