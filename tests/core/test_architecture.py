@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("abm", "analysis", "benchmarks", "validation")
 
 #: Layers from the bottom up: (name, module prefixes). A module belongs to the
-#: layer of its longest matching prefix.
+#: layer of its longest matching prefix; "=name" matches that module alone (the
+#: ``abm`` package face is the interface, its submodules are placed one by one).
 LAYERS = [
     ("kernels", ["abm.kernels"]),
     ("foundation", ["abm.version", "abm.errors", "abm.schema", "abm.presets", "abm.triggers",
-                    "abm.grading", "abm.cells", "abm.lattice"]),
+                    "abm.grading", "abm.cells", "abm.lattice", "abm.logs", "abm.progress"]),
     ("core", ["abm.process", "abm.state", "abm.simulation"]),
     ("model", ["abm.model"]),
     ("config", ["abm.config"]),
@@ -31,7 +32,7 @@ LAYERS = [
     ("batch and analysis", ["abm.batch", "analysis"]),
     ("tools", ["benchmarks", "validation"]),
     # the package itself re-exports the Python API (abm.simulate, abm.run_batch)
-    ("interface", ["abm", "abm.api", "abm.cli", "abm.__main__"]),
+    ("interface", ["=abm", "abm.api", "abm.cli", "abm.__main__"]),
     ("scripts", ["scripts"]),
 ]
 
@@ -40,7 +41,10 @@ def layer_of(module: str) -> int:
     best, best_len = None, -1
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+            exact = p.startswith("=")
+            p = p.lstrip("=")
+            hit = module == p or (not exact and module.startswith(p + "."))
+            if hit and len(p) > best_len:
                 best, best_len = i, len(p)
     if best is None:
         raise KeyError(f"module {module} belongs to no layer; add it to LAYERS")
@@ -229,3 +233,8 @@ def test_from_package_import_module_is_an_edge_to_the_module_only():
                                           ("abm.api", "interface")])
 def test_layer_names(module, layer):
     assert LAYERS[layer_of(module)][0] == layer
+
+
+def test_a_new_abm_module_must_be_placed():
+    with pytest.raises(KeyError, match="abm.newthing"):
+        layer_of("abm.newthing")
