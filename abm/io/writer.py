@@ -87,9 +87,10 @@ def _as_grades(key: str, values) -> np.ndarray:
     return np.where(missing, GRADE_FILL, v).astype(np.int8)
 
 
-def _fill_for(dtype: np.dtype):
-    return np.nan if dtype.kind == "f" else (GRADE_FILL if dtype == np.int8
-                                              else _INT_FILL.astype(dtype))
+def _fill_for(key: str, dtype: np.dtype):
+    if dtype.kind == "f":
+        return np.nan
+    return GRADE_FILL if is_grade(key) else _INT_FILL.astype(dtype)
 
 
 def _process_meta(sim) -> dict:
@@ -284,18 +285,18 @@ class RunWriter:
                 if key not in self._ts:
                     dtype = _dtype_of(key, row[key])
                     units, long_name = describe(key, self.meta)
-                    fill = _fill_for(dtype)
+                    fill = _fill_for(key, dtype)
                     ds = create_variable(g, key, ("time",), dtype, chunks=(1024,),
                                          compression=self.level, units=units,
                                          long_name=long_name, fillvalue=fill)
-                    if dtype == np.int8:   # grades: a documented fill (floats get theirs)
+                    if is_grade(key):   # grades: a documented fill (floats get theirs)
                         ds.attrs["_FillValue"] = GRADE_FILL
                     ds.resize((n,))
                     self._ts[key] = _ts_entry(ds)
         # low-level writes: ~3x less overhead per variable than ds[n:] = values
         for key, (dsid, dtype, fill) in self._ts.items():
             values = np.array([row.get(key, fill) for row in rows])
-            if dtype == np.int8:
+            if is_grade(key) and dtype == np.int8:
                 values = _as_grades(key, values)
             if values.dtype.kind not in ("fiub" if dtype.kind == "f" else "iub"):
                 raise TypeError(f"record_row() key {key!r} has values of type {values.dtype}; "
@@ -464,7 +465,7 @@ class RunWriter:
             units, long_name = describe(key, self.meta)
             if isinstance(v, str):
                 ds = g.create_dataset(key, data=v, dtype=h5py.string_dtype())
-            elif _dtype_of(key, v) == np.int8:
+            elif is_grade(key) and _dtype_of(key, v) == np.int8:
                 ds = g.create_dataset(key, data=_as_grades(key, v), fillvalue=GRADE_FILL)
                 ds.attrs["_FillValue"] = GRADE_FILL
             else:

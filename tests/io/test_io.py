@@ -414,7 +414,7 @@ def test_cli_inspect_prints_summary(reference_latest):
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for text in ("schema version:  1", "seed:            11", "config name:     io",
+    for text in (f"schema version:  {SCHEMA_VERSION}", "seed:            11", "config name:     io",
                  "days simulated:  2", "complete:        yes", "/timeseries", "time=49",
                  "/fields", "snapshot=5", "/cells", "/events", "/checkpoint", "step_480",
                  "checksums ok"):
