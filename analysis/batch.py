@@ -58,7 +58,7 @@ import xarray as xr
 import analysis.accessor  # noqa: F401  (registers ds.abm, also without analysis/__init__)
 from abm.errors import FileFormatError
 from abm.io.h5repair import open_readonly
-from analysis.io import one_line_error, plain_value, check_open
+from analysis.io import TIME_UNITS_PREFIX, check_open, one_line_error, plain_value
 
 MANIFEST = "manifest.csv"
 #: Config keys that identify a run rather than vary as parameters.
@@ -149,7 +149,7 @@ class _RunVariable:
     is NaN.
     """
 
-    def __init__(self, paths, name, n_time, dtype, index, has):
+    def __init__(self, paths, name, n_time, dtype, index, has, fill=None):
         self.paths = list(paths)
         self.name = name
         self._bname = name.encode()
@@ -158,6 +158,7 @@ class _RunVariable:
         self.ndim = 2
         self.index = index
         self.has = has
+        self.fill = fill     # stored integer fill value, read as NaN
 
     def __dask_tokenize__(self):
         return ("abm-run-variable", self.name, tuple(self.paths), self.shape, str(self.dtype))
@@ -174,6 +175,8 @@ class _RunVariable:
         except Exception as exc:  # damaged chunk, file replaced since opening, ...
             raise FileFormatError(f"{path}: cannot read /timeseries/{self.name} "
                                   f"({one_line_error(exc)})") from None
+        if self.fill is not None:
+            values = np.where(values == self.fill, np.nan, values)
         idx = self.index[i]
         if idx is None:
             out[:] = values
@@ -330,8 +333,14 @@ def scan_file(path, known: set | None = None) -> dict:
             if not isinstance(obj, h5py.Dataset) or obj.ndim != 1 \
                     or obj.shape[0] != out["time"].size:
                 continue
-            variables[name] = (obj.dtype.str, plain_value(obj.attrs.get("units", "")),
-                               plain_value(obj.attrs.get("long_name", name)))
+            dtype = obj.dtype.str
+            if obj.dtype.kind in "iu" and "_FillValue" in obj.attrs:
+                # int with a fill (grades): float with NaN where not recorded, as xarray reads it
+                dtype = f"float64:fill={int(obj.attrs['_FillValue'])}"
+            units = plain_value(obj.attrs.get("units", ""))
+            if isinstance(units, str) and units.startswith(TIME_UNITS_PREFIX):
+                units = "day"
+            variables[name] = (dtype, units, plain_value(obj.attrs.get("long_name", name)))
         out["vars"] = variables
         out["endpoints"] = _read_scalars(h5["endpoints"]) if "endpoints" in h5 else {}
         return out
@@ -360,7 +369,12 @@ def _read_scalars(group) -> dict[str, float]:
             continue
         arr = np.empty((), dtype=dsid.dtype)
         dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
-        out[name] = float(arr)
+        value = float(arr)
+        if arr.dtype.kind in "iu" and h5py.h5a.exists(dsid, b"_FillValue"):
+            fill = np.empty((), dtype=arr.dtype)   # a grade not recorded reads as NaN
+            h5py.h5a.open(dsid, b"_FillValue").read(fill)
+            value = math.nan if arr == fill else value
+        out[name] = value
     return out
 
 
@@ -478,10 +492,12 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
     for name in names:
         dtype, units, long_name = known[name]
         has = np.array([name in s["vars"] for s in scans])
+        dtype, _, fill = dtype.partition(":fill=")
         dt = np.dtype(dtype)
         if padded or not has.all() or dt.kind not in "fiub":
             dt = np.dtype(np.float64) if dt.kind in "fiub" else dt
-        arr = _RunVariable(paths, name, n_time, dt, index, has)
+        arr = _RunVariable(paths, name, n_time, dt, index, has,
+                           fill=int(fill) if fill else None)
         chunks = (max(1, min(int(chunk_runs), n_run)), n_time)
         d = da.from_array(arr, chunks=chunks, lock=False, asarray=True,
                           meta=np.empty((0, 0), dtype=dt), name=f"abm-{name}-" +

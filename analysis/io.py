@@ -25,9 +25,11 @@ from abm.errors import FileFormatError
 from abm.io.h5repair import open_readonly, readonly_fileobj
 
 #: Schema versions this reader opens.
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-#: Groups of a schema-1 file.
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+#: Groups of a file (schema 1 and 2).
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
+#: Schema-2 time units start so (see abm.io.schema.TIME_UNITS).
+TIME_UNITS_PREFIX = "days since "
 #: Root attributes holding JSON text, decoded by :func:`read_provenance`.
 JSON_ATTRS = ("config_json", "covariates", "restarts")
 
@@ -106,15 +108,19 @@ def plain_value(v):
 def open_group(path, group: str, *, load: bool = False) -> xr.Dataset:
     """One group of a run file as an :class:`xarray.Dataset`.
 
-    ``fields`` and ``cells`` get an index on ``snapshot_time``, so
-    ``ds.sel(snapshot_time=7.0)`` works. With ``load=True`` the data are read
+    Times are float days relative to infusion (not decoded to dates), grades
+    with a fill value are floats with NaN where not recorded. ``fields`` and
+    ``cells`` get an index on ``snapshot_time``, so ``ds.sel(snapshot_time=7.0)``
+    works. With ``load=True`` the data are read
     into memory (and the file closed); otherwise they are read lazily.
     """
     check_file(path)
     group = group.strip("/")
     try:
+        # decode_times=False: times stay float days relative to infusion (schema 2 labels
+        # them "days since 2000-01-01", a stand-in for the infusion instant)
         ds = xr.open_dataset(readonly_fileobj(path), engine="h5netcdf", group=group,
-                             decode_timedelta=False)
+                             decode_times=False, decode_timedelta=False)
         if load:
             ds = ds.load()
             ds.close()
@@ -123,9 +129,19 @@ def open_group(path, group: str, *, load: bool = False) -> xr.Dataset:
     except Exception as exc:  # h5py/h5netcdf raise many types on damaged files
         raise FileFormatError(
             f"{path}: cannot read group /{group} ({one_line_error(exc)})") from None
+    _days_relative_to_infusion(ds)
     if "snapshot_time" in ds.coords and "snapshot" in ds.dims:
         ds = ds.set_xindex("snapshot_time")
     return ds
+
+
+def _days_relative_to_infusion(ds: xr.Dataset) -> None:
+    """Label schema-2 time variables ("days since <stand-in for infusion>") as plain days,
+    which is what their values are to every user of this package."""
+    for var in ds.variables.values():
+        if str(var.attrs.get("units", "")).startswith(TIME_UNITS_PREFIX):
+            var.attrs["units"] = "day"
+            var.attrs.pop("calendar", None)
 
 
 def open_run(path, *, load: bool = True) -> xr.Dataset:
@@ -142,10 +158,20 @@ def open_run(path, *, load: bool = True) -> xr.Dataset:
         with _h5open(path) as h5:
             if "endpoints" in h5:
                 for k, v in h5["endpoints"].items():
-                    ds.attrs[f"endpoint_{k}"] = plain_value(v[()])
+                    ds.attrs[f"endpoint_{k}"] = endpoint_value(v)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise FileFormatError(f"{path}: cannot read /endpoints ({one_line_error(exc)})") from None
     return ds
+
+
+def endpoint_value(ds: h5py.Dataset):
+    """A scalar endpoint as a plain value; an integer equal to its ``_FillValue`` (a grade
+    not recorded, schema 2) is NaN."""
+    value = ds[()]
+    fill = ds.attrs.get("_FillValue")
+    if fill is not None and np.asarray(value).dtype.kind in "iu" and value == fill:
+        return float("nan")
+    return plain_value(value)
 
 
 def read_provenance(path) -> dict:

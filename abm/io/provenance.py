@@ -5,7 +5,8 @@ Root attributes of every output file (all text or numbers):
 ================== ==============================================================
 schema_version     layout version (:data:`abm.io.schema.SCHEMA_VERSION`)
 software           ``"abm"``; software_version: ``abm.__version__``
-title, Conventions human-readable title; ``"CF-1.8"``
+title, Conventions human-readable title; ``"CF-1.10"``
+source, history    the model that wrote the file; when and by what it was written
 run_name           ``run.name`` of the config
 seed               run seed (drawn and recorded when the config has none)
 replicate          ``run.replicate``
@@ -43,7 +44,7 @@ import numpy as np
 
 from abm.version import __version__
 from abm.config import Config, to_json, to_toml
-from abm.io.schema import SCHEMA_VERSION
+from abm.io.schema import CONVENTIONS, SCHEMA_VERSION
 
 
 def utc_now() -> str:
@@ -78,12 +79,15 @@ def covariates(config: Config) -> str:
 def provenance_attrs(config: Config, seed: int) -> dict[str, object]:
     """Root attributes written when a file is created."""
     r = config.run
+    created = utc_now()
     attrs: dict[str, object] = {
         "schema_version": np.int32(SCHEMA_VERSION),
         "software": "abm",
         "software_version": __version__,
         "title": f"CAR-T agent-based model run '{r.name}' (seed {seed})",
-        "Conventions": "CF-1.8",
+        "Conventions": CONVENTIONS,
+        "source": f"cart-abm {__version__}: stochastic agent-based model of CAR-T therapy",
+        "history": f"{created} written by abm {__version__} (run '{r.name}', seed {seed})",
         "run_name": r.name,
         "seed": np.int64(seed),
         "replicate": np.int64(r.replicate),
@@ -94,7 +98,7 @@ def provenance_attrs(config: Config, seed: int) -> dict[str, object]:
         "end_day": float(r.end_day),
         "dt_min": float(r.dt_min),
         "n_steps": np.int64(r.n_steps),
-        "created": utc_now(),
+        "created": created,
         "finished": "",
         "restarts": "[]",
         "steps_done": np.int64(0),

@@ -2,21 +2,23 @@
 
 One run writes one file. Every group except ``/checkpoint`` is a netCDF-4
 group (dimension scales, ``units`` and ``long_name`` on every variable), so
-``xr.open_dataset(path, engine="h5netcdf", group=G)`` opens it directly.
+``xr.open_dataset(path, engine="h5netcdf", group=G, decode_times=False)``
+opens it directly.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     /                 root attributes: provenance (see abm.io.provenance)
-    /timeseries       dim time;  time(time) [day], step(time), one variable per
+    /timeseries       dim time;  time(time), step(time), one variable per
                       key of Simulation.record_row()
-    /fields           dims snapshot, [z,] y, x;  snapshot_time(snapshot) [day],
+    /fields           dims snapshot, [z,] y, x;  snapshot_time(snapshot),
                       snapshot_step(snapshot), z/y/x [um, site centres],
                       one float32 variable per species [pg/mL]
     /cells            dims snapshot, obs;  count(snapshot) (CF contiguous ragged
                       array, sample_dimension = "obs"), snapshot_time,
                       snapshot_step, one variable per cell column over obs,
                       [z,] y, x(obs) [um, centre of the cell's site]
-    /events           dim event;  time [day], step, kind, grade, detail
+    /events           dim event;  time, kind (text), kind_code (flags),
+                      grade, detail
     /endpoints        scalar variables, Simulation.endpoints()
     /checkpoint       step_<N> subgroups: the complete State at step N
                       (see abm.io.checkpoint); not a netCDF group
@@ -24,6 +26,36 @@ Layout (schema version 1)::
 Dimensions named ``snapshot``, ``obs`` and ``event`` have no coordinate
 variable (netCDF "dimension but not a variable"); ``time``, ``z``, ``y``,
 ``x`` in ``/fields`` are coordinate variables.
+
+CF conventions (CF-1.10, every netCDF group):
+
+* Time. The model's time is days relative to CAR-T infusion (day 0, negative
+  before it), an instant with no calendar date. CF time needs
+  ``"<unit> since <reference>"``, so every time variable (``time``,
+  ``snapshot_time``, ``events/time``) has ``units`` :data:`TIME_UNITS`, whose
+  reference 2000-01-01 00:00:00 *stands for the infusion instant* (attribute
+  ``time_origin_meaning``); the stored numbers are the model's days, unchanged.
+  A fixed placeholder date was chosen over the run's wall-clock date so that
+  the files of identical runs are identical and day 0 reads as 2000-01-01 in
+  CF tools; decode with ``decode_times=False`` to keep days (the analysis
+  layer does).
+* Codes. Coded integers carry ``flag_values`` and ``flag_meanings``: the cell
+  ``kind``, the cell ``phenotype`` (its meaning depends on the kind, hence
+  one combined meaning per code and ``flag_meanings_<kind>`` per kind) and
+  ``events/kind_code`` (codes given in order of first occurrence).
+* Grades (``*_grade`` keys: CRS/ICANS grade, max grade, episode max grade,
+  and their endpoints) are int8 with ``_FillValue`` :data:`GRADE_FILL` (-127,
+  the netCDF default for a byte: "not recorded").
+* Units are UDUNITS-2 strings (:func:`cf_units`): counts of cells, molecules
+  per cell and other dimensionless numbers are ``"1"`` (what is counted is in
+  ``long_name``); ``cells/uL`` is ``uL-1``; ``nM`` is ``nmol/L``; ``IU/dL``
+  is ``dL-1`` (international units are counts of activity).
+* ``standard_name`` only where CF defines one: ``time``. The spatial
+  coordinates are positions in a tissue patch, not Earth axes, so they carry
+  no ``axis`` attribute (CF tools read axis X/Y as longitude/latitude).
+
+Schema-1 files (time units ``"day"``, grades float64, no flags, CF-1.8) stay
+readable; ``tests/data/golden_v1.h5`` is one.
 """
 
 from __future__ import annotations
@@ -33,9 +65,31 @@ import re
 import h5py
 import numpy as np
 
+from abm.kernels.codes import CartPhenotype, Kind, MyeloidPhenotype, TumourPhenotype
+
 #: Version of the layout above. Bump on any incompatible change and keep a
 #: file of each old version under tests/data so readers stay able to open it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Conventions attribute of the root group.
+CONVENTIONS = "CF-1.10"
+
+#: Units of every time variable: days, the reference standing for the infusion instant.
+TIME_UNITS = "days since 2000-01-01 00:00:00"
+#: Attributes of every time variable (CF time coordinate; values in days relative to infusion).
+TIME_ATTRS = {
+    "standard_name": "time",
+    "calendar": "proleptic_gregorian",
+    "time_origin_meaning": ("2000-01-01 00:00:00 stands for the instant of CAR-T infusion "
+                            "(day 0); it is no calendar date"),
+}
+
+#: Fill value of the int8 grade variables ("not recorded").
+GRADE_FILL = np.int8(-127)
+
+#: Model unit strings that are not UDUNITS-2 -> their UDUNITS-2 form.
+_UDUNITS = {"cells": "1", "-": "1", "molecules/cell": "1", "count": "1", "cells/uL": "uL-1",
+            "nM": "nmol/L", "IU/dL": "dL-1", "day": "day", "days": "day"}
 
 #: Groups of a file, in the order they are created.
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
@@ -47,28 +101,37 @@ NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
 #: Processes add their own with a ``meta`` class attribute (key -> (units,
 #: long_name)); :func:`describe` falls back on name patterns.
 KNOWN: dict[str, tuple[str, str]] = {
-    "time": ("day", "time since CAR-T infusion (day 0)"),
+    "time": (TIME_UNITS, "time since CAR-T infusion (day 0)"),
     "step": ("1", "simulation step"),
 }
 
 _PATTERNS: list[tuple[str, str, str]] = [
     # (regex, units, long-name template with {0} = first group)
-    (r"^n_(\w+)$", "cells", "number of {0} cells in the patch"),
-    (r"^final_n_(\w+)$", "cells", "number of {0} cells in the patch at the end of the run"),
+    (r"^n_(\w+)$", "1", "number of {0} cells in the patch"),
+    (r"^final_n_(\w+)$", "1", "number of {0} cells in the patch at the end of the run"),
     (r"^tissue_(\w+)$", "pg/mL", "patch-mean tissue concentration of {0}"),
     (r"^plasma_(\w+)$", "pg/mL", "plasma concentration of {0}"),
     (r"^exchange_(\w+)_pg$", "pg", "{0} moved from tissue to plasma in the patch this step"),
     (r"^uptake_(\w+)_pg$", "pg", "{0} taken up by cells in the patch this step"),
     (r"^(\w+)_day$", "day", "{0} (day relative to infusion)"),
+    (r"^(\w+)_per_ul$", "uL-1", "{0} per microlitre"),
+    (r"^(\w+)_mmhg$", "mmHg", "{0}"),
+    (r"^(\w+)_pct$", "%", "{0}"),
+    (r"^(\w+)_c$", "degC", "{0}"),
+    (r"^(\w+)_(episodes|resolved|cells|rung_max|max)$", "1", "{0} {1}"),
     (r"^(\w+)_h$", "h", "{0}"),
     (r"^(\w+)_pg_ml$", "pg/mL", "{0}"),
 ]
 
 
 def describe(key: str, meta: dict | None = None) -> tuple[str, str]:
-    """``(units, long_name)`` of a recorded key: declared, known, by pattern, or unknown."""
+    """``(units, long_name)`` of a recorded key: declared, known, by pattern, or unknown.
+
+    Units are UDUNITS-2 strings (:func:`cf_units`).
+    """
     if meta and key in meta:
-        return meta[key]
+        units, long_name = meta[key]
+        return cf_units(units), long_name
     if key in KNOWN:
         return KNOWN[key]
     for pattern, units, template in _PATTERNS:
@@ -76,6 +139,39 @@ def describe(key: str, meta: dict | None = None) -> tuple[str, str]:
         if m:
             return units, template.format(*m.groups()).replace("_", " ")
     return "unknown", key.replace("_", " ")
+
+
+def cf_units(units: str) -> str:
+    """The UDUNITS-2 form of a unit string of the model (``"cells"`` -> ``"1"``, ...)."""
+    return _UDUNITS.get(units, units)
+
+
+def is_grade(key: str) -> bool:
+    """Whether a time-series or endpoint key is a clinical grade (stored as int8)."""
+    return re.search(r"(^|_)grade$", key) is not None
+
+
+def flag_attrs(codes: dict[str, int], dtype) -> dict:
+    """``flag_values`` and ``flag_meanings`` of a coded variable (meaning -> code)."""
+    items = sorted(codes.items(), key=lambda kv: kv[1])
+    return {"flag_values": np.array([v for _, v in items], dtype=dtype),
+            "flag_meanings": " ".join(k for k, _ in items)}
+
+
+def cell_flag_attrs() -> dict[str, dict]:
+    """Flag attributes of the coded cell columns (``kind``, ``phenotype``)."""
+    kind = flag_attrs({k.name.lower(): int(k) for k in Kind}, np.int8)
+    per_kind = {"tumour": TumourPhenotype, "cart": CartPhenotype, "myeloid": MyeloidPhenotype}
+    codes = sorted({int(p) for e in per_kind.values() for p in e})
+    combined = {"_or_".join(f"{k}_{e(c).name.lower()}" for k, e in per_kind.items()
+                            if c in {int(p) for p in e}): c for c in codes}
+    phenotype = flag_attrs(combined, np.int8)
+    for k, e in per_kind.items():
+        phenotype[f"flag_meanings_{k}"] = " ".join(p.name.lower() for p in e)
+        phenotype[f"flag_values_{k}"] = np.array([int(p) for p in e], dtype=np.int8)
+    phenotype["comment"] = ("the meaning of a code depends on the cell kind: see "
+                            "flag_meanings_<kind>; endothelial cells have phenotype 0")
+    return {"kind": kind, "phenotype": phenotype}
 
 
 # -- netCDF-4 on h5py ---------------------------------------------------------

@@ -39,15 +39,18 @@ from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
 from abm.io.h5file import open_run_file, part_path
 from abm.io.provenance import provenance_attrs, utc_now
-from abm.io.schema import (SCHEMA_VERSION, compact_copy, create_coordinate, create_dimension,
-                           create_variable, delete_variable, describe)
+from abm.io.schema import (GRADE_FILL, SCHEMA_VERSION, TIME_ATTRS, TIME_UNITS, cell_flag_attrs,
+                           cf_units, compact_copy, create_coordinate, create_dimension,
+                           create_variable, delete_variable, describe, flag_attrs, is_grade)
 from abm.model.fields import LONG_NAMES, SPECIES
 
 _INT_FILL = np.int64(-9223372036854775806)   # netCDF default int64 fill
-_EVENT_FIELDS = ("time", "kind", "grade", "detail")
+_EVENT_FIELDS = ("time", "kind", "kind_code", "grade", "detail")
 
 
 def _dtype_of(key: str, value) -> np.dtype:
+    if is_grade(key) and isinstance(value, (int, float, np.integer, np.floating)):
+        return np.dtype(np.int8)
     if isinstance(value, (bool, np.bool_)):
         return np.dtype(np.int8)
     if isinstance(value, (int, np.integer)):
@@ -70,6 +73,24 @@ def _append(dsid, start: int, values: np.ndarray) -> None:
 
 def _ts_entry(ds: h5py.Dataset):
     return ds.id, ds.dtype, ds.fillvalue
+
+
+def _as_grades(key: str, values) -> np.ndarray:
+    """Grades (numbers, NaN: not recorded) as int8 with :data:`GRADE_FILL`; a grade that is
+    not a whole number from 0 to 5 is an error, not a silent truncation."""
+    v = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(v)
+    ok = v[~missing]
+    if ok.size and (np.any(ok != np.round(ok)) or ok.min() < 0 or ok.max() > 5):
+        raise TypeError(f"record key {key!r} is a grade but has values outside 0..5 "
+                        "or not whole numbers")
+    return np.where(missing, GRADE_FILL, v).astype(np.int8)
+
+
+def _fill_for(key: str, dtype: np.dtype):
+    if dtype.kind == "f":
+        return np.nan
+    return GRADE_FILL if is_grade(key) else _INT_FILL.astype(dtype)
 
 
 def _process_meta(sim) -> dict:
@@ -142,8 +163,8 @@ class RunWriter:
     def _create_timeseries(self, g):
         g.attrs["description"] = "one record every run.record_every_min (Simulation.record_row)"
         create_coordinate(g, "time", dtype=np.float64, growable=True, maxlen=self._n_records(),
-                          chunk=1024, compression=self.level, units="day",
-                          long_name=describe("time")[1], axis="T")
+                          chunk=1024, compression=self.level, units=TIME_UNITS,
+                          long_name=describe("time")[1], axis="T", **TIME_ATTRS)
 
     def _n_records(self) -> int:
         """Records of the whole run (bounds the time dimension: see create_dimension)."""
@@ -157,16 +178,17 @@ class RunWriter:
     def _spatial(self, g):
         lat = self.sim.state.lattice
         dims = ("z", "y", "x")[3 - lat.ndim:]
+        # no axis attribute: a tissue patch has no Earth axes (CF tools read X/Y as lon/lat)
         for name, n in zip(dims, lat.shape):
             create_coordinate(g, name, (np.arange(n) + 0.5) * lat.h_um, dtype=np.float64,
-                              units="um", long_name=f"{name} position of the site centre",
-                              axis=name.upper())
+                              units="um", long_name=f"{name} position of the site centre")
         return dims
 
     def _snapshot_coords(self, g):
         create_dimension(g, "snapshot", 0, maxlen=self._n_snapshot_max(), chunk=64)
         create_variable(g, "snapshot_time", ("snapshot",), np.float64, chunks=(64,),
-                        units="day", long_name="time of the snapshot (day relative to infusion)")
+                        units=TIME_UNITS, long_name="time of the snapshot (day relative to infusion)",
+                        **TIME_ATTRS)
         create_variable(g, "snapshot_step", ("snapshot",), np.int64, chunks=(64,),
                         units="1", long_name="simulation step of the snapshot")
 
@@ -191,9 +213,10 @@ class RunWriter:
                         long_name="number of cells in the snapshot", sample_dimension="obs",
                         coordinates="snapshot_time snapshot_step")
         create_dimension(g, "obs", 0, chunk=chunk)
+        flags = cell_flag_attrs()
         for name, (dtype, _, unit, doc) in COLUMNS.items():
             create_variable(g, name, ("obs",), dtype, chunks=(chunk,), compression=self.level,
-                            units=unit if unit != "-" else "1", long_name=doc)
+                            units=cf_units(unit), long_name=doc, **flags.get(name, {}))
         lat = self.sim.state.lattice
         for name in ("z", "y", "x")[3 - lat.ndim:]:
             create_variable(g, name, ("obs",), np.float32, chunks=(chunk,),
@@ -204,13 +227,17 @@ class RunWriter:
         g.attrs["description"] = "event log (clinical events, grades, interventions)"
         create_dimension(g, "event", 0, chunk=256)
         s = h5py.string_dtype()
-        spec = [("time", np.float64, "day", "time of the event (day relative to infusion)"),
-                ("kind", s, "1", "kind of event"),
-                ("grade", np.int16, "1", "grade (ASTCT for CRS/ICANS; -1 if not graded)"),
-                ("detail", s, "1", "free-text detail")]
-        for name, dtype, units, long_name in spec:
+        spec = [("time", np.float64, TIME_UNITS, "time of the event (day relative to infusion)",
+                 TIME_ATTRS),
+                ("kind", s, "1", "kind of event", {}),
+                # flag_values/flag_meanings are added with the first event of each kind
+                ("kind_code", np.int16, "1", "kind of event as a code (see flag_meanings)", {}),
+                ("grade", np.int16, "1", "grade (ASTCT for CRS/ICANS; -1 if not graded)",
+                 {"valid_min": np.int16(-1), "valid_max": np.int16(5)}),
+                ("detail", s, "1", "free-text detail", {})]
+        for name, dtype, units, long_name, attrs in spec:
             create_variable(g, name, ("event",), dtype, chunks=(256,), units=units,
-                            long_name=long_name)
+                            long_name=long_name, **attrs)
 
     # -- triggers -------------------------------------------------------------
     def attach(self) -> "RunWriter":
@@ -258,15 +285,19 @@ class RunWriter:
                 if key not in self._ts:
                     dtype = _dtype_of(key, row[key])
                     units, long_name = describe(key, self.meta)
-                    fill = np.nan if dtype.kind == "f" else _INT_FILL.astype(dtype)
+                    fill = _fill_for(key, dtype)
                     ds = create_variable(g, key, ("time",), dtype, chunks=(1024,),
                                          compression=self.level, units=units,
                                          long_name=long_name, fillvalue=fill)
+                    if is_grade(key):   # grades: a documented fill (floats get theirs)
+                        ds.attrs["_FillValue"] = GRADE_FILL
                     ds.resize((n,))
                     self._ts[key] = _ts_entry(ds)
         # low-level writes: ~3x less overhead per variable than ds[n:] = values
         for key, (dsid, dtype, fill) in self._ts.items():
             values = np.array([row.get(key, fill) for row in rows])
+            if is_grade(key) and dtype == np.int8:
+                values = _as_grades(key, values)
             if values.dtype.kind not in ("fiub" if dtype.kind == "f" else "iub"):
                 raise TypeError(f"record_row() key {key!r} has values of type {values.dtype}; "
                                 f"its file variable is {dtype}")
@@ -283,6 +314,7 @@ class RunWriter:
         cols = list(zip(*[tuple(ev) for ev in new]))
         if len(cols) != 4:
             raise TypeError("state.events entries must be (time_day, kind, grade, detail) tuples")
+        cols.insert(2, self._kind_codes(g["kind_code"], [str(k) for k in cols[1]]))
         g["event"].resize((n + m,))
         for name, values in zip(_EVENT_FIELDS, cols):
             ds = g[name]
@@ -293,6 +325,21 @@ class RunWriter:
             else:
                 ds[n:] = np.asarray(values, dtype=ds.dtype)
         self.n_events = n + m
+
+    @staticmethod
+    def _kind_codes(ds: h5py.Dataset, kinds: list[str]) -> list[int]:
+        """Codes of event kinds, adding new kinds to the variable's flag table (codes in
+        order of first occurrence; the table is read back from the file on resume)."""
+        meanings = str(ds.attrs.get("flag_meanings", "")).split()
+        codes = {m: i for i, m in enumerate(meanings)}
+        for k in kinds:
+            word = "_".join(k.split()) or "unnamed"
+            if word not in codes:
+                codes[word] = len(codes)
+        if len(codes) != len(meanings):
+            for k, v in flag_attrs(codes, np.int16).items():
+                ds.attrs[k] = v
+        return [codes["_".join(k.split()) or "unnamed"] for k in kinds]
 
     # -- snapshots ---------------------------------------------------------------
     def snapshot(self, sim) -> None:
@@ -418,6 +465,9 @@ class RunWriter:
             units, long_name = describe(key, self.meta)
             if isinstance(v, str):
                 ds = g.create_dataset(key, data=v, dtype=h5py.string_dtype())
+            elif is_grade(key) and _dtype_of(key, v) == np.int8:
+                ds = g.create_dataset(key, data=_as_grades(key, v), fillvalue=GRADE_FILL)
+                ds.attrs["_FillValue"] = GRADE_FILL
             else:
                 ds = g.create_dataset(key, data=np.asarray(v, dtype=_dtype_of(key, v)))
             ds.attrs["units"] = units
@@ -511,6 +561,8 @@ class RunWriter:
         restarts = json.loads(h5.attrs.get("restarts", "[]"))
         restarts.append({"from_step": step, "at": utc_now()})
         h5.attrs["restarts"] = json.dumps(restarts)
+        if "history" in h5.attrs:
+            h5.attrs["history"] = f"{h5.attrs['history']}\n{restarts[-1]['at']} resumed from step {step}"
         h5.attrs["complete"] = np.int8(0)
         h5.attrs["finished"] = ""
         h5.attrs["steps_done"] = np.int64(step)

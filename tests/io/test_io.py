@@ -27,7 +27,7 @@ from abm.config import config_from_dict
 from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
 from abm.io.run import output_path, run_to_file
-from abm.io.schema import SCHEMA_VERSION
+from abm.io.schema import SCHEMA_VERSION, TIME_UNITS
 from abm.io.h5file import open_output
 from abm.io.writer import RunWriter
 from abm.kernels import rng
@@ -38,6 +38,8 @@ from analysis.io import cell_snapshot, check_file, open_group, open_run, read_pr
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden_v1.h5"
+#: Golden files of every schema version (frozen; scripts/make_golden.py writes the current one).
+GOLDENS = [ROOT / "tests" / "data" / f"golden_v{v}.h5" for v in range(1, SCHEMA_VERSION + 1)]
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
 TEST_STREAM = 1_000_003   # not in abm.kernels.streams: test-only random numbers
 
@@ -150,31 +152,31 @@ def test_every_group_opens_with_xarray_with_dims_and_units(reference):
                    "cells": {"snapshot", "obs"}, "events": {"event"}, "endpoints": set(),
                    "checkpoint": set()}
     for g in GROUPS:
-        with xr.open_dataset(path, engine="h5netcdf", group=g) as ds:
+        with xr.open_dataset(path, engine="h5netcdf", group=g, decode_times=False) as ds:
             assert set(ds.sizes) == expect_dims[g], g
             assert not any(d.startswith("phony") for d in ds.sizes)
             for name, var in ds.variables.items():
                 assert var.attrs.get("units"), f"/{g}/{name} has no units"
                 assert var.attrs.get("long_name"), f"/{g}/{name} has no long_name"
-    ts = xr.open_dataset(path, engine="h5netcdf", group="timeseries")
+    ts = xr.open_dataset(path, engine="h5netcdf", group="timeseries", decode_times=False)
     assert ts.sizes["time"] == N_STEPS // 10 + 1
     assert ts.step.dtype == np.int64 and ts.n_tumour.dtype == np.int64
-    assert ts.time.attrs["units"] == "day" and ts.tissue_il6.attrs["units"] == "pg/mL"
-    assert ts.churn_removed.attrs["units"] == "cells"          # declared by the process
+    assert ts.time.attrs["units"] == TIME_UNITS and ts.tissue_il6.attrs["units"] == "pg/mL"
+    assert ts.churn_removed.attrs["units"] == "1"      # declared "cells" by the process
     assert np.isnan(ts.late_mean_timer_h.values[0])            # key born mid-run: NaN before
     assert np.isfinite(ts.late_mean_timer_h.values[-1])
-    f = xr.open_dataset(path, engine="h5netcdf", group="fields")
+    f = xr.open_dataset(path, engine="h5netcdf", group="fields", decode_times=False)
     assert f.il6.dims == ("snapshot", "y", "x") and f.il6.attrs["units"] == "pg/mL"
     assert f.il6.attrs["long_name"] == "interleukin 6"
     assert list(f.snapshot_time.values) == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert float(f.il6.isel(snapshot=-1).max()) > 0
-    c = xr.open_dataset(path, engine="h5netcdf", group="cells")
+    c = xr.open_dataset(path, engine="h5netcdf", group="cells", decode_times=False)
     assert c["count"].attrs["sample_dimension"] == "obs"
     assert int(c["count"].sum()) == c.sizes["obs"]
-    assert c.antigen.attrs["units"] == "molecules/cell"
-    e = xr.open_dataset(path, engine="h5netcdf", group="events")
+    assert c.antigen.attrs["units"] == "1"             # molecules per cell
+    e = xr.open_dataset(path, engine="h5netcdf", group="events", decode_times=False)
     assert list(e.kind.values).count("churn") == len(range(0, N_STEPS, 50))
-    assert e.time.attrs["units"] == "day" and e.grade.dtype == np.int16
+    assert e.time.attrs["units"] == TIME_UNITS and e.grade.dtype == np.int16
 
 
 def test_reader_api_and_provenance(reference):
@@ -412,7 +414,7 @@ def test_cli_inspect_prints_summary(reference_latest):
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for text in ("schema version:  1", "seed:            11", "config name:     io",
+    for text in (f"schema version:  {SCHEMA_VERSION}", "seed:            11", "config name:     io",
                  "days simulated:  2", "complete:        yes", "/timeseries", "time=49",
                  "/fields", "snapshot=5", "/cells", "/events", "/checkpoint", "step_480",
                  "checksums ok"):
@@ -464,13 +466,16 @@ def test_state_arrays_dicts_and_lists_round_trip(tmp_path):
 
 # -- 4. golden file -----------------------------------------------------------------
 
-def test_golden_file_still_opens_with_its_values():
-    """tests/data/golden_v1.h5 is frozen; golden_v1.json holds values taken from the
-    simulation that wrote it (scripts/make_golden.py), which the reader must find."""
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.stem)
+def test_golden_file_still_opens_with_its_values(golden):
+    """tests/data/golden_v<N>.h5 are frozen; golden_v<N>.json hold values taken from the
+    simulation that wrote each (scripts/make_golden.py), which the reader must find."""
+    GOLDEN = golden
+    version = int(golden.stem.rsplit("_v", 1)[1])
     assert GOLDEN.exists() and GOLDEN.stat().st_size < 500_000
     facts = json.loads(GOLDEN.with_suffix(".json").read_text())
     prov = read_provenance(GOLDEN)
-    assert prov["schema_version"] == 1 and prov["seed"] == facts["seed"] == 20260101
+    assert prov["schema_version"] == version and prov["seed"] == facts["seed"] == 20260101
     assert prov["complete"] == 1 and prov["run_name"] == "golden"
     assert prov["config"]["lattice"]["shape"] == [24, 24]
     ds = open_run(GOLDEN)

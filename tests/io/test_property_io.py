@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from abm.config import config_from_dict
 from abm.io.run import run_to_file
+from abm.io.schema import is_grade
 from abm.io.writer import _INT_FILL
 from abm.process import Process
 from analysis.io import open_group, open_run
@@ -30,7 +31,8 @@ CONFIG = config_from_dict({
 N_RECORDS = CONFIG.run.n_steps + 1   # one at step 0, then one per step
 
 # Keys of their own ("p_" prefix): the model's keys (time, step, n_*, final_n_*) stay apart.
-keys = st.from_regex(r"p_[a-z][a-z0-9_]{0,8}", fullmatch=True)
+# Names ending in "grade" are grades, stored as int8 0..5 (abm.io.schema.is_grade): not here.
+keys = st.from_regex(r"p_[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda k: not is_grade(k))
 int64s = st.integers(-2**63, 2**63 - 1)
 # every float, NaN with any payload and sign included
 floats = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)

@@ -83,7 +83,7 @@ def test_registered_cart_rule_runs_counts_and_records():
     assert trials >= 6 * 20                                  # the CAR-T cells were visited each step
     sd = math.sqrt(trials * P_FLIP * (1 - P_FLIP))
     assert abs(flips - P_FLIP * trials) < 5 * sd, (flips, trials)
-    assert describe("dummy_flips_total", meta) == ("cells", "dummy coin flips won (cumulative)")
+    assert describe("dummy_flips_total", meta) == ("1", "dummy coin flips won (cumulative)")
     # the same name keeps its stream id; the registry never hands it to another rule
     with registry.cart_rule_registered(DUMMY_RULE) as again:
         assert again.stream == rule.stream
