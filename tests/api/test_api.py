@@ -17,6 +17,7 @@ import abm
 from abm.api import nested_overrides, resolve_config
 from abm.config import load_config
 from abm.errors import AbmError, ConfigError
+from abm.io.schema import SCHEMA_VERSION
 from analysis.io import open_group
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +77,7 @@ def test_simulate_returns_the_file_groups(tiny_file):
     path, tree = tiny_file
     assert path.exists() and tree.attrs["path"] == str(path)
     assert set(tree.children) == {"timeseries", "endpoints", "events", "fields", "cells"}
-    assert tree.attrs["schema_version"] == 1 and tree.attrs["seed"] == 11
+    assert tree.attrs["schema_version"] == SCHEMA_VERSION and tree.attrs["seed"] == 11
     assert tree["timeseries"].time[-1] == pytest.approx(0.5)
     assert "snapshot_time" in tree["fields"].indexes
     for group in tree.children:   # each child is what analysis.io.open_group reads
