@@ -23,6 +23,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from abm.batch.config import set_path
 from abm.config import Config, apply_overrides, config_from_dict, load_config
 from abm.errors import AbmError, ConfigError
 
@@ -41,10 +42,8 @@ def nested_overrides(overrides: dict, days: float | None = None) -> dict:
         if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"override key {key!r} is not a dotted config path "
                               "(e.g. 'product.preset')")
-        *head, last = key.split(".")
-        tree: dict = {last: value}
-        for part in reversed(head):
-            tree = {part: tree}
+        tree: dict = {}
+        set_path(tree, key, value)
         out = apply_overrides(out, tree)
     if days is not None:
         out = apply_overrides(out, {"run": {"end_day": float(days)}})

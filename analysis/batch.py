@@ -83,9 +83,6 @@ class FileCache:
         self._files: OrderedDict[str, tuple] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str) -> h5py.File:
-        return self._entry(path)[0]
-
     def read_timeseries(self, path: str, name: bytes) -> np.ndarray:
         """The whole ``/timeseries/<name>`` dataset of ``path``.
 
@@ -99,10 +96,6 @@ class FileCache:
             if values.size:
                 dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, values)
             return values
-
-    def _entry(self, path: str) -> tuple:
-        with self._lock:
-            return self._entry_locked(path)
 
     def _entry_locked(self, path: str) -> tuple:
         e = self._files.get(path)
