@@ -39,8 +39,8 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
     lysis into blood evenly over days 1-2 and / or a patch IFN-gamma / GM-CSF surge on days 0.5-3 (the fever
     drive of ``python -m validation icans --synthetic``). Returns run-like dicts (``ts``, ``config``, ``ep``)."""
     from abm.config import config_from_dict
-    from abm.model.blood import patient_scale
-    from abm.model.patient import PATIENT_PROCESSES
+    from abm.model.coupling import bed_scale
+    from abm.model.patient import PATIENT_PROCESSES, WholePatientProcess
     from abm.process import Process
     from abm.build import build_simulation
     out = []
@@ -49,19 +49,19 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
         cfg = config_from_dict({"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
                                 "patient": {"tumour_burden_cells": 1e12},
                                 "run": {"seed": 7, "start_day": -1.0, "end_day": 7.0}})
-        S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml, cfg.run.dt_s
-        per_step = lysis_cells / (1.0 / (cfg.run.dt_min / 1440.0)) / S
+        S, vp, dt = bed_scale(cfg), cfg.blood.plasma_volume_ml_per_kg * cfg.patient.weight_kg, cfg.run.dt_s
+        per_step = lysis_cells * cfg.run.dt_min / 1440.0
 
         class Synthetic(Process):
             phase = "fields"
 
             def step(self, state, lyse=lyse, hot=hot):
                 sc, t = state.scalars, state.time_day
-                sc["tumour_lysed_step"] = per_step if lyse and 1.0 <= t < 2.0 else 0.0
+                sc["tumour_lysed_patient_step"] = per_step if lyse and 1.0 <= t < 2.0 else 0.0
                 on = hot and 0.5 <= t < 3.0
                 for sp, c, hl in (("ifng", 600.0, 30.0), ("gmcsf", 200.0, 40.0)):
                     sc[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-        sim = build_simulation(cfg, processes=[Synthetic, *PATIENT_PROCESSES])
+        sim = build_simulation(cfg, processes=[Synthetic, *(p for p in PATIENT_PROCESSES if p is not WholePatientProcess)])
         rec = {k: [] for k in ("time", "uric_acid_mg_dl", "potassium_mmol_l", "phosphate_mg_dl", "calcium_mg_dl",
                                "tls_lab", "tls_criteria", "temperature_c")}
 

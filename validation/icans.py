@@ -99,8 +99,8 @@ def synthetic_run(job):
     arm, seed, opts = job
     import numpy as np
     from abm.config import config_from_dict
-    from abm.model.blood import patient_scale
-    from abm.model.patient import PATIENT_PROCESSES
+    from abm.model.coupling import bed_scale
+    from abm.model.patient import PATIENT_PROCESSES, WholePatientProcess
     from abm.process import Process
     from abm.build import build_simulation
     data = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
@@ -112,7 +112,7 @@ def synthetic_run(job):
     r = np.random.default_rng(seed)
     amp, t_on = math.exp(r.uniform(math.log(0.3), math.log(3.0))), r.uniform(0.5, 3.0)
     t_off = t_on + r.uniform(2.0, 6.0)
-    S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml, cfg.run.dt_s
+    S, vp, dt = bed_scale(cfg), cfg.blood.plasma_volume_ml_per_kg * cfg.patient.weight_kg, cfg.run.dt_s
 
     class Surge(Process):
         phase = "fields"
@@ -121,7 +121,7 @@ def synthetic_run(job):
             s, on = state.scalars, t_on <= state.time_day < t_off
             for sp, c, hl in (("ifng", 300.0 * amp, 30.0), ("gmcsf", 100.0 * amp, 40.0)):
                 s[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-    sim = build_simulation(cfg, processes=[Surge, *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[Surge, *(p for p in PATIENT_PROCESSES if p is not WholePatientProcess)])
     hours = {"crs2_h": 0.0}
 
     def tally(x):

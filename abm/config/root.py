@@ -11,12 +11,15 @@ from abm.model.blood import BloodParams, LymphodepletionParams
 from abm.model.brain import BrainParams
 from abm.model.cart import ProductParams
 from abm.model.clinician import ClinicianParams
+from abm.model.coupling import CouplingParams, bed_scale
 from abm.model.drugs import DrugParams
 from abm.model.endothelium import EndothelialParams
 from abm.model.events import EventParams
 from abm.model.fields import FieldParams
+from abm.model.kinetics import KineticsParams
 from abm.model.myeloid import MyeloidParams
 from abm.model.physiology import PhysiologyParams
+from abm.model.response import ResponseParams
 from abm.model.tumour import TumourParams
 
 #: Tumour cells per mL of tumour tissue, used to convert a volume to a burden.
@@ -72,7 +75,7 @@ class RunParams(Section):
 class PatientParams(Section):
     """Patient covariates. Tumour burden may be given in cells or as a volume in mL."""
 
-    tumour_burden_cells: float | None = param(None, unit="cells", ge=1e6, le=1e13,
+    tumour_burden_cells: float | None = param(None, unit="cells", ge=1e2, le=1e13,
                                               doc="total tumour cells B (default 9.5e10)")
     tumour_volume_ml: float | None = param(None, unit="mL", gt=0, le=1e4,
                                            doc="tumour volume; B = volume x 1e9 cells/mL")
@@ -120,6 +123,9 @@ class Config(Section):
     fields: FieldParams = section(FieldParams)
     blood: BloodParams = section(BloodParams)
     lymphodepletion: LymphodepletionParams = section(LymphodepletionParams)
+    kinetics: KineticsParams = section(KineticsParams)
+    coupling: CouplingParams = section(CouplingParams)
+    response: ResponseParams = section(ResponseParams)
     physiology: PhysiologyParams = section(PhysiologyParams)
     drugs: DrugParams = section(DrugParams)
     clinician: ClinicianParams = section(ClinicianParams)
@@ -136,6 +142,10 @@ class Config(Section):
             fail("tumour.initial_cells", f"must fit into the {int(free)} non-vessel sites of "
                                          f"lattice.shape {list(self.lattice.shape)} "
                                          f"(got {self.tumour.initial_cells})")
+        if self.coupling.mode == "direct" and bed_scale(self) > 2.0:
+            fail("coupling.mode", f"'direct' needs the whole tumour in the patches, but the burden "
+                                  f"{self.patient.burden_cells:.3g} cells is {bed_scale(self):.3g} times the "
+                                  f"patches' tumour cells; use 'multiscale' or a burden <= 2 x the patch cells")
         if self.fields.solver == "explicit" and self.lattice.shape and len(self.lattice.shape) == 3 \
                 and max(self.lattice.shape) > 256:
             fail("fields.solver", "'explicit' on a 3D lattice larger than 256 per side would need "

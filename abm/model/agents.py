@@ -11,8 +11,8 @@ Inputs read from ``state.scalars`` (0 when absent): ``blood_cart_cells``
 (CAR-T cells in the patient's blood), ``steroid_effect`` (0..1),
 ``il6r_occupancy`` (0..1), and optionally ``blood_monocytes_per_ul``.
 
-Outputs written to ``state.scalars`` each step, in patch units (multiply by
-``S = patient burden / n_T0``, :func:`patch_scale`, for the patient):
+Outputs written to ``state.scalars`` each step, in patch units (the whole
+patient's model turns them into per-capita rates, :mod:`abm.model.coupling`):
 
 * ``cart_entered_step`` / ``cart_entered_total``: CAR-T cells that entered;
 * ``cart_egressed_step`` / ``cart_egressed_total``: CAR-T cells that left;
@@ -56,6 +56,7 @@ from abm.kernels import rng, streams
 from abm.kernels.cells_endothelial import update_permeability, vessel_entry
 from abm.kernels.jit import resolved
 from abm.model import cart, endothelium, myeloid, tumour
+from abm.model.coupling import bed_scale
 from abm.model.cart_rules import RegisteredCartRules
 from abm.errors import ConfigError
 from abm.process import Process
@@ -69,11 +70,6 @@ MAX_HOP_PROB = 0.75
 
 #: Most movement passes per step (the kernel decides them as bits of one int64).
 MAX_MOVE_PASSES = 62
-
-def patch_scale(config) -> float:
-    """``S = B / n_T0``: patient cells represented by one patch cell."""
-    return config.patient.burden_cells / config.tumour.initial_cells
-
 
 def environment(state) -> np.ndarray:
     """The environment vector of the kernels: steroid effect and IL-6R occupancy, clipped to [0, 1]."""
@@ -211,11 +207,17 @@ class Extravasation(Process):
     """CAR-T homing and monocyte recruitment at vessel sites (phase ``blood_to_tissue``).
 
     Per free vessel site v and step: a CAR-T enters with probability
-    ``1 - exp(-lambda_T perm_v dt)``, ``lambda_T = h_T N_blood / (S n_v)`` (h_T =
-    :func:`abm.model.tumour.homing_rate_per_day`, ``product.homing_per_day`` at
-    the reference burden and rising with burden; ``N_blood = scalars["blood_cart_cells"]``,
-    ``n_v`` vessel sites), so that the patch receives ``h_T N_blood / S`` cells
-    per unit time through resting vessels; otherwise a monocyte enters with
+    ``1 - exp(-lambda_T perm_v dt)``, ``lambda_T = h_T(T) N_blood / (S_v n_v)`` (h_T =
+    :func:`abm.model.tumour.homing_rate_per_day` of the current tumour
+    ``T = scalars["tumour_cells"]``; ``N_blood = scalars["blood_cart_cells"]``;
+    ``n_v`` vessel sites; ``S_v`` the tumour bed per patch volume,
+    :func:`abm.model.coupling.bed_scale`), so that the patches receive by
+    density the share ``1 / S_v`` of the whole tumour's CAR-T inflow through
+    resting vessels (a lift: the blood pool is debited by the whole inflow in
+    :mod:`abm.model.kinetics`, not cell by cell). The mean over vessel sites of
+    ``perm_v`` at free sites, ``tumour_homing_factor``, scales the whole
+    tumour's homing there, so the patches and the patient agree in expectation
+    when inflamed vessels let more cells through; otherwise a monocyte enters with
     probability ``1 - exp(-k_r (M / 400) (b + e_v) dt)``. Entering CAR-T cells
     are naive-like and carry the blood pool's mean remaining division potential
     (:meth:`_entry_potential`); monocytes are labelled recruited.
@@ -231,9 +233,9 @@ class Extravasation(Process):
         self.dt = cfg.run.dt_s
         self.ep = endothelial_params(cfg, self.dt, lat.voxel_ml)
         self.vsites = lat.vessel_sites
-        self.S = patch_scale(cfg)
-        n_v = max(1, len(self.vsites))
-        self.k_home = tumour.homing_rate_per_day(cfg) / 86400.0 / (self.S * n_v)
+        self.cfg = cfg
+        self.S = bed_scale(cfg)
+        self.n_v = max(1, len(self.vsites))
         self.k_mono = cfg.myeloid.recruit_per_vessel_per_day / 86400.0
         self.mono_basal = cfg.myeloid.recruit_basal_activation
         self.mono_default = cfg.myeloid.blood_monocytes_per_ul
@@ -252,7 +254,14 @@ class Extravasation(Process):
             self._e_at[c.site[erows]] = c.activation[erows]
             n_blood = max(0.0, float(sc.get("blood_cart_cells", 0.0)))
             mono = max(0.0, float(sc.get("blood_monocytes_per_ul", self.mono_default)))
-            lam_c = self.k_home * n_blood
+            burden = float(sc.get("tumour_cells", self.cfg.patient.burden_cells))
+            k_home = tumour.homing_rate_per_day(self.cfg, burden) / 86400.0 / (self.S * self.n_v)
+            lam_c = k_home * n_blood
+            # the patches' share of the whole tumour's homing: free vessel sites weighted by their
+            # permeability (the expected entries here are lam_c dt times this sum); the patient
+            # model applies the same factor to the whole tumour
+            free = c.occ[self.vsites] == KM.FREE
+            sc["tumour_homing_factor"] = float(state.perm[self.vsites][free].sum()) / self.n_v
             lam_m = self.k_mono * mono / myeloid.REFERENCE_MONOCYTES_PER_UL
             nc, nm = vessel_entry(state.seed, state.step, self.vsites, c.occ, state.perm,
                                   self._e_at, lam_c, lam_m, self.mono_basal, self.dt, self._out)
@@ -499,5 +508,5 @@ class CellRules(Process):
 #: The processes of this module in step order.
 AGENT_PROCESSES = (Extravasation, CellRules)
 
-__all__ = ["Extravasation", "CellRules", "AGENT_PROCESSES", "META", "patch_scale", "movement_plan",
+__all__ = ["Extravasation", "CellRules", "AGENT_PROCESSES", "META", "movement_plan",
            "sort_by_site", "environment", "SORT_EVERY_STEPS"]

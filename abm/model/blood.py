@@ -1,28 +1,27 @@
-"""The well-mixed blood compartment of the patient and its coupling to the patch.
+"""The well-mixed blood compartment of the patient: plasma, the systemic myeloid pool, lab markers.
 
-Patch <-> patient scaling
--------------------------
-The patch holds ``n_T0 = tumour.initial_cells`` tumour cells; the patient's
-burden is ``B = patient.burden_cells`` (given in cells, or as a tumour volume
-in mL at 1e9 cells/mL). Every patch event stands for ``S = B / n_T0`` events
-in the patient, and everything that crosses between patch and blood is
-counted exactly once, here:
+Coupling to the tumour
+----------------------
+The whole tumour's exchange with plasma comes from the tissue patches. With
+``coupling.mode = "multiscale"`` (:mod:`abm.model.coupling`) the field phase
+moves ``X_s = exchange_<s>_pg`` (pg) between the patches and plasma; the tumour
+bed is ``S_v = B / (K n_T0)`` times the patches' volume, and the cytokines
+secreted by CAR-T and myeloid cells (IFN-gamma, GM-CSF, IL-6, IL-1) are
+re-weighted to the patient's CAR-T density by ``rho``
+(``cart_density_ratio``, :mod:`abm.model.kinetics`)::
 
-* cytokine mass: the field phase moves ``X_s = exchange_<s>_pg`` (pg) from the
-  patch to plasma; plasma gains ``S X_s / V_p`` (pg/mL). A negative ``X_s``
-  (plasma -> tissue) is a loss;
-* CAR-T cells: the entry rule (phase ``blood_to_tissue``) reads
-  ``blood_cart_cells`` and puts ``cart_entered_patch`` cells into the patch;
-  blood loses ``S * entered``; the egress rule returns ``cart_egressed_patch``
-  cells and blood gains ``S * egressed``;
-* tumour lysis: ``S * lysed_cells_step`` cells release K, phosphate and uric
-  acid into the extracellular fluid.
+    plasma gains  S_v rho X_s / V_p   (inflammatory species)   or   S_v X_s / V_p   (others)
 
-Because one patch cell stands for ``S`` (~10^7) patient cells, a single entry
-can exceed what is left in blood; the shortfall is taken from the non-tumour
-tissue pool that refills the circulation, and beyond that kept as a debt
-(``blood_cart_debt_cells``) repaid from later gains, so the total is
-conserved exactly and no pool ever goes negative.
+With ``coupling.mode = "direct"`` the patches are the whole tumour and plasma
+gains ``S X_s / V_p`` (``S = B / (K n_T0) <= 2``). Tumour-lysis metabolites
+come from the cells the whole tumour lost to killing this step
+(``tumour_lysed_patient_step``). CAR-T cells are counted in
+:mod:`abm.model.kinetics`; the blood count reported here is
+``(C_b + phi M) / V_blood``.
+
+Volumes scale with body weight ``W``: ``V_blood = blood_volume_ml_per_kg W``,
+``V_p = plasma_volume_ml_per_kg W``, ``V_ecf = ecf_volume_l_per_kg W``; so do
+the systemic myeloid pool and the host lymphocytes (``x W / 70 kg``).
 
 Blood ODEs (phase ``tissue_to_blood``; each advanced exactly over ``dt`` with
 its rates frozen at the start of the step, see :mod:`abm.model.odes`)
@@ -48,28 +47,6 @@ activation ``a`` in [0, 1]::
 with ``r_6`` 0.31 fg/cell/h (nlisim macrophage IL-6) and ``M`` ~ 1e10
 (1e10 fully active macrophages give ~490 pg/mL IL-6, docs/model.md 12.1).
 
-CAR-T outside the patch: blood ``C_b`` and a non-tumour tissue pool ``C_t``
-(lymphoid organs, marrow: where ~98 % of lymphocytes live)::
-
-    dC_b/dt = -(k_bt + d_b - g) C_b + k_tb C_t
-    dC_t/dt =  k_bt C_b - (k_tb + d_t - g) C_t
-    g = g_max (1 - Imax_T E_steroid) IL7_15 / (EC + IL7_15)    (homeostatic proliferation)
-
-plus the infusion of ``product.dose_cells`` into blood on ``infusion_day`` and
-the patch entry/egress above. The pool also keeps the mean remaining division
-potential ``m`` of its cells (``cart_pool_divisions_left``): the infused product
-brings ``product.max_divisions``, cells leaving the patch bring what they have
-left (their sum is tallied by the agent kernel), the mean of the mixture is
-cell-weighted, and homeostatic proliferation spends ``dm/dt = -2 g`` (the mean
-generation of a population dividing at rate ``g`` rises at ``2 g``). Cells
-entering the patch carry ``m`` (rounded stochastically), so a late entrant
-drawn from a pool that has already expanded in the tumour has little expansion
-left. Entries are taken from blood; cells leaving the
-patch return through efferent lymph: a share ``cart_egress_via_tissue_fraction``
-(default 1) joins the non-tumour tissue pool ``C_t`` and reaches blood at
-``k_tb``, the rest enters blood directly. Reported as cells/uL over a 5 L
-blood volume.
-
 Host lymphocytes ``N`` (cells, body total) with lymphodepletion (Flu/Cy, days
 -5..-3 by default) and recovery::
 
@@ -80,17 +57,17 @@ IL-7/IL-15 quasi-steady state the regimen has produced by then)
 
 IL-7/IL-15 (one homeostatic species) with a cellular sink::
 
-    dC/dt = p - (k + q N + q_T (C_b + C_t)) C      =>  steady state C = p / (k + q N)
+    dC/dt = p - (k + q N + q_T C_out) C      =>  steady state C = p / (k + q N)
 
 parameterised by the baseline ``C0``, the baseline half-life and the share
 ``f = q N0 / (k + q N0)`` of clearance by lymphocytes, so that an LD depth
 ``d`` raises the steady state ``1 / (1 - f d)``-fold (default f = 0.8, d = 0.8:
-2.78-fold, "nearly triple"). CAR-T cells consume ``q_T = ratio * q`` each;
-patch CAR-T consume the patch field and reach plasma through the exchange.
+2.78-fold, "nearly triple"). CAR-T cells outside the tumour (``C_out``) consume
+``q_T = ratio * q`` each; patch CAR-T consume the patch field and reach plasma through the exchange.
 
 Tumour-lysis metabolites (extracellular fluid ~15 L, renal clearance)::
 
-    dX/dt = -k_X (X - X0)   (+ S * lysed * release_X / V_ecf per step)
+    dX/dt = -k_X (X - X0)   (+ lysed * release_X / V_ecf per step, lysed by the whole tumour)
     Ca = Ca0 - c_CaP max(0, PO4 - PO4_0)            (calcium-phosphate precipitation)
 
 ANG-2 (plasma, pg/mL) is also released by the systemic endothelium
@@ -105,9 +82,10 @@ import math
 from dataclasses import dataclass
 
 from abm.schema import Section, param
+from abm.model.coupling import bed_scale
 from abm.model.effects import patient_effects
 from abm.model.fields import PLASMA_SPECIES, SPECIES_DEFS
-from abm.model.odes import linear2, relax
+from abm.model.odes import relax
 
 LN2 = math.log(2.0)
 
@@ -121,25 +99,26 @@ DEDICATED_PLASMA_SPECIES = ("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2")
 VWF_IU_PER_PG = 1e-7
 
 
-def _first(s: dict, *names: str) -> float:
-    """The first of ``names`` present in ``s`` (0 when none is)."""
-    for name in names:
-        if name in s:
-            return float(s[name])
-    return 0.0
+#: Body weight at which the per-kg volumes and the pool sizes give their reference values.
+REFERENCE_WEIGHT_KG = 70.0
 
+#: Cytokines secreted by CAR-T and myeloid cells: their tumour output is re-weighted
+#: to the patient's CAR-T density.
+INFLAMMATORY_SPECIES = ("ifng", "gmcsf", "il6", "il1")
 
-def patient_scale(config) -> float:
-    """``S = B / n_T0``: patient events represented by one patch event."""
-    return config.patient.burden_cells / config.tumour.initial_cells
+#: CAR-T pools outside the tumour (:mod:`abm.model.kinetics`), consumers of IL-7/IL-15.
+OUTSIDE_TUMOUR_CART = ("blood_cart_cells", "lymphoid_cart_cells", "body_cart_cells", "memory_cart_cells")
 
 
 @dataclass(frozen=True)
 class BloodParams(Section):
-    """Plasma cytokines, the systemic myeloid pool, CAR-T outside the patch and lab markers."""
+    """Plasma cytokines, the systemic myeloid pool and lab markers."""
 
-    plasma_volume_ml: float = param(3000.0, unit="mL", gt=0, doc="plasma volume V_p")
-    blood_volume_ml: float = param(5000.0, unit="mL", gt=0, doc="blood volume (for cells/uL)")
+    plasma_volume_ml_per_kg: float = param(42.9, unit="mL/kg", gt=0, le=200,
+                                           doc="plasma volume V_p per kg body weight (3 L at 70 kg)")
+    blood_volume_ml_per_kg: float = param(71.4, unit="mL/kg", gt=0, le=200,
+                                          doc="blood volume per kg body weight (5 L at 70 kg; children "
+                                              "75-80 mL/kg)")
     # plasma clearance half-lives
     ifng_half_life_min: float = param(30.0, unit="min", gt=0, doc="plasma IFN-gamma half-life (25-35 min)")
     gmcsf_half_life_min: float = param(40.0, unit="min", gt=0, doc="plasma GM-CSF half-life (20-68 min)")
@@ -186,28 +165,13 @@ class BloodParams(Section):
     myeloid_deactivation_per_h: float = param(0.1, unit="1/h", ge=0, doc="pool deactivation rate k_off")
     myeloid_steroid_imax: float = param(0.9, unit="1", ge=0, le=1,
                                         doc="maximal steroid suppression of pool cytokine secretion")
-    # CAR-T outside the patch
+    # CAR-T counts
     infusion_day: float = param(0.0, unit="day", doc="day the product is infused into blood")
     cart_peak_after_days: float = param(1.0, unit="day", ge=0,
                                         doc="the CAR-T peak endpoint ignores this long after infusion")
-    cart_blood_to_tissue_per_day: float = param(1.0, unit="1/day", ge=0,
-                                                doc="CAR-T homing from blood to non-tumour tissues")
-    cart_tissue_to_blood_per_day: float = param(0.3, unit="1/day", ge=0,
-                                                doc="CAR-T return from non-tumour tissues to blood "
-                                                    "(calibrated to blood CAR-T levels, docs/calibration.md 5)")
-    cart_blood_death_per_day: float = param(0.1, unit="1/day", ge=0, doc="CAR-T death in blood")
-    cart_tissue_death_per_day: float = param(0.15, unit="1/day", ge=0,
-                                             doc="CAR-T death in non-tumour tissues (contraction ~0.16/day)")
-    cart_egress_via_tissue_fraction: float = param(
-        1.0, unit="1", ge=0, le=1,
-        doc="share of CAR-T leaving the patch that returns through lymph to the non-tumour tissue pool "
-            "(the rest enters blood directly); smooths the blood curve")
-    cart_homeostatic_per_day: float = param(0.1, unit="1/day", ge=0,
-                                            doc="maximal IL-7/IL-15-driven proliferation outside the patch")
-    cart_homeostatic_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
-                                               doc="plasma IL-7/IL-15 of half-maximal homeostatic proliferation")
     # tumour lysis
-    ecf_volume_l: float = param(15.0, unit="L", gt=0, doc="extracellular fluid volume")
+    ecf_volume_l_per_kg: float = param(0.214, unit="L/kg", gt=0, le=2,
+                                       doc="extracellular fluid volume per kg (15 L at 70 kg)")
     potassium_baseline_mmol_l: float = param(4.2, unit="mmol/L", gt=0, doc="baseline serum potassium")
     phosphate_baseline_mg_dl: float = param(3.5, unit="mg/dL", gt=0, doc="baseline serum phosphate")
     uric_acid_baseline_mg_dl: float = param(5.0, unit="mg/dL", gt=0, doc="baseline serum uric acid")
@@ -271,9 +235,6 @@ def logistic_kill(n: float, r: float, k_kill: float, n_max: float, dt: float) ->
 RECORDED = {
     **{f"plasma_{s}": ("pg/mL", f"plasma {s}") for s in PLASMA_SPECIES},
     "blood_cart_per_ul": ("cells/uL", "CAR-T cells in blood"),
-    "blood_cart_cells": ("cells", "CAR-T cells in blood (total)"),
-    "tissue_cart_cells": ("cells", "CAR-T cells in non-tumour tissues"),
-    "cart_pool_divisions_left": ("1", "mean remaining division potential of CAR-T outside the patch"),
     "sys_myeloid_activation": ("1", "activation of the systemic myeloid pool"),
     "il6_myeloid_fraction": ("1", "share of IL-6 produced by myeloid cells (cumulative)"),
     "lymphocytes_cells": ("cells", "host lymphocytes (body total)"),
@@ -285,7 +246,7 @@ RECORDED = {
     "calcium_mg_dl": ("mg/dL", "serum calcium"),
     "ang1_pg_ml": ("pg/mL", "plasma angiopoietin 1"),
     "ang2_ang1_ratio": ("1", "ANG-2 / ANG-1"),
-    "patient_scale": ("1", "patient cells per patch cell, S = B / n_T0"),
+    "patient_scale": ("1", "tumour-bed volume per patch volume, S_v = B / (K n_T0)"),
     "vwf_iu_dl": ("IU/dL", "von Willebrand factor antigen"),
 }
 
@@ -293,14 +254,12 @@ RECORDED = {
 class Blood:
     """The blood compartment (phase ``tissue_to_blood``); see the module docstring.
 
-    Reads (0 when absent): ``exchange_<s>_pg``, ``cart_entered_patch``
-    (or ``cart_entered_step``), ``cart_egressed_patch`` (or
-    ``cart_egressed_step``), ``lysed_cells_step`` (or ``tumour_lysed_step``),
+    Reads (0 when absent): ``exchange_<s>_pg``, ``cart_density_ratio``,
+    ``tumour_lysed_patient_step``, the CAR-T pools of :mod:`abm.model.kinetics`,
     ``vwf_released_step`` (stores) and ``vwf_released_step_pg`` (pg),
     ``il6_secreted_cart_pg``, ``il6_secreted_myeloid_pg``, ``steroid_effect``,
     ``il6r_occupancy``, ``il1r_blockade``, ``endothelial_activation_systemic``.
-    Writes: ``plasma_<s>``, ``blood_cart_cells``, ``blood_cart_per_ul``,
-    ``tissue_cart_cells``, ``blood_cart_debt_cells``, ``lymphocytes_cells``,
+    Writes: ``plasma_<s>``, ``blood_cart_per_ul``, ``lymphocytes_cells``,
     ``alc_per_ul``, ``blood_monocytes_per_ul``, metabolites, ``ang1_pg_ml``,
     ``ang2_ang1_ratio``, ``vwf_iu_dl``, ``sys_myeloid_activation``,
     cumulative masses (``il6_secreted_systemic_pg``, ...).
@@ -314,14 +273,16 @@ class Blood:
         b = self.p = cfg.blood
         ld = self.ld = cfg.lymphodepletion
         z = patient_effects(sim.seed, cfg.patient.random_effects)
-        self.S = patient_scale(cfg)
+        self.S = bed_scale(cfg)
+        self.direct = cfg.coupling.mode == "direct"
         self.dt_s = cfg.run.dt_s
         self.dt_day = cfg.run.dt_min / 1440.0
         self.sim_start_day = cfg.run.start_day
-        self.vp = b.plasma_volume_ml
-        self.dose = cfg.product.dose_cells
-        self.max_div = float(cfg.product.max_divisions)
-        self.cart_steroid_imax = cfg.product.steroid_max_suppression
+        w = cfg.patient.weight_kg
+        size = w / REFERENCE_WEIGHT_KG
+        self.vp = b.plasma_volume_ml_per_kg * w
+        self.v_blood_ul = b.blood_volume_ml_per_kg * w * 1000.0
+        self.memory_blood = cfg.kinetics.memory_blood_fraction
         # plasma clearance (1/s) and baseline production (pg/mL/s)
         half = {"ifng": b.ifng_half_life_min, "gmcsf": b.gmcsf_half_life_min,
                 "il6": b.il6_half_life_min, "il1": b.il1_half_life_min,
@@ -339,7 +300,7 @@ class Blood:
         self.vwf0 = b.vwf_baseline_iu_dl * math.exp(b.vwf_baseline_sd * z["vwf_baseline"])
         self.k_vwf = LN2 / (b.vwf_half_life_h * 3600.0)
         # systemic myeloid pool
-        self.pool = b.myeloid_pool_cells * math.exp(b.myeloid_pool_sd * z["myeloid_pool_size"])
+        self.pool = size * b.myeloid_pool_cells * math.exp(b.myeloid_pool_sd * z["myeloid_pool_size"])
         sens = math.exp(b.myeloid_sensitivity_sd * z["myeloid_sensitivity"])
         self.ec = (b.myeloid_ifng_ec50_pg_ml / sens, b.myeloid_gmcsf_ec50_pg_ml / sens,
                    b.myeloid_il1_ec50_pg_ml / sens)
@@ -347,8 +308,8 @@ class Blood:
         self.r6 = b.myeloid_il6_fg_per_h * 1e-3 / 3600.0 / self.vp
         self.r1 = b.myeloid_il1_fg_per_h * 1e-3 / 3600.0 / self.vp
         # lymphocytes and the IL-7/IL-15 sink (per s)
-        self.n0_typical = ld.lymphocytes_baseline_cells
-        self.n0 = ld.lymphocytes_baseline_cells * math.exp(ld.lymphocytes_baseline_sd * z["lymphocyte_baseline"])
+        self.n0_typical = size * ld.lymphocytes_baseline_cells
+        self.n0 = size * ld.lymphocytes_baseline_cells * math.exp(ld.lymphocytes_baseline_sd * z["lymphocyte_baseline"])
         lam0 = LN2 / (ld.il7_15_half_life_min * 60.0)
         f = ld.il7_15_consumption_fraction
         self.k7 = (1.0 - f) * lam0
@@ -358,8 +319,9 @@ class Blood:
         self.k_ld = -math.log(1.0 - ld.depth) / ld.duration_days if ld.enabled else 0.0
         self.k_ld_mono = -math.log(1.0 - ld.monocyte_depth) / ld.duration_days if ld.enabled else 0.0
         # metabolites: per-patient-cell increments of concentration
-        ecf_dl = b.ecf_volume_l * 10.0
-        self.dk_per_cell = b.potassium_release_fmol * 1e-12 / b.ecf_volume_l   # mmol/L
+        ecf_l = b.ecf_volume_l_per_kg * w
+        ecf_dl = ecf_l * 10.0
+        self.dk_per_cell = b.potassium_release_fmol * 1e-12 / ecf_l            # mmol/L
         self.dp_per_cell = b.phosphate_release_pg * 1e-9 / ecf_dl             # mg/dL
         self.du_per_cell = b.uric_acid_release_pg * 1e-9 / ecf_dl             # mg/dL
         self.k_met = {"potassium_mmol_l": LN2 / (b.potassium_half_life_h * 3600.0),
@@ -389,14 +351,6 @@ class Blood:
         s["sys_myeloid_activation"] = 0.0
         s["il6_secreted_systemic_pg"] = 0.0
         s["il1_secreted_systemic_pg"] = 0.0
-        s["blood_cart_cells"] = 0.0
-        s["tissue_cart_cells"] = 0.0
-        s["blood_cart_debt_cells"] = 0.0
-        s["cart_infused"] = 0.0
-        s["cart_pool_divisions_left"] = self.max_div
-        s["cart_entered_patient_cells"] = 0.0
-        s["cart_egressed_patient_cells"] = 0.0
-        s["lysed_patient_cells"] = 0.0
         s["lymphocytes_cells"] = self.n0
         s["blood_monocytes_per_ul"] = self.ld.monocytes_baseline_per_ul
         # a run that starts after lymphodepletion began starts from its effect
@@ -414,6 +368,7 @@ class Blood:
         s["ang1_pg_ml"] = self.ang1
         s["vwf_iu_dl"] = self.vwf0
         s["patient_scale"] = self.S
+        s["blood_cart_per_ul"] = 0.0
         s["blood_cart_peak_per_ul"] = 0.0
         s["blood_cart_peak_day"] = float("nan")
         s["plasma_ifng_peak"] = s["plasma_ifng"]
@@ -423,18 +378,20 @@ class Blood:
     def _derived(self, s: dict, t: float = -math.inf) -> None:
         """Reported quantities and running peaks at time ``t`` (day)."""
         b = self.p
-        s["blood_cart_per_ul"] = s["blood_cart_cells"] / (b.blood_volume_ml * 1000.0)
+        cells = s.get("blood_cart_cells", 0.0) + self.memory_blood * s.get("memory_cart_cells", 0.0)
+        s["blood_cart_per_ul"] = cells / self.v_blood_ul
         if t >= b.infusion_day + b.cart_peak_after_days and s["blood_cart_per_ul"] > s["blood_cart_peak_per_ul"]:
             s["blood_cart_peak_per_ul"] = s["blood_cart_per_ul"]
             s["blood_cart_peak_day"] = t
         for sp in ("ifng", "il6"):
             s[f"plasma_{sp}_peak"] = max(s[f"plasma_{sp}_peak"], s[f"plasma_{sp}"])
-        s["alc_per_ul"] = s["lymphocytes_cells"] * self.ld.lymphocyte_blood_fraction / (b.blood_volume_ml * 1000.0)
+        s["alc_per_ul"] = s["lymphocytes_cells"] * self.ld.lymphocyte_blood_fraction / self.v_blood_ul
         s["ang2_ang1_ratio"] = s["plasma_ang2"] / s["ang1_pg_ml"]
         s["calcium_mg_dl"] = b.calcium_baseline_mg_dl - b.calcium_phosphate_coupling * max(
             0.0, s["phosphate_mg_dl"] - b.phosphate_baseline_mg_dl)
         cart = s.get("il6_secreted_cart_pg", 0.0) * self.S
         mye = s.get("il6_secreted_myeloid_pg", 0.0) * self.S + s["il6_secreted_systemic_pg"]
+        # (patch masses x S_v: the density re-weighting rho scales both sources alike)
         s["il6_myeloid_fraction"] = mye / (mye + cart) if mye + cart > 0.0 else float("nan")
 
     # -- one step ---------------------------------------------------------------------
@@ -443,75 +400,33 @@ class Blood:
         t0 = state.time_day
         self._coupling(s, t0)
         self._cytokines(s)
-        self._cart(s)
         self._lymphocytes(s, t0)
         self._markers(s)
         self._derived(s, t0 + self.dt_day)
 
     def _coupling(self, s: dict, t0: float) -> None:
-        """Patch <-> blood transfers of this step and the infusion, each counted once."""
-        S = self.S
-        if s["cart_infused"] == 0.0 and t0 + 0.5 * self.dt_day >= self.p.infusion_day:
-            s["cart_infused"] = 1.0
-            self._mix_potential(s, self.dose, self.dose * self.max_div)
-            self._gain_cart(s, self.dose)
+        """The tumour's exchange with plasma this step (see the module docstring)."""
+        rho = 1.0 if self.direct else s.get("cart_density_ratio", 1.0)
         for sp in PLASMA_SPECIES:
-            x = S * s.get(f"exchange_{sp}_pg", 0.0)
+            x = s.get(f"exchange_{sp}_pg", 0.0)
             if x == 0.0:
                 continue
+            x *= self.S * (rho if sp in INFLAMMATORY_SPECIES else 1.0)
             s[f"exchange_in_{sp}_pg"] += x
             c = s[f"plasma_{sp}"] + x / self.vp
             if c < 0.0:
                 s[f"plasma_clamped_{sp}_pg"] += -c * self.vp
                 c = 0.0
             s[f"plasma_{sp}"] = c
-        entered = S * _first(s, "cart_entered_patch", "cart_entered_step")
-        egressed = S * _first(s, "cart_egressed_patch", "cart_egressed_step")
-        s["cart_entered_patient_cells"] += entered
-        s["cart_egressed_patient_cells"] += egressed
-        if egressed > 0.0:
-            self._mix_potential(s, egressed, S * s.get("cart_egressed_divisions_left_step", 0.0))
-        # egress leaves the tumour through efferent lymph: a share f goes to the
-        # non-tumour tissue / lymphoid pool (which returns it to blood at k_tb)
-        via_tissue = self.p.cart_egress_via_tissue_fraction * egressed
-        s["tissue_cart_cells"] += via_tissue
-        self._gain_cart(s, egressed - via_tissue - entered)
-        lysed = S * _first(s, "lysed_cells_step", "tumour_lysed_step")
+        lysed = s.get("tumour_lysed_patient_step", 0.0)
         if lysed > 0.0:
-            s["lysed_patient_cells"] += lysed
             s["potassium_mmol_l"] += lysed * self.dk_per_cell
             s["phosphate_mg_dl"] += lysed * self.dp_per_cell
             s["uric_acid_mg_dl"] += lysed * self.du_per_cell
-        vwf = S * (s.get("vwf_released_step", 0.0) * self.p.vwf_iu_per_store
-                   + s.get("vwf_released_step_pg", 0.0) * VWF_IU_PER_PG)
+        vwf = self.S * (s.get("vwf_released_step", 0.0) * self.p.vwf_iu_per_store
+                        + s.get("vwf_released_step_pg", 0.0) * VWF_IU_PER_PG)
         if vwf > 0.0:
-            s["vwf_iu_dl"] += vwf / (self.p.plasma_volume_ml / 100.0)
-
-    @staticmethod
-    def _mix_potential(s: dict, cells: float, divisions_left: float) -> None:
-        """Mix ``cells`` arriving with ``divisions_left`` (summed) into the pool's mean potential."""
-        n = max(0.0, s["blood_cart_cells"] + s["tissue_cart_cells"] - s["blood_cart_debt_cells"])
-        if n + cells > 0.0:
-            s["cart_pool_divisions_left"] = (n * s["cart_pool_divisions_left"] + divisions_left) / (n + cells)
-
-    @staticmethod
-    def _gain_cart(s: dict, n: float) -> None:
-        """Add ``n`` cells to blood (``n < 0``: cells leave for the patch).
-
-        A loss larger than the blood pool is taken from the non-tumour tissue
-        pool (the circulation it refills), and beyond that kept as a debt
-        that later gains repay first; nothing ever goes below 0.
-        """
-        x = s["blood_cart_cells"] - s["blood_cart_debt_cells"] + n
-        if x >= 0.0:
-            s["blood_cart_cells"], s["blood_cart_debt_cells"] = x, 0.0
-            return
-        s["blood_cart_cells"] = 0.0
-        y = s["tissue_cart_cells"] + x
-        if y >= 0.0:
-            s["tissue_cart_cells"], s["blood_cart_debt_cells"] = y, 0.0
-        else:
-            s["tissue_cart_cells"], s["blood_cart_debt_cells"] = 0.0, -y
+            s["vwf_iu_dl"] += vwf / (self.vp / 100.0)
 
     def _cytokines(self, s: dict) -> None:
         b, dt = self.p, self.dt_s
@@ -549,7 +464,7 @@ class Blood:
                 prod *= 1.0 + b.ang2_activation_gain * e_sys
             s[f"plasma_{sp}"] = relax(s[f"plasma_{sp}"], prod, k, dt)
         # IL-7/IL-15 with the cellular sink
-        cart = s["blood_cart_cells"] + s["tissue_cart_cells"]
+        cart = sum(s.get(k, 0.0) for k in OUTSIDE_TUMOUR_CART)
         lam = self.k7 + self.q7 * (s["lymphocytes_cells"] + self.ld.cart_consumption_ratio * cart)
         s["plasma_il7_15"] = relax(s["plasma_il7_15"], self.p7, lam, dt)
         for sp, k in self.k_other.items():
@@ -557,21 +472,6 @@ class Blood:
         # VWF: production rises with systemic endothelial activation
         s["vwf_iu_dl"] = relax(s["vwf_iu_dl"], self.k_vwf * self.vwf0 * (1.0 + b.vwf_activation_gain * e_sys),
                                self.k_vwf, dt)
-
-    def _cart(self, s: dict) -> None:
-        b, dt = self.p, self.dt_day
-        steroid = s.get("steroid_effect", 0.0)
-        c7 = s["plasma_il7_15"]
-        g = b.cart_homeostatic_per_day * (1.0 - self.cart_steroid_imax * steroid) * c7 / (
-            b.cart_homeostatic_ec50_pg_ml + c7)
-        kbt, ktb = b.cart_blood_to_tissue_per_day, b.cart_tissue_to_blood_per_day
-        blood, tissue = linear2(-(kbt + b.cart_blood_death_per_day - g), ktb,
-                                kbt, -(ktb + b.cart_tissue_death_per_day - g),
-                                s["blood_cart_cells"], s["tissue_cart_cells"], dt)
-        s["blood_cart_cells"], s["tissue_cart_cells"] = blood, tissue
-        # each homeostatic division spends one division of potential: in a
-        # dividing population (birth rate g) the mean generation rises at 2 g
-        s["cart_pool_divisions_left"] = max(0.0, s["cart_pool_divisions_left"] - 2.0 * g * dt)
 
     def _lymphocytes(self, s: dict, t0: float) -> None:
         ld, dt = self.ld, self.dt_day
@@ -597,8 +497,7 @@ class Blood:
 
     def endpoints(self, state, out):
         s = state.scalars
-        for key in ("blood_cart_peak_per_ul", "blood_cart_peak_day", "il6_myeloid_fraction",
-                    "lysed_patient_cells"):
+        for key in ("blood_cart_peak_per_ul", "blood_cart_peak_day", "il6_myeloid_fraction"):
             out[key] = s[key]
         for sp in ("ifng", "il6"):
             out[f"plasma_{sp}_peak_pg_ml"] = s[f"plasma_{sp}_peak"]

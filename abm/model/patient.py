@@ -9,11 +9,14 @@ plug them into a :class:`~abm.simulation.Simulation`.
 Order within a step (registration order within each phase)::
 
     tissue_to_blood:  DrugProcess       PK over dt; il6r_occupancy, steroid_effect, il1r_blockade
-                      BloodProcess      patch coupling (x S), infusion, plasma cytokines, myeloid pool,
-                                        CAR-T pools, lymphocytes and IL-7/IL-15, metabolites, ANG/VWF
+                      WholePatientProcess  patch rates (restriction), infusion, CAR-T pools, the whole
+                                        tumour, B cells
+                      BloodProcess      tumour-plasma exchange, plasma cytokines, myeloid pool,
+                                        lymphocytes and IL-7/IL-15, metabolites, ANG/VWF
     patient:          PhysiologyProcess temperature, systemic endothelial activation, fluids, vitals
                       ClinicianProcess  ward assessment, support and drugs, vitals with the new support
                       CRSProcess        ASTCT CRS grade, episodes, events
+                      ResponseProcess   Lugano-like response of the whole tumour
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from abm.model.brain import Brain, ICANSGrade
 from abm.model.clinician import Clinician, CRSGrade
 from abm.model.drugs import Drugs
 from abm.model.events import PostInfusionEvents
+from abm.model.kinetics import WholePatient
 from abm.model.physiology import Physiology
+from abm.model.response import TumourResponse
 from abm.process import Process
 
 
@@ -50,6 +55,18 @@ class DrugProcess(_ModelProcess):
     """Drug PK/PD (:class:`abm.model.drugs.Drugs`)."""
 
     phase, model_class, meta = Drugs.phase, Drugs, Drugs.meta
+
+
+class WholePatientProcess(_ModelProcess):
+    """CAR-T pools, the whole tumour and B cells (:class:`abm.model.kinetics.WholePatient`)."""
+
+    phase, model_class, meta = WholePatient.phase, WholePatient, WholePatient.meta
+
+
+class ResponseProcess(_ModelProcess):
+    """Lugano-like response of the whole tumour (:class:`abm.model.response.TumourResponse`)."""
+
+    phase, model_class, meta = TumourResponse.phase, TumourResponse, TumourResponse.meta
 
 
 class BloodProcess(_ModelProcess):
@@ -95,5 +112,5 @@ class ICANSProcess(_ModelProcess):
 
 
 #: Registered by :func:`abm.build.default_processes`, in this order.
-PATIENT_PROCESSES = [DrugProcess, BloodProcess, PhysiologyProcess, BrainProcess, EventsProcess,
-                     ClinicianProcess, CRSProcess, ICANSProcess]
+PATIENT_PROCESSES = [DrugProcess, WholePatientProcess, BloodProcess, PhysiologyProcess, BrainProcess,
+                     EventsProcess, ClinicianProcess, CRSProcess, ICANSProcess, ResponseProcess]

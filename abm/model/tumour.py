@@ -54,7 +54,7 @@ class TumourParams(Section):
             fail("antigen_negative_fraction", "is 1: no cell could ever be engaged; use < 1")
 
 
-def homing_rate_per_day(config) -> float:
+def homing_rate_per_day(config, burden_cells: float | None = None) -> float:
     """Rate at which blood CAR-T home to the whole tumour (1/day), rising with burden.
 
     A bigger tumour has a bigger vascular bed and captures more of the
@@ -64,13 +64,14 @@ def homing_rate_per_day(config) -> float:
 
     with ``h = product.homing_per_day`` (the rate at the reference burden
     ``B_ref = tumour.homing_reference_burden_cells``, the median LBCL burden)
-    and ``K = tumour.homing_saturation_burden_cells`` [A]. Each patch site
-    then receives ``h_T N_blood / S`` cells per day with ``S = B / n_T0``: for
-    ``B << K`` the same number whatever the burden (the CAR-T:tumour ratio in
-    the patch does not depend on B, and every patch event stands for ``S``
-    patient events), for ``B >> K`` fewer (the dose is spread over more tumour).
+    and ``K = tumour.homing_saturation_burden_cells`` [A]; ``B`` is the current
+    tumour (``burden_cells``; the initial burden when not given), so a shrinking
+    tumour captures fewer cells. The patches, ``1 / S_v`` of the tumour bed,
+    receive ``h_T N_blood / S_v`` cells per day: for ``B << K`` the same density
+    whatever the burden, for ``B >> K`` less (the dose is spread over more tumour).
     """
-    t, b = config.tumour, config.patient.burden_cells
+    t = config.tumour
+    b = config.patient.burden_cells if burden_cells is None else burden_cells
     k, ref = t.homing_saturation_burden_cells, t.homing_reference_burden_cells
     return config.product.homing_per_day * (b / ref) * (ref + k) / (b + k)
 

@@ -1,0 +1,169 @@
+"""Restriction: per-capita rates measured in the tissue patches, for the whole patient.
+
+The K patches are samples of the tumour bed (each ``n_T0`` tumour cells at
+start); the whole tumour holds ``B`` cells, so the bed is
+``S_v = B / (K n_T0)`` times the patches' volume. Patch events are never
+multiplied by ``S_v`` one by one (that would multiply their noise by ``S_v``,
+``var(S_v X) = S_v^2 lambda`` where the bed's real sum has ``S_v lambda``).
+Instead each step the patches report counts, and this module keeps
+exponential moving averages, with time constant ``tau = coupling.window_h``,
+of numerators and denominators pooled over all patches::
+
+    kill hazard per tumour cell   kappa = <kills> / <alive tumour cells * dt>
+    tumour net growth             g_T   = <d alive + kills> / <alive * dt>
+    CAR-T net proliferation       r_C   = <d N_C - entered + egressed> / <N_C * dt>
+    CAR-T egress                  eps   = <egressed> / <N_C * dt>
+    exhausted share               x     = <exhausted> / <N_C>
+    potential of egressing cells  m_e   = <divisions left of egressed> / <egressed>
+    patch CAR-T per patch         Nbar  = <N_C> / K
+
+(``<.>`` the moving average; a ratio of averages is the windowed rate, not an
+average of noisy per-step ratios). A rate whose denominator is still empty
+(no CAR-T yet) takes its prior: ``r_C = -product.basal_death_per_day``,
+``eps = 0``, ``kappa = 0``.
+
+The patient's tumour CAR-T ``C_T`` (smooth, :mod:`abm.model.kinetics`) and the
+patches' CAR-T differ by sampling noise. The tumour's per-cell kill hazard and
+its CAR-T-driven cytokine output act in proportion to the local CAR-T
+density, so they are re-weighted to the patient's density by the ratio
+estimator::
+
+    rho = (C_T / (S_v K) + c0) / (Nbar + c0)
+
+with a pseudo-count ``c0 = coupling.pseudo_count_cells`` (one cell) so that
+an empty patch does not divide by zero; ``rho -> 1`` when the patches hold
+exactly the patient's density.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from abm.cells import CART, CART_EXHAUSTED, TUMOUR, TUMOUR_ALIVE
+from abm.schema import Section, param
+
+
+@dataclass(frozen=True)
+class CouplingParams(Section):
+    """How the tissue patches and the whole-patient model exchange cells, cytokines and rates."""
+
+    mode: str = param("multiscale", unit="-", choices=("multiscale", "direct"),
+                      doc="multiscale: patches are samples of the tumour, lifted by density and "
+                          "restricted by per-capita rates; direct: the patches are the whole tumour "
+                          "(every cell crossing counted once; needs B <= 2 K n_T0)")
+    window_h: float = param(4.0, unit="h", gt=0, le=240,
+                            doc="time constant of the moving averages of the patch rates (longer: smoother, "
+                                "but the patient lags the patches while their rates change)")
+    pseudo_count_cells: float = param(1.0, unit="cells", gt=0, le=100,
+                                      doc="pseudo-count c0 of the CAR-T density ratio estimator")
+
+
+#: Moving averages kept on the state: name -> what one step contributes.
+EMA_KEYS = ("kills", "tumour_time", "tumour_net", "cart_net", "cart_time", "egress",
+            "exhausted", "cart", "egress_divisions")
+
+
+def n_patches(config) -> int:
+    """Number of tissue patches K (1 unless the lattice stacks several)."""
+    return int(getattr(config.lattice, "patches", 1))
+
+
+def bed_scale(config) -> float:
+    """``S_v = B / (K n_T0)``: tumour-bed volume per patch volume."""
+    return config.patient.burden_cells / (n_patches(config) * config.tumour.initial_cells)
+
+
+def patch_counts(cells) -> tuple[int, int, int]:
+    """Alive tumour cells, CAR-T cells and exhausted CAR-T cells in all patches."""
+    n = cells.n
+    kind, ph = cells.kind[:n], cells.phenotype[:n]
+    tum = int(np.count_nonzero((kind == TUMOUR) & (ph == TUMOUR_ALIVE)))
+    cart_mask = kind == CART
+    return tum, int(np.count_nonzero(cart_mask)), int(np.count_nonzero(cart_mask & (ph == CART_EXHAUSTED)))
+
+
+class PatchRates:
+    """Moving averages of the patch counts and the rates derived from them (see module docstring).
+
+    State lives in ``state.scalars`` under ``patch_ema_<key>`` and
+    ``patch_prev_<tumour|cart>``; :meth:`update` is called once per step after
+    the agent phase.
+    """
+
+    def __init__(self, config):
+        c = config.coupling
+        self.K = n_patches(config)
+        self.dt_s = config.run.dt_s
+        self.alpha = -math.expm1(-self.dt_s / (c.window_h * 3600.0))
+        self.c0 = c.pseudo_count_cells
+        self.prior_cart_net = -config.product.basal_death_per_day / 86400.0
+        self.max_div = float(config.product.max_divisions)
+
+    def init_state(self, s: dict, cells) -> None:
+        if "patch_prev_tumour" in s:
+            return
+        tum, cart, _ = patch_counts(cells)
+        s["patch_prev_tumour"] = float(tum)
+        s["patch_prev_cart"] = float(cart)
+        for k in EMA_KEYS:
+            s[f"patch_ema_{k}"] = 0.0
+
+    def update(self, s: dict, cells) -> None:
+        """Fold this step's patch counts into the moving averages."""
+        tum, cart, exh = patch_counts(cells)
+        kills = float(s.get("cart_kills_step", 0))
+        entered = float(s.get("cart_entered_step", 0))
+        egressed = float(s.get("cart_egressed_step", 0))
+        dt = self.dt_s
+        step = {
+            "kills": kills,
+            "tumour_time": s["patch_prev_tumour"] * dt,
+            "tumour_net": tum - s["patch_prev_tumour"] + kills,
+            "cart_net": cart - s["patch_prev_cart"] - entered + egressed,
+            "cart_time": s["patch_prev_cart"] * dt,
+            "egress": egressed,
+            "exhausted": float(exh),
+            "cart": float(cart),
+            "egress_divisions": float(s.get("cart_egressed_divisions_left_step", 0)),
+        }
+        a = self.alpha
+        for k, x in step.items():
+            key = f"patch_ema_{k}"
+            s[key] += a * (x - s[key])
+        s["patch_prev_tumour"] = float(tum)
+        s["patch_prev_cart"] = float(cart)
+
+    # -- rates (1/s) -------------------------------------------------------------
+    @staticmethod
+    def _ratio(s: dict, num: str, den: str, prior: float) -> float:
+        d = s[f"patch_ema_{den}"]
+        return s[f"patch_ema_{num}"] / d if d > 0.0 else prior
+
+    def kill_hazard(self, s: dict) -> float:
+        return self._ratio(s, "kills", "tumour_time", 0.0)
+
+    def tumour_growth(self, s: dict) -> float:
+        return self._ratio(s, "tumour_net", "tumour_time", 0.0)
+
+    def cart_net_proliferation(self, s: dict) -> float:
+        return self._ratio(s, "cart_net", "cart_time", self.prior_cart_net)
+
+    def cart_egress(self, s: dict) -> float:
+        return self._ratio(s, "egress", "cart_time", 0.0)
+
+    def exhausted_share(self, s: dict) -> float:
+        return self._ratio(s, "exhausted", "cart", 0.0)
+
+    def egress_potential(self, s: dict, fallback: float) -> float:
+        return self._ratio(s, "egress_divisions", "egress", fallback)
+
+    def cart_per_patch(self, s: dict) -> float:
+        """Moving average of the CAR-T cells in one patch (``Nbar``)."""
+        return s["patch_ema_cart"] / self.K
+
+    def density_ratio(self, s: dict, tumour_cart_cells: float, scale: float) -> float:
+        """``rho``: the patient's tumour CAR-T density over the patches' (ratio estimator)."""
+        return (tumour_cart_cells / (scale * self.K) + self.c0) / (self.cart_per_patch(s) + self.c0)

@@ -1,0 +1,164 @@
+"""Whole-patient kinetics: conservation of the CAR-T pools, exact steps, B cells, tumour response,
+the restriction estimators, and no shot noise in blood."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+from abm.build import build_simulation
+from abm.config import config_from_dict
+from abm.model import response as R
+from abm.model.coupling import PatchRates, bed_scale
+from abm.model.kinetics import CART_POOLS, KineticsParams, PATIENT_SLOTS, cart_rate_matrix
+
+SMALL = {"lattice": {"shape": [32, 32]}, "tumour": {"initial_cells": 300},
+         "patient": {"random_effects": False, "tumour_burden_cells": 3e10},
+         "run": {"seed": 5, "start_day": -1.0, "end_day": 6.0},
+         "output": {"fields": False, "cells": False}}
+
+
+def small(extra=None):
+    data = {k: dict(v) for k, v in SMALL.items()}
+    for k, v in (extra or {}).items():
+        data.setdefault(k, {}).update(v)
+    return config_from_dict(data)
+
+
+def test_rate_matrix_conserves_cells_without_birth_or_death():
+    p = KineticsParams(blood_death_per_day=0.0, lymphoid_death_per_day=0.0, body_death_per_day=0.0,
+                       egress_via_lymph_fraction=0.3)
+    a = cart_rate_matrix(p, h_t=0.4, g_h=0.0, g_b=0.0, k_m=0.2, d_mem=0.0, r_c=0.0, eps=1.5)
+    np.testing.assert_allclose(a.sum(axis=0), 0.0, atol=1e-15)   # every transfer leaves one pool for another
+    x0 = np.array([1e8, 2e7, 0.0, 5e6, 0.0])
+    for dt in (0.004, 0.5, 30.0):
+        x = expm(a * dt) @ x0
+        assert x.sum() == pytest.approx(x0.sum(), rel=1e-12)
+        assert x.min() >= 0.0
+
+
+def test_rate_matrix_growth_is_the_proliferation_minus_death():
+    p = KineticsParams(blood_to_lymphoid_per_day=0.0, blood_to_body_per_day=0.0, blood_death_per_day=0.1)
+    a = cart_rate_matrix(p, h_t=0.0, g_h=0.05, g_b=0.0, k_m=0.0, d_mem=0.0, r_c=0.0, eps=0.0)
+    x = expm(a * 3.0) @ np.array([1.0, 0, 0, 0, 0])
+    assert x[0] == pytest.approx(math.exp(-0.05 * 3.0), rel=1e-12)
+
+
+def test_patient_slots_are_declared_with_units_and_recorded():
+    names = [s.name for s in PATIENT_SLOTS]
+    assert len(names) == len(set(names))
+    assert set(CART_POOLS) <= set(names)
+    assert all(s.unit and s.doc for s in PATIENT_SLOTS)
+    sim = build_simulation(small(), seed=3)
+    row = sim.record_row()
+    for n in names:
+        assert math.isfinite(row[n]), n
+
+
+def test_b_cells_relax_to_baseline_and_fall_with_lymphodepletion():
+    cfg = small({"lymphodepletion": {"enabled": False}})
+    sim = build_simulation(cfg, seed=1)
+    b0 = cfg.kinetics.b_cells_per_kg * cfg.patient.weight_kg
+    assert sim.state.scalars["b_cells"] == pytest.approx(b0)
+    cfg = small({"run": {"start_day": -2.0}})
+    sim = build_simulation(cfg, seed=1)
+    # started after a 3-day regimen of depth 0.8 that began on day -5: close to 20 % left
+    assert 0.15 * b0 < sim.state.scalars["b_cells"] < 0.3 * b0
+
+
+def test_b_cell_aplasia_follows_expansion():
+    sim = build_simulation(small({"run": {"end_day": 10.0}}), seed=2)
+    sim.run(sim.config.run.n_steps)
+    s = sim.state.scalars
+    b0 = sim.config.kinetics.b_cells_per_kg * sim.config.patient.weight_kg
+    assert s["b_cells"] < 0.05 * b0
+    assert s["lymphoid_cart_cells"] > 10 * 0.0 + 1.0
+
+
+# -- tumour response --------------------------------------------------------------
+
+@pytest.mark.parametrize("ratio,code", [(1.0, R.SD), (0.36, R.SD), (0.34, R.PR), (0.353, R.PR), (0.355, R.SD),
+                                        (0.4, R.SD), (1.83, R.SD), (1.85, R.PD), (3.0, R.PD)])
+def test_response_categories_follow_the_spd(ratio, code):
+    # SPD ~ volume^(2/3): PR at (T/T0)^(2/3) <= 0.5 (T/T0 <= 0.3536), PD at >= 1.5 (T/T0 >= 1.837)
+    assert R.category(ratio * 1e11, 1e11, 1e9) == code
+
+
+def test_complete_response_is_below_the_detection_limit():
+    assert R.category(9.9e8, 1e11, 1e9) == R.CR
+    assert R.category(1.0e9, 1e11, 1e9) == R.PR
+    assert R.category(5e8, 6e8, 1e9) == R.CR
+
+
+# -- restriction ------------------------------------------------------------------
+
+class _Cells:
+    def __init__(self, kinds, phen):
+        self.kind = np.array(kinds, dtype=np.int8)
+        self.phenotype = np.array(phen, dtype=np.int8)
+        self.n = len(kinds)
+
+
+def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
+    from abm.cells import CART, CART_EFFECTOR, TUMOUR, TUMOUR_ALIVE
+    cfg = small()
+    rates = PatchRates(cfg)
+    cells = _Cells([TUMOUR] * 100 + [CART] * 10, [TUMOUR_ALIVE] * 100 + [CART_EFFECTOR] * 10)
+    s = {}
+    rates.init_state(s, cells)
+    assert rates.kill_hazard(s) == 0.0
+    assert rates.cart_net_proliferation(s) == pytest.approx(-cfg.product.basal_death_per_day / 86400)
+    for _ in range(5000):
+        s.update(cart_kills_step=2, cart_entered_step=0, cart_egressed_step=1)
+        rates.update(s, cells)   # counts unchanged: 2 kills balanced by 2 births, 1 egress by 1 birth
+    dt = cfg.run.dt_s
+    assert rates.kill_hazard(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
+    assert rates.tumour_growth(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
+    assert rates.cart_egress(s) == pytest.approx(1 / (10 * dt), rel=1e-9)
+    assert rates.cart_net_proliferation(s) == pytest.approx(1 / (10 * dt), rel=1e-9)
+    # the patient holds exactly the patch density: rho = 1
+    S = bed_scale(cfg)
+    assert rates.density_ratio(s, 10 * S, S) == pytest.approx(1.0, rel=1e-9)
+    assert rates.density_ratio(s, 21 * S, S) == pytest.approx(2.0, rel=1e-9)
+
+
+def test_direct_coupling_needs_the_tumour_in_the_patches():
+    from abm.errors import ConfigError
+    with pytest.raises(ConfigError, match="coupling.mode"):
+        small({"coupling": {"mode": "direct"}})
+    cfg = small({"coupling": {"mode": "direct"}, "patient": {"tumour_burden_cells": 300.0}})
+    assert bed_scale(cfg) == pytest.approx(1.0)
+
+
+# -- no shot noise (the full 20-seed default-patient version is in validation) ---
+
+def max_blood_step_change(cfg, seed) -> float:
+    sim = build_simulation(cfg, seed=seed)
+    worst, prev = 0.0, None
+    infused_at = None
+    while sim.state.step < cfg.run.n_steps:
+        sim.step()
+        s = sim.state.scalars
+        b = s["blood_cart_cells"]
+        if s["cart_infused"] and infused_at is None:
+            infused_at = sim.state.step
+        elif infused_at is not None and prev:
+            worst = max(worst, abs(b - prev) / prev)
+        prev = b
+    return worst
+
+
+def test_no_step_after_infusion_moves_blood_cart_by_more_than_5_percent():
+    cfg = small({"run": {"end_day": 4.0}})
+    for seed in (1, 2, 3):
+        assert max_blood_step_change(cfg, seed) < 0.05
+
+
+def test_small_matrix_exponential_matches_scipy():
+    from abm.kernels.matrix_exp import expm_small
+    rng = np.random.default_rng(4)
+    for scale in (0.0, 1e-3, 0.3, 5.0, 40.0):
+        a = rng.normal(size=(5, 5)) * scale
+        want = expm(a)
+        np.testing.assert_allclose(expm_small(a), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
