@@ -126,7 +126,7 @@ def _cmd_inspect(args) -> int:
               f"simulate {p.get('wall_simulate_s', 0):.2f}, write {p.get('wall_write_s', 0):.2f})")
     print("groups:")
     for name, g in info["groups"].items():
-        order = ("time", "snapshot", "z", "y", "x", "obs", "event")
+        order = ("time", "snapshot", "patch", "z", "y", "x", "obs", "event")
         dims = " ".join(f"{d}={n}" for d, n in sorted(
             g["dims"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
         extra = f" [{', '.join(g['subgroups'])}]" if g["subgroups"] else ""

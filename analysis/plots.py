@@ -273,7 +273,7 @@ def plot_field_snapshot(path, *, species: str = "il6", time: float | None = None
         species: field variable (``il6``, ``ifng``, ...).
         time: snapshot day (nearest); default: the snapshot where the field's
             patch maximum is highest.
-        z: slice of a 3-D lattice (default: the middle).
+        z: slice of a 3-D lattice, or patch of a layered one (default: the middle).
     """
     from analysis.io import cell_snapshot, open_group
     fields = open_group(path, "fields")
@@ -321,6 +321,8 @@ def plot_field_snapshot(path, *, species: str = "il6", time: float | None = None
         if zsel is not None and "z" in snap:
             zc = np.asarray(fields["z"].values, float)[zsel]
             keep = np.isclose(np.asarray(snap["z"].values, float), zc)
+        elif zsel is not None and "patch" in snap:
+            keep = np.asarray(snap["patch"].values) == np.asarray(fields["patch"].values)[zsel]
         for code in sorted(kinds, key=lambda c: ["endothelial", "tumour", "myeloid",
                                                  "cart"].index(kinds[c])
                            if kinds[c] in ("endothelial", "tumour", "myeloid", "cart") else 9):

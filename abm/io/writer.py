@@ -177,9 +177,13 @@ class RunWriter:
 
     def _spatial(self, g):
         lat = self.sim.state.lattice
-        dims = ("z", "y", "x")[3 - lat.ndim:]
+        dims = lat.axis_names
         # no axis attribute: a tissue patch has no Earth axes (CF tools read X/Y as lon/lat)
         for name, n in zip(dims, lat.shape):
+            if name == "patch":
+                create_coordinate(g, name, np.arange(n), dtype=np.int32, units="1",
+                                  long_name="index of the independent tissue patch")
+                continue
             create_coordinate(g, name, (np.arange(n) + 0.5) * lat.h_um, dtype=np.float64,
                               units="um", long_name=f"{name} position of the site centre")
         return dims
@@ -218,7 +222,12 @@ class RunWriter:
             create_variable(g, name, ("obs",), dtype, chunks=(chunk,), compression=self.level,
                             units=cf_units(unit), long_name=doc, **flags.get(name, {}))
         lat = self.sim.state.lattice
-        for name in ("z", "y", "x")[3 - lat.ndim:]:
+        for name in lat.axis_names:
+            if name == "patch":
+                create_variable(g, name, ("obs",), np.int32, chunks=(chunk,),
+                                compression=self.level, units="1",
+                                long_name="index of the tissue patch holding the cell")
+                continue
             create_variable(g, name, ("obs",), np.float32, chunks=(chunk,),
                             compression=self.level, units="um",
                             long_name=f"{name} position of the centre of the cell's site")
@@ -362,9 +371,11 @@ class RunWriter:
                 _append(self._id(f"cells/{name}"), n, getattr(cells, name)[live].astype(dtype))
             lat = st.lattice
             zyx = lat.coords(cells.site[live])
-            for j, name in enumerate(("z", "y", "x")[3 - lat.ndim:], start=3 - lat.ndim):
-                _append(self._id(f"cells/{name}"), n,
-                        ((zyx[:, j] + 0.5) * lat.h_um).astype(np.float32))
+            names = lat.axis_names
+            for j, name in enumerate(names, start=3 - len(names)):
+                pos = zyx[:, j].astype(np.int32) if name == "patch" else \
+                    ((zyx[:, j] + 0.5) * lat.h_um).astype(np.float32)
+                _append(self._id(f"cells/{name}"), n, pos)
             self.n_obs = n + m
         self.n_snapshots = i + 1
         self._write_s += time.perf_counter() - t0

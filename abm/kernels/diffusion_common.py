@@ -26,6 +26,11 @@ Factories precompute all coefficients and return a stepper object; calling it
 runs one compiled kernel over all species at once. 2D arrays are handled as
 3D arrays with ``nz = 1`` (a free view), so one kernel serves both.
 
+Layered fields (``layered=True``): a ``(F, K, ny, nx)`` array holds K
+independent 2D patches. Nothing crosses between layers (the z sweep and the z
+terms of the stencil are skipped, the stability limit is the 2D one), so each
+layer steps exactly as a ``(F, ny, nx)`` field would.
+
 Boundaries: ``"noflux"`` (zero normal gradient, mass conserving: a mirrored
 ghost voxel) or ``"fixed"`` (Dirichlet: a per-species value ``g_f`` held in the
 ghost voxels just outside every face, passed to each step call).
@@ -75,8 +80,10 @@ def as_species_vector(value, n_species: int, name: str) -> np.ndarray:
     return arr
 
 
-def check_geometry(shape, h_um: float, dt_s: float, boundary: str):
+def check_geometry(shape, h_um: float, dt_s: float, boundary: str, layered: bool = False):
     shape = tuple(int(s) for s in shape)
+    if layered and len(shape) != 4:
+        raise ValueError(f"a layered shape must be (F, K, ny, nx), got {shape}")
     if len(shape) not in (3, 4):
         raise ValueError(f"shape must be (F, ny, nx) or (F, nz, ny, nx), got {shape}")
     if min(shape) < 1:
@@ -109,18 +116,21 @@ class FieldStepper:
     """Shared geometry, validation and boundary-value handling.
 
     Attributes:
-        shape: the field shape ``(F, ny, nx)`` or ``(F, nz, ny, nx)``.
-        ndim: 2 or 3. n_species: ``F``.
+        shape: the field shape ``(F, ny, nx)``, ``(F, nz, ny, nx)`` or
+            ``(F, K, ny, nx)`` (layered).
+        ndim: 2 or 3 (2 when layered: the dimensionality of the stencil).
+        n_species: ``F``. layered: K uncoupled 2D layers.
         h_um, dt_s: lattice edge (um) and step (s).
         D_um2_s, decay_per_s: ``(F,)`` arrays.
         boundary: "noflux" or "fixed". parallel: whether threads may be used.
     """
 
-    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel):
-        self.shape = check_geometry(shape, h_um, dt_s, boundary)
-        self.ndim = len(self.shape) - 1
+    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered=False):
+        self.shape = check_geometry(shape, h_um, dt_s, boundary, layered)
+        self.layered = bool(layered)
+        self.ndim = 2 if self.layered else len(self.shape) - 1
         self.n_species = self.shape[0]
-        self.shape4 = self.shape if self.ndim == 3 else (self.shape[0], 1) + self.shape[1:]
+        self.shape4 = self.shape if len(self.shape) == 4 else (self.shape[0], 1) + self.shape[1:]
         self.h_um = float(h_um)
         self.dt_s = float(dt_s)
         self.D_um2_s = as_species_vector(D_um2_s, self.n_species, "D_um2_s")

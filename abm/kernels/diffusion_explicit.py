@@ -139,8 +139,9 @@ class ExplicitStepper(FieldStepper):
     species. Owns a scratch array of the field's size: one call at a time.
     """
 
-    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, safety):
-        super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
+    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, safety,
+                 layered=False):
+        super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered)
         if not 0 < safety <= 1:
             raise ValueError(f"safety must be in (0, 1], got {safety}")
         self.safety = float(safety)
@@ -187,7 +188,7 @@ class ExplicitStepper(FieldStepper):
 
 
 def make_explicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="noflux",
-                          parallel=True, safety=0.9) -> ExplicitStepper:
+                          parallel=True, safety=0.9, layered=False) -> ExplicitStepper:
     """Build a forward-Euler 5-point (2D) / 7-point (3D) stepper with sub-stepping.
 
     ``n_sub = ceil(dt / (safety * dt_stable))`` with ``dt_stable = h^2 / (2
@@ -203,15 +204,16 @@ def make_explicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="nof
     positive and maximum-principle preserving. Error ``O(tau) + O(h^2)``.
 
     Args:
-        shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel: as for
-            :func:`make_implicit_stepper`.
+        shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered: as
+            for :func:`make_implicit_stepper`.
         safety: fraction of the stability limit used, in (0, 1].
 
     Returns:
         An :class:`ExplicitStepper` (attributes ``n_sub``, ``dt_sub_s``,
         ``dt_stable_s``); call ``step(conc, boundary_values=None, out=None)``.
     """
-    return ExplicitStepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, safety)
+    return ExplicitStepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, safety,
+                           layered)
 
 
 __all__ = ["ExplicitStepper", "make_explicit_stepper"]

@@ -265,8 +265,8 @@ class ImplicitStepper(FieldStepper):
     several threads on different arrays.
     """
 
-    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel):
-        super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
+    def __init__(self, shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered=False):
+        super().__init__(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered)
         (self.Px, self.Qx, self.Gx), (self.Py, self.Qy, self.Gy), (self.Pz, self.Qz, self.Gz) = (
             _lod_coefficients(self.shape4, self.h_um, self.dt_s, self.D_um2_s, self.decay_per_s, boundary))
         self.coefficients = LodCoefficients(self.Px, self.Qx, self.Gx, self.Py, self.Qy, self.Gy,
@@ -295,7 +295,7 @@ class ImplicitStepper(FieldStepper):
 
 
 def make_implicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="noflux",
-                          parallel=True) -> ImplicitStepper:
+                          parallel=True, layered=False) -> ImplicitStepper:
     """Build an unconditionally stable LOD backward-Euler diffusion-decay stepper.
 
     One call advances every species by ``dt``:
@@ -327,12 +327,13 @@ def make_implicit_stepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary="nof
         decay_per_s: ``(F,)`` (or scalar) first-order decay rates, 1/s.
         boundary: "noflux" or "fixed".
         parallel: use Numba threads (results identical for any thread count).
+        layered: ``shape`` is ``(F, K, ny, nx)``, K uncoupled 2D layers (no z sweep).
 
     Returns:
         An :class:`ImplicitStepper`; call ``step(conc, boundary_values=None,
         out=None)``.
     """
-    return ImplicitStepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel)
+    return ImplicitStepper(shape, h_um, dt_s, D_um2_s, decay_per_s, boundary, parallel, layered)
 
 
 __all__ = ["ImplicitStepper", "LodCoefficients", "make_implicit_stepper", "thomas_coefficients"]

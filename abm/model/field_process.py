@@ -21,6 +21,11 @@ decay acts cost nothing in step 1 (``decay_after`` in
 :func:`abm.kernels.source_sink.make_source_sink_stepper`). Step 1 also clears
 ``state.sources`` and ``state.uptake`` for the next step.
 
+On a layered lattice (``lattice.patches = K > 1``) each of the K patches
+diffuses on its own (no flux between layers); exchange and uptake are
+pointwise, so they need nothing special, and the masses below are summed
+over all patches.
+
 The net mass moved from tissue to plasma in the patch this step is stored in
 ``state.scalars["exchange_<species>_pg"]`` (negative: plasma -> tissue) for
 the blood model to scale by ``S = B / n_T0``; plasma concentrations are read
@@ -56,8 +61,9 @@ class FieldProcess(Process):
         # implicit: decay factor applied by the LOD step, source-sink visits active sites only;
         # explicit: decay inside the source-sink step (sub-stepped decay would not commute
         # with fixed boundary values)
+        # a layered lattice: K uncoupled 2D patches, no flux between layers
         self.diffuse = make(shape, lat.h_um, cfg.run.dt_s, D, k if implicit else np.zeros_like(k),
-                            boundary=cfg.lattice.boundary)
+                            boundary=cfg.lattice.boundary, layered=lat.layered)
         self.source_sink = make_source_sink_stepper(shape, lat.h_um, cfg.run.dt_s, kex,
                                                     decay_per_s=k, decay_after=implicit)
         self.fixed = cfg.lattice.boundary == "fixed"

@@ -1,4 +1,9 @@
-"""Initial conditions of a patch: endothelium, the tumour mass, resident myeloid cells."""
+"""Initial conditions of the tissue: endothelium, the tumour mass, resident myeloid cells.
+
+A layered lattice (``lattice.patches = K``) is filled patch by patch: every
+patch holds ``tumour.initial_cells`` tumour cells and its own residents, so
+the tissue starts with ``K * tumour.initial_cells`` tumour cells in all.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,44 @@ from abm.kernels import rng, streams
 from abm.model.myeloid import place_residents
 
 
+def tumour_sites(lat, n_cells: int, seed: int) -> np.ndarray:
+    """Sorted sites of the compact initial tumour mass: ``n_cells`` per patch.
+
+    In each patch the ``n_cells`` non-vessel sites closest to the patch centre
+    (ties broken by a hash of the site, stream TUMOUR_INIT).
+    """
+    per_patch = lat.patch_sites
+    dims = np.array((1,) + lat.shape[1:] if lat.layered else lat.zyx_shape, dtype=np.float64)
+    centre = (dims - 1.0) / 2.0
+    chosen = []
+    for k in range(lat.n_patches):
+        sites = np.arange(k * per_patch, (k + 1) * per_patch, dtype=np.int64)
+        zyx = lat.coords(sites).astype(np.float64)
+        if lat.layered:
+            zyx[:, 0] = 0.0   # distance within the patch
+        dist2 = ((zyx - centre) ** 2).sum(axis=1)
+        tie = rng.uniform_array(seed, streams.TUMOUR_INIT, 0, sites, 0)
+        order = sites[np.lexsort((tie, dist2))]
+        order = order[~lat.vessel[order]]
+        chosen.append(order[:n_cells])
+    return np.sort(np.concatenate(chosen))
+
+
 def place_initial_cells(state) -> None:
     """Fill an empty state: endothelium on vessel sites, the tumour as a compact mass, residents.
 
     Tumour cells fill the ``tumour.initial_cells`` non-vessel sites closest
-    to the patch centre (ties broken by a hash of the site). Antigen density
+    to the centre of each patch (:func:`tumour_sites`). Antigen density
     per cell: 0 with probability ``antigen_negative_fraction``, else
     log-normal with median ``antigen_median_molecules`` and log-sd
     ``antigen_log_sd`` (stream TUMOUR_ANTIGEN, keyed by cell id). Resident
-    macrophages are then placed by :func:`abm.model.myeloid.place_residents`.
+    macrophages are then placed in each patch by
+    :func:`abm.model.myeloid.place_residents`.
     """
     lat, cfg, seed, cells = state.lattice, state.config, state.seed, state.cells
     cells.add(ENDOTHELIAL, lat.vessel_sites, store=1.0)
     state.perm[lat.vessel_sites] = 1.0
-    all_sites = np.arange(lat.n_sites, dtype=np.int64)
-    zyx = lat.coords(all_sites).astype(np.float64)
-    centre = (np.array(lat.zyx_shape, dtype=np.float64) - 1.0) / 2.0
-    dist2 = ((zyx - centre) ** 2).sum(axis=1)
-    tie = rng.uniform_array(seed, streams.TUMOUR_INIT, 0, all_sites, 0)
-    order = np.lexsort((tie, dist2))
-    order = order[~lat.vessel[order]]
-    sites = np.sort(order[: cfg.tumour.initial_cells])
+    sites = tumour_sites(lat, cfg.tumour.initial_cells, seed)
     rows = cells.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
     ids = cells.id[rows]
     t = cfg.tumour
@@ -37,4 +59,8 @@ def place_initial_cells(state) -> None:
     z = rng.normal_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 1)
     antigen = t.antigen_median_molecules * np.exp(t.antigen_log_sd * z)
     cells.antigen[rows] = np.where(u < t.antigen_negative_fraction, 0.0, antigen)
-    place_residents(state)
+    if lat.layered:
+        for k in range(lat.n_patches):
+            place_residents(state, patch=k)
+    else:
+        place_residents(state)

@@ -129,17 +129,20 @@ def n_residents(m: MyeloidParams, n_tumour: int) -> int:
     return int(round(f / (1.0 - f) * n_tumour))
 
 
-def place_residents(state) -> np.ndarray:
+def place_residents(state, patch: int | None = None) -> np.ndarray:
     """Place resident macrophages on free non-vessel sites (set-up; returns their rows).
 
     Sites are the ``n`` free non-vessel sites with the smallest hash priority
     ``U(seed, MYELOID_INIT, 0, site, 0)``; ``n`` is clipped to the free sites.
+    With ``patch``, only that patch of a layered lattice is filled.
     """
     from abm.cells import MYELOID, MYELOID_RESIDENT
 
     cells, lat = state.cells, state.lattice
     n = n_residents(state.config.myeloid, state.config.tumour.initial_cells)
     free = np.flatnonzero((cells.occ < 0) & ~lat.vessel).astype(np.int64)
+    if patch is not None:
+        free = free[lat.patch_of(free) == patch]
     n = min(n, len(free))
     if n == 0:
         return np.empty(0, dtype=np.int64)

@@ -24,7 +24,7 @@ class TumourParams(Section):
     """Tumour cells in the patch: ``n_T0`` cells at start, heterogeneous antigen."""
 
     initial_cells: int = param(8000, unit="cells", ge=1,
-                               doc="tumour cells placed in the patch at start (n_T0)")
+                               doc="tumour cells placed in each patch at start (n_T0, per patch)")
     growth_rate_per_day: float = param(0.1, unit="1/day", ge=0, le=5,
                                        doc="division rate when a free neighbour exists")
     death_rate_per_day: float = param(0.02, unit="1/day", ge=0, le=5,
