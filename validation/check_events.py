@@ -40,7 +40,7 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
     drive of ``python -m validation icans --synthetic``). Returns run-like dicts (``ts``, ``config``, ``ep``)."""
     from abm.config import config_from_dict
     from abm.model.coupling import bed_scale
-    from abm.model.patient import PATIENT_PROCESSES, WholePatientProcess
+    from abm.model.patient import SYSTEMIC_PROCESSES
     from abm.process import Process
     from abm.build import build_simulation
     out = []
@@ -61,7 +61,7 @@ def tls_controls(lysis_cells: float = 5e11) -> list[dict]:
                 on = hot and 0.5 <= t < 3.0
                 for sp, c, hl in (("ifng", 600.0, 30.0), ("gmcsf", 200.0, 40.0)):
                     sc[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-        sim = build_simulation(cfg, processes=[Synthetic, *(p for p in PATIENT_PROCESSES if p is not WholePatientProcess)])
+        sim = build_simulation(cfg, processes=[Synthetic, *SYSTEMIC_PROCESSES])
         rec = {k: [] for k in ("time", "uric_acid_mg_dl", "potassium_mmol_l", "phosphate_mg_dl", "calcium_mg_dl",
                                "tls_lab", "tls_criteria", "temperature_c")}
 

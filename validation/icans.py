@@ -100,7 +100,7 @@ def synthetic_run(job):
     import numpy as np
     from abm.config import config_from_dict
     from abm.model.coupling import bed_scale
-    from abm.model.patient import PATIENT_PROCESSES, WholePatientProcess
+    from abm.model.patient import SYSTEMIC_PROCESSES
     from abm.process import Process
     from abm.build import build_simulation
     data = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
@@ -121,7 +121,7 @@ def synthetic_run(job):
             s, on = state.scalars, t_on <= state.time_day < t_off
             for sp, c, hl in (("ifng", 300.0 * amp, 30.0), ("gmcsf", 100.0 * amp, 40.0)):
                 s[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-    sim = build_simulation(cfg, processes=[Surge, *(p for p in PATIENT_PROCESSES if p is not WholePatientProcess)])
+    sim = build_simulation(cfg, processes=[Surge, *SYSTEMIC_PROCESSES])
     hours = {"crs2_h": 0.0}
 
     def tally(x):

@@ -114,3 +114,7 @@ class ICANSProcess(_ModelProcess):
 #: Registered by :func:`abm.build.default_processes`, in this order.
 PATIENT_PROCESSES = [DrugProcess, WholePatientProcess, BloodProcess, PhysiologyProcess, BrainProcess,
                      EventsProcess, ClinicianProcess, CRSProcess, ICANSProcess, ResponseProcess]
+
+#: The patient processes that need no tissue patch (all but the whole-patient cell
+#: kinetics): for driving the physiology, clinician and brain with synthetic tumour output.
+SYSTEMIC_PROCESSES = [p for p in PATIENT_PROCESSES if p is not WholePatientProcess]

@@ -1,5 +1,6 @@
 """Blood compartment: exact ODE steps, lymphodepletion and the IL-7/IL-15 sink,
-conservation across the patch <-> blood coupling, myeloid pool, metabolites."""
+conservation of cytokine mass across the tumour <-> plasma coupling, myeloid pool, metabolites.
+(CAR-T pools: tests/model/test_kinetics.py.)"""
 
 import math
 
@@ -10,8 +11,9 @@ from scipy.linalg import expm
 
 from abm.config import config_from_dict
 from abm.model import odes
-from abm.model.blood import PLASMA_SPECIES, patient_scale
-from abm.model.patient import BloodProcess
+from abm.model.blood import PLASMA_SPECIES
+from abm.model.coupling import bed_scale as patient_scale
+from abm.model.patient import BloodProcess, WholePatientProcess
 from abm.process import Process
 from abm.build import build_simulation
 
@@ -27,11 +29,14 @@ def make(extra=None, processes=(BloodProcess,)):
     return build_simulation(config_from_dict(data), processes=list(processes))
 
 
+def plasma_ml(cfg) -> float:
+    return cfg.blood.plasma_volume_ml_per_kg * cfg.patient.weight_kg
+
+
 def no_clearance():
     """Blood with every clearance, production, death and growth switched off."""
     blood = {f"{sp}_half_life_min": INF for sp in ("ifng", "gmcsf", "il6", "il1", "ang2")}
-    blood.update(myeloid_pool_cells=0.0, cart_blood_death_per_day=0.0, cart_tissue_death_per_day=0.0,
-                 cart_homeostatic_per_day=0.0)
+    blood.update(myeloid_pool_cells=0.0)
     return {"blood": blood, "lymphodepletion": {"il7_15_half_life_min": INF}}
 
 
@@ -112,9 +117,10 @@ def test_lymphocytes_recover_over_weeks_and_cart_consume_il7_15():
     assert 0.18 * n0 < nadir < 0.25 * n0
     sim.run()
     assert nadir < s["lymphocytes_cells"] < n0            # recovering, not recovered
-    assert s["alc_per_ul"] == pytest.approx(s["lymphocytes_cells"] * 0.02 / 5e6)
+    assert s["alc_per_ul"] == pytest.approx(s["lymphocytes_cells"] * 0.02 / (71.4 * 70 * 1e3))
     # CAR-T add to the sink: the same patient without CAR-T has more IL-7/IL-15
-    sim2 = make({"run": {"start_day": -5.0, "end_day": 28.0}, "product": {"dose_cells": 1e10}})
+    sim2 = make({"run": {"start_day": -5.0, "end_day": 28.0}, "product": {"dose_cells": 1e10}},
+                processes=(WholePatientProcess, BloodProcess))
     sim2.run()
     assert sim2.state.scalars["plasma_il7_15"] < s["plasma_il7_15"]
 
@@ -159,7 +165,7 @@ def test_cytokine_mass_is_conserved_across_the_coupling():
 
     Feed.script = staticmethod(script)
     sim = make(no_clearance(), processes=(Feed, BloodProcess))
-    S, vp = patient_scale(sim.config), sim.config.blood.plasma_volume_ml
+    S, vp = patient_scale(sim.config), plasma_ml(sim.config)
     s = sim.state.scalars
     for sp in PLASMA_SPECIES:
         s[f"plasma_{sp}"] = 1e9     # far from 0: nothing is clamped
@@ -187,7 +193,7 @@ def test_cytokine_mass_conserved_with_the_field_solver():
     st = sim.state
     rng = np.random.default_rng(5)
     st.fields[:] = rng.uniform(0.0, 200.0, size=st.fields.shape)
-    S, vp = patient_scale(sim.config), sim.config.blood.plasma_volume_ml
+    S, vp = patient_scale(sim.config), plasma_ml(sim.config)
     vox = st.lattice.voxel_ml
     idx = {sp: i for i, sp in enumerate(("ifng", "gmcsf", "il6", "il1", "il7_15", "ang2", "damage"))}
 
@@ -200,74 +206,6 @@ def test_cytokine_mass_conserved_with_the_field_solver():
     for sp in PLASMA_SPECIES:
         assert abs(st.scalars[f"exchange_in_{sp}_pg"]) > 1e-6 * before[sp]   # something crossed
         assert total(sp) == pytest.approx(before[sp], rel=1e-9)
-
-
-def test_cart_cells_are_conserved_across_the_coupling():
-    """blood + non-tumour tissue - debt + S * patch == dose; entries can exceed blood."""
-    rng = np.random.default_rng(7)
-    patch = {"n": 0}
-
-    def script(state):
-        s = state.scalars
-        entered = int(rng.integers(0, 4))
-        egressed = int(rng.integers(0, min(patch["n"], 3) + 1))
-        patch["n"] += entered - egressed
-        s["cart_entered_patch"] = entered
-        s["cart_egressed_patch"] = egressed
-
-    Feed.script = staticmethod(script)
-    extra = no_clearance()
-    extra["run"] = {"start_day": 0.0, "end_day": 2.0}
-    extra["tumour"] = {"initial_cells": 100}
-    extra["product"] = {"dose_cells": 3e9}
-    sim = make(extra, processes=(Feed, BloodProcess))
-    S = patient_scale(sim.config)
-    s = sim.state.scalars
-    debt_seen = False
-    for _ in range(400):
-        sim.step()
-        total = s["blood_cart_cells"] + s["tissue_cart_cells"] - s["blood_cart_debt_cells"] + S * patch["n"]
-        assert total == pytest.approx(3e9, rel=1e-9)
-        assert s["blood_cart_cells"] >= 0.0 and s["tissue_cart_cells"] >= 0.0
-        debt_seen |= s["blood_cart_debt_cells"] > 0
-    assert debt_seen    # S = 9.5e8 per patch cell: entries outran blood and tissue pools
-    assert s["cart_entered_patient_cells"] - s["cart_egressed_patient_cells"] == pytest.approx(S * patch["n"])
-
-
-def test_double_counting_would_break_conservation():
-    """The check above is sharp: counting one entry twice changes the total."""
-    sim = make(no_clearance() | {"run": {"start_day": 0.0, "end_day": 1.0}}, processes=(BloodProcess,))
-    s = sim.state.scalars
-    sim.step()
-
-    def total():
-        return s["blood_cart_cells"] + s["tissue_cart_cells"] - s["blood_cart_debt_cells"]
-
-    before = total()
-    s["cart_entered_patch"] = 1.0
-    s["cart_entered_step"] = 1.0      # the cell-rule name: read only when the other is absent
-    sim.step()
-    S = patient_scale(sim.config)
-    assert total() == pytest.approx(before - S, rel=1e-12)
-
-
-@pytest.mark.parametrize("fraction", [1.0, 0.25, 0.0])
-def test_patch_egress_returns_through_the_tissue_pool(fraction):
-    """A share f of the cells leaving the patch joins the non-tumour tissue pool, the rest blood."""
-    extra = no_clearance()
-    extra["blood"]["cart_tissue_to_blood_per_day"] = 0.0
-    extra["blood"]["cart_blood_to_tissue_per_day"] = 0.0
-    extra["blood"]["cart_egress_via_tissue_fraction"] = fraction
-    extra["run"] = {"start_day": 0.0, "end_day": 1.0}
-    sim = make(extra, processes=(BloodProcess,))
-    s = sim.state.scalars
-    sim.step()                          # infusion
-    b0, t0 = s["blood_cart_cells"], s["tissue_cart_cells"]
-    s["cart_egressed_patch"] = 2.0
-    sim.step()
-    S = patient_scale(sim.config)
-    assert s["tissue_cart_cells"] - t0 == pytest.approx(2 * S * fraction, rel=1e-12)
-    assert s["blood_cart_cells"] - b0 == pytest.approx(2 * S * (1 - fraction), rel=1e-12)
 
 
 def test_blood_never_goes_negative_and_clamped_mass_is_counted():
@@ -315,7 +253,7 @@ def test_systemic_myeloid_pool_steady_state():
     a = p.myeloid_activation_per_h * h / (p.myeloid_activation_per_h * h + p.myeloid_deactivation_per_h)
     assert s["sys_myeloid_activation"] == pytest.approx(a, rel=1e-6)
     k6 = math.log(2) / (p.il6_half_life_min * 60)
-    il6 = blood.baseline["il6"] + p.myeloid_pool_cells * a * p.myeloid_il6_fg_per_h * 1e-3 / 3600 / 3000 / k6
+    il6 = blood.baseline["il6"] + p.myeloid_pool_cells * a * p.myeloid_il6_fg_per_h * 1e-3 / 3600 / plasma_ml(sim.config) / k6
     assert s["plasma_il6"] == pytest.approx(il6, rel=1e-6)
     assert 50 < il6 < 1000           # CRS range (docs/model.md 12.1 sanity check)
     assert s["il6_myeloid_fraction"] == 1.0
@@ -353,32 +291,17 @@ def test_il6_source_fraction_counts_scaled_patch_sources():
     assert s["il6_myeloid_fraction"] == pytest.approx((30 * S + sysm) / (40 * S + sysm))
 
 
-# -- CAR-T outside the patch --------------------------------------------------------------
-
-def test_infusion_and_distribution_match_the_linear_ode():
-    sim = make({"run": {"start_day": -1.0, "end_day": 3.0}, "blood": {"cart_homeostatic_per_day": 0.0}})
-    s = sim.state.scalars
-    sim.run()
-    p = sim.config.blood
-    A = np.array([[-(p.cart_blood_to_tissue_per_day + p.cart_blood_death_per_day), p.cart_tissue_to_blood_per_day],
-                  [p.cart_blood_to_tissue_per_day, -(p.cart_tissue_to_blood_per_day + p.cart_tissue_death_per_day)]])
-    want = expm(A * 3.0) @ np.array([sim.config.product.dose_cells, 0.0])
-    np.testing.assert_allclose([s["blood_cart_cells"], s["tissue_cart_cells"]], want, rtol=1e-9)
-    assert s["blood_cart_per_ul"] == pytest.approx(s["blood_cart_cells"] / 5e6)
-
-
 # -- tumour lysis and markers --------------------------------------------------------------
 
 def test_tumour_lysis_raises_k_phosphate_urate_and_lowers_calcium():
     sim = make({"blood": {"infusion_day": 500.0}})
     s = sim.state.scalars
-    S = patient_scale(sim.config)
     p = sim.config.blood
     n_patient = 2e11
-    s["lysed_cells_step"] = n_patient / S
+    s["tumour_lysed_patient_step"] = n_patient
     sim.step()
-    s["lysed_cells_step"] = 0.0
-    dk = n_patient * p.potassium_release_fmol * 1e-12 / p.ecf_volume_l
+    s["tumour_lysed_patient_step"] = 0.0
+    dk = n_patient * p.potassium_release_fmol * 1e-12 / (p.ecf_volume_l_per_kg * sim.config.patient.weight_kg)
     decay = math.exp(-math.log(2) / (p.potassium_half_life_h * 3600) * sim.config.run.dt_s)
     assert s["potassium_mmol_l"] - p.potassium_baseline_mmol_l == pytest.approx(dk * decay, rel=1e-9)
     assert s["uric_acid_mg_dl"] > p.uric_acid_baseline_mg_dl + 5
@@ -407,6 +330,17 @@ def test_patient_scale_from_volume():
     assert patient_scale(cfg) == pytest.approx(50.0 * 1e9 / 5000)
 
 
+def test_volumes_and_pools_scale_with_body_weight():
+    child = make({"patient": {"weight_kg": 20.0}}, processes=(BloodProcess,))
+    adult = make({"patient": {"weight_kg": 70.0}}, processes=(BloodProcess,))
+    bc, ba = child.processes[0].model, adult.processes[0].model
+    assert ba.vp == pytest.approx(3003.0) and bc.vp == pytest.approx(ba.vp * 20 / 70)
+    assert bc.v_blood_ul == pytest.approx(ba.v_blood_ul * 20 / 70)
+    assert bc.pool == pytest.approx(ba.pool * 20 / 70)
+    assert child.state.scalars["lymphocytes_cells"] == pytest.approx(
+        adult.state.scalars["lymphocytes_cells"] * 20 / 70)
+
+
 def test_random_effects_change_baselines_per_seed():
     a = make({"patient": {"random_effects": True}, "run": {"seed": 1}}).state.scalars
     b = make({"patient": {"random_effects": True}, "run": {"seed": 2}}).state.scalars
@@ -415,37 +349,6 @@ def test_random_effects_change_baselines_per_seed():
     assert a["baseline_il6"] == a2["baseline_il6"]
     typical = make().state.scalars
     assert typical["baseline_il6"] == pytest.approx(5.2)
-
-
-# -- division potential of CAR-T outside the patch ------------------------------------
-
-def test_pool_division_potential_mixes_egress_and_spends_homeostatic_divisions():
-    """Mean potential m: the dose brings max_divisions, egress its tallied sum, dm/dt = -2 g."""
-    extra = no_clearance()
-    extra["run"] = {"start_day": 0.0, "end_day": 1.0}
-    extra["product"] = {"dose_cells": 1e9, "max_divisions": 10}
-    sim = make(extra, processes=(BloodProcess,))
-    s = sim.state.scalars
-    sim.step()                                         # infusion
-    assert s["cart_pool_divisions_left"] == 10.0
-    S = patient_scale(sim.config)
-    n = s["blood_cart_cells"] + s["tissue_cart_cells"]
-    s["cart_egressed_patch"] = 3.0                     # three cells with 2 + 1 + 0 divisions left
-    s["cart_egressed_divisions_left_step"] = 3.0
-    sim.step()
-    want = (n * 10.0 + S * 3.0) / (n + 3.0 * S)
-    assert s["cart_pool_divisions_left"] == pytest.approx(want, rel=1e-12)
-    # homeostatic proliferation at a known rate g spends 2 g per day
-    extra["blood"]["cart_homeostatic_per_day"] = 0.5
-    extra["blood"]["cart_homeostatic_ec50_pg_ml"] = 1e-9    # saturated: g = 0.5/day
-    sim = make(extra, processes=(BloodProcess,))
-    s = sim.state.scalars
-    sim.step()
-    m0 = s["cart_pool_divisions_left"]
-    for _ in range(40):
-        sim.step()
-    dt_day = sim.config.run.dt_s / 86400.0
-    assert m0 - s["cart_pool_divisions_left"] == pytest.approx(2 * 0.5 * 40 * dt_day, rel=1e-9)
 
 
 def test_entering_cart_carry_the_pool_potential_on_average():

@@ -6,7 +6,7 @@ import pytest
 
 from abm.config import config_from_dict
 from abm.model import brain as B
-from abm.model.patient import PATIENT_PROCESSES
+from abm.model.patient import SYSTEMIC_PROCESSES
 from abm.build import build_simulation
 
 from helpers.brain import config, run
@@ -52,7 +52,7 @@ def test_baseline_activation_alone_no_icans_in_the_whole_patient_model(e0):
     cfg = config_from_dict({"lattice": {"shape": [16, 16]}, "tumour": {"initial_cells": 20},
                             "run": {"seed": 5, "start_day": -3.0, "end_day": 4.0},
                             "patient": {"baseline_endothelial_activation": e0}})
-    sim = build_simulation(cfg, processes=list(PATIENT_PROCESSES))
+    sim = build_simulation(cfg, processes=list(SYSTEMIC_PROCESSES))
     rows = []
     sim.add_writer(1, lambda x: rows.append(x.record_row()))
     sim.run()

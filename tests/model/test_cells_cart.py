@@ -15,7 +15,8 @@ from abm import cells as C
 from abm.config import config_from_dict
 from abm.kernels.cells_common import event_prob
 from abm.model import cart
-from abm.model.agents import CellRules, Extravasation, patch_scale
+from abm.model.agents import CellRules, Extravasation
+from abm.model.coupling import bed_scale as patch_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import add_cart, fill_tumour, grid_sites, make_sim  # noqa: E402

@@ -10,8 +10,8 @@ from abm import grading
 from abm.config import config_from_dict
 from abm.errors import ConfigError
 from abm.model import drugs
-from abm.model.blood import patient_scale
-from abm.model.patient import (PATIENT_PROCESSES, ClinicianProcess, CRSProcess, DrugProcess,
+from abm.model.coupling import bed_scale as patient_scale
+from abm.model.patient import (SYSTEMIC_PROCESSES, ClinicianProcess, CRSProcess, DrugProcess,
                                PhysiologyProcess)
 from abm.process import Process
 from abm.build import build_simulation
@@ -45,7 +45,7 @@ def clamp(values: dict, t_on=0.0, t_off=math.inf):
 
 def patch_efflux(cfg, levels: dict, t_on: float, t_off: float):
     """A field-phase process whose patch efflux holds plasma near ``levels`` (pg/mL)."""
-    S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml, cfg.run.dt_s
+    S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml_per_kg * cfg.patient.weight_kg, cfg.run.dt_s
     half = {"ifng": cfg.blood.ifng_half_life_min, "gmcsf": cfg.blood.gmcsf_half_life_min}
 
     class Efflux(Process):
@@ -165,7 +165,7 @@ def test_tocilizumab_at_grade_2_quenches_fever_and_vasopressor_need_while_il6_ri
         cfg = config({"run": {"end_day": 4.0},
                       "clinician": {"tocilizumab": tcz, "dexamethasone": False, "methylprednisolone": False}})
         sim = build_simulation(cfg, processes=[patch_efflux(cfg, {"ifng": 300.0, "gmcsf": 100.0}, 1.0, 5.0),
-                                         *PATIENT_PROCESSES])
+                                         *SYSTEMIC_PROCESSES])
         out[tcz] = (sim, run_recorded(sim))
     sim, ts = out[True]
     doses = [e for e in sim.state.events if e[1] == "tocilizumab"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from abm.config import config_from_dict, load_config
-from abm.model.blood import patient_scale
-from abm.model.patient import PATIENT_PROCESSES
+from abm.model.coupling import bed_scale as patient_scale
+from abm.model.patient import SYSTEMIC_PROCESSES
 from abm.process import Process
 from abm.build import build_simulation
 
@@ -28,7 +28,7 @@ def surge_config(**extra):
 
 def surge(cfg, t_on=1.0, t_off=4.0, ifng=300.0, gmcsf=100.0):
     """Synthetic patch outputs: CAR-T entry/egress, lysis and an IFN-gamma / GM-CSF surge."""
-    S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml, cfg.run.dt_s
+    S, vp, dt = patient_scale(cfg), cfg.blood.plasma_volume_ml_per_kg * cfg.patient.weight_kg, cfg.run.dt_s
 
     class Surge(Process):
         phase = "fields"
@@ -38,9 +38,7 @@ def surge(cfg, t_on=1.0, t_off=4.0, ifng=300.0, gmcsf=100.0):
             on = t_on <= t < t_off
             for sp, c, hl in (("ifng", ifng, 30.0), ("gmcsf", gmcsf, 40.0)):
                 s[f"exchange_{sp}_pg"] = math.log(2) / (hl * 60) * c * vp * dt / S if on else 0.0
-            s["cart_entered_patch"] = 1.0 if (state.step % 50 == 0 and t > 0) else 0.0
-            s["cart_egressed_patch"] = 0.0
-            s["lysed_cells_step"] = 2.0 if on else 0.0
+            s["tumour_lysed_patient_step"] = 2.0 * S if on else 0.0
             s["il6_secreted_cart_pg"] = s.get("il6_secreted_cart_pg", 0.0) + (1e-5 if on else 0.0)
     return Surge
 
@@ -57,7 +55,7 @@ SECTION_9 = ["blood_cart_per_ul", "plasma_ifng", "plasma_gmcsf", "plasma_il6", "
 
 def test_records_section_9_with_units():
     cfg = surge_config()
-    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *SYSTEMIC_PROCESSES])
     row = sim.record_row()
     for key in SECTION_9:
         assert key in row, key
@@ -81,7 +79,7 @@ def _same(a: dict, b: dict):
 
 def test_restart_from_saved_state_is_bit_identical():
     cfg = surge_config(patient={"random_effects": True})
-    procs = lambda: [surge(cfg), *PATIENT_PROCESSES]     # noqa: E731
+    procs = lambda: [surge(cfg), *SYSTEMIC_PROCESSES]     # noqa: E731
     ref = build_simulation(cfg, processes=procs())
     ref.run(steps=900)
     # checkpoint-like round trip of everything dynamic: step, scalars, events (JSON, as abm.io does)
@@ -102,7 +100,7 @@ def test_restart_from_saved_state_is_bit_identical():
 
 def test_processes_hold_only_constants():
     cfg = surge_config()
-    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *SYSTEMIC_PROCESSES])
     models = [p.model for p in sim.processes if hasattr(p, "model")]
     before = [repr(sorted(vars(m).items(), key=lambda kv: kv[0])) for m in models]
     sim.run(steps=1500)
@@ -113,7 +111,7 @@ def test_processes_hold_only_constants():
 def test_synthetic_patient_course():
     """Blood, drugs, physiology, clinician and grade together on a synthetic CAR-T surge."""
     cfg = surge_config(patient={"random_effects": False})
-    sim = build_simulation(cfg, processes=[surge(cfg), *PATIENT_PROCESSES])
+    sim = build_simulation(cfg, processes=[surge(cfg), *SYSTEMIC_PROCESSES])
     rows = []
     sim.add_writer(10, lambda s: rows.append(s.record_row()))
     sim.run()
@@ -130,7 +128,7 @@ def test_synthetic_patient_course():
     pool = s["il6_secreted_systemic_pg"]
     assert s["il6_myeloid_fraction"] == pytest.approx(pool / (pool + cart), rel=1e-12)
     assert s["il6_myeloid_fraction"] > 0.5
-    assert s["lysed_patient_cells"] > 0 and ts["potassium_mmol_l"].max() > 4.2
+    assert ts["potassium_mmol_l"].max() > 4.2
     ends = {}
     for p in sim.processes:
         if hasattr(p, "endpoints"):
