@@ -40,7 +40,6 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from abm.config import Config, config_from_dict
+from abm.config.files import read_toml
 from abm.schema import Section, build, describe, param, walk_params
 from abm.errors import ConfigError
 
@@ -575,19 +575,7 @@ def _freeze(x):
 
 
 def _read_toml(path: Path, key: str | None = None, owner: str | None = None) -> dict:
-    if not path.exists():
-        if key:
-            raise ConfigError(f"{key} names a file that does not exist (looked for "
-                              f"{path.resolve()})", path=owner, key=key)
-        raise ConfigError(f"config file not found (looked for {path.resolve()})", path=str(path))
-    if path.is_dir():
-        raise ConfigError("is a directory, not a TOML config file", path=str(path))
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"is not valid TOML: {exc}", path=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("is not a UTF-8 text file", path=str(path)) from None
+    return read_toml(path, key=key, owner=owner)
 
 
 def is_batch_file(path) -> bool:
