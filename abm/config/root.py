@@ -39,8 +39,8 @@ class RunParams(Section):
 
     name: str = param("default", unit="-",
                       doc="run name: the output folder under the output dir and the start of the "
-                          "file name (letters, digits and '_', '-', '.', ' ', '+', '=', ','; "
-                          f"no '/', at most {MAX_NAME_BYTES} bytes)")
+                          "file name: no '/', '\\' or control characters, not starting "
+                          f"with '.', at most {MAX_NAME_BYTES} bytes")
     seed: int | None = param(None, unit="-", ge=0, lt=2**63,
                              doc="run seed; drawn and recorded when absent")
     replicate: int = param(0, unit="-", ge=0, le=1_000_000_000,
@@ -60,7 +60,8 @@ class RunParams(Section):
     def check(self, fail):
         problem = name_problem(self.name)
         if problem:
-            fail("name", f"must be a file name: {problem} (got {self.name!r})")
+            shown = repr(self.name) if len(self.name) <= 60 else repr(self.name[:40]) + "..."
+            fail("name", f"must be a file name: {problem} (got {shown})")
         steps = (self.end_day - self.start_day) * 1440.0 / self.dt_min
         if steps > MAX_STEPS:
             fail("dt_min", f"gives {steps:.3g} steps from run.start_day to run.end_day, more "
