@@ -125,7 +125,7 @@ def _verify_group(path, group: h5py.Group) -> None:
     try:
         group.visititems(_read_dataset)
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise FileFormatError(f"{path}: corrupted data in /{group.name.strip('/')} "
+        raise FileFormatError(f"{path}: cannot read /{group.name.strip('/')}: corrupted data "
                               f"({one_line_error(exc)})") from None
 
 
