@@ -375,7 +375,7 @@ class CellRules(Process):
         c = state.cells
         cb = self._cells
         cols = (c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
-                c.divisions_left, c.target, c.timer, c.store)
+                c.divisions_left, c.target, c.timer, c.store, c.glycolytic, c.oxidative)
         if cb is None or any(a is not b for a, b in zip(cb, cols)):
             self._cells = CellColumns(*cols)
         if self._sites is None or self._sites.occ is not c.occ:
