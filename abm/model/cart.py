@@ -110,7 +110,7 @@ class ProductParams(Section):
     glycolytic_time_h: float = param(1.0, unit="h", gt=0, le=1000,
                                      doc="relaxation time of the glycolytic drive g toward "
                                          "G a (1 + K) / (a + K)")
-    glycolytic_activation_k: float = param(0.2, unit="1", gt=0, le=1000,
+    glycolytic_activation_k: float = param(0.1, unit="1", gt=0, le=1000,
                                            doc="saturation constant K of the glycolytic target in "
                                                "activation (smaller: full drive at lower activation)")
     oxidative_time_h: float = param(24.0, unit="h", gt=0, le=10000,
