@@ -293,10 +293,11 @@ def test_egress_tallies_the_division_potential_taken_out():
 def test_product_presets_differ_as_described():
     cd = config_from_dict({"product": {"preset": "cd28"}}).product
     bb = config_from_dict({"product": {"preset": "4-1bb"}}).product
-    assert cd.division_time_h < bb.division_time_h
     assert cd.engagement_ec50_molecules < bb.engagement_ec50_molecules
-    assert cd.exhaustion_engagements < bb.exhaustion_engagements
-    assert cd.activation_death_per_day > bb.activation_death_per_day
-    assert cd.memory_conversion_per_day < bb.memory_conversion_per_day
-    assert cd.ifng_secretion_fg_per_h > bb.ifng_secretion_fg_per_h
-    assert cd.memory_death_per_day > bb.memory_death_per_day
+    cd, bb = cart.effective_rates(cd), cart.effective_rates(bb)
+    assert cd["division_time_h"] < bb["division_time_h"]
+    assert cd["exhaustion_engagements"] < bb["exhaustion_engagements"]
+    assert cd["activation_death_per_day"] > bb["activation_death_per_day"]
+    assert cd["memory_conversion_per_day"] < bb["memory_conversion_per_day"]
+    assert cd["ifng_secretion_fg_per_h"] > bb["ifng_secretion_fg_per_h"]
+    assert cd["memory_death_per_day"] > bb["memory_death_per_day"]
