@@ -38,6 +38,8 @@ COLUMNS: dict[str, tuple[np.dtype, object, str, str]] = {
     "target": (np.int64, -1, "-", "site of the engaged target, -1 if none"),
     "timer": (np.float64, 0.0, "h", "time spent in the current state"),
     "store": (np.float64, 0.0, "1", "releasable store (endothelial Weibel-Palade bodies)"),
+    "glycolytic": (np.float64, 0.0, "1", "glycolytic (PI3K/Akt/mTOR) signalling drive in [0, 1] (CAR-T)"),
+    "oxidative": (np.float64, 0.0, "1", "oxidative (TRAF/NF-kB, mitochondrial) capacity in [0, 1] (CAR-T)"),
 }
 
 
@@ -223,6 +225,9 @@ class CellTable:
         assert np.all((act >= 0.0) & (act <= 1.0)), "activation outside [0, 1]"
         st = self.store[:n][live]
         assert np.all((st >= 0.0) & (st <= 1.0)), "store outside [0, 1]"
+        for name in ("glycolytic", "oxidative"):
+            x = getattr(self, name)[:n][live]
+            assert np.all((x >= 0.0) & (x <= 1.0)), f"{name} outside [0, 1]"
         assert np.all(self.engagements[:n][live] >= 0), "negative engagement count"
         assert np.all(self.divisions_left[:n][live] >= 0), "negative division potential"
         tissue = np.flatnonzero((kind != DEAD) & (kind != ENDOTHELIAL))

@@ -44,6 +44,7 @@ def _cmd_show_config(args) -> int:
 
 def _cmd_run(args) -> int:
     from abm.config import load_config
+    from abm.config.paths import check_output_dir
     from abm.io.run import run_to_file
     from abm.kernels.jit import set_threads
 
@@ -53,6 +54,8 @@ def _cmd_run(args) -> int:
     if args.days is not None:
         overrides.setdefault("run", {})["end_day"] = args.days
     cfg = load_config(args.config, overrides)
+    check_output_dir(args.out if args.out is not None else cfg.output.dir, cfg.run.name,
+                     cfg.run.seed if args.seed is None else args.seed)
     set_threads(args.threads if args.threads is not None else cfg.run.threads)
     if args.from_step is not None and not args.resume:
         raise AbmError("--from-step needs --resume")
@@ -277,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                 return int(args.func(args) or 0)
             except AbmError as exc:
                 _log.error(f"error: {exc}")
+                return 2
+            except OSError as exc:   # the file system refused: a path, permissions, space
+                _log.error(f"error: {exc.strerror or exc}"
+                           + (f": {exc.filename}" if exc.filename else ""))
                 return 2
             except KeyboardInterrupt:
                 _log.error("interrupted")

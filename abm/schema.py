@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,14 @@ from typing import Any, ClassVar
 from abm.errors import ConfigError
 
 _NO_DEFAULT = object()
+
+#: Largest magnitude of a float parameter that declares no bound of its own. No
+#: quantity of the model comes near it (the largest, a tumour burden, is <= 1e13
+#: cells), and it keeps products of parameters far from float overflow, so an
+#: accepted config cannot turn into inf or NaN in the output.
+FLOAT_MAX = 1e15
+#: Largest magnitude of an integer parameter without a bound of its own (int64).
+INT_MAX = 2**63 - 1
 
 
 def param(default: Any = _NO_DEFAULT, *, unit: str, doc: str = "", ge=None, gt=None,
@@ -125,12 +134,18 @@ class _Builder:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.fail(key, f"must be a number (got {value!r})")
             value = float(value)
-            if value != value:
-                self.fail(key, "must be a number (got nan)")
+            if not math.isfinite(value):
+                self.fail(key, f"must be a finite number (got {value!r})")
+            unbounded_above = meta.get("le") is None and meta.get("lt") is None
+            unbounded_below = meta.get("ge") is None and meta.get("gt") is None
+            if (unbounded_above and value > FLOAT_MAX) or (unbounded_below and value < -FLOAT_MAX):
+                self.fail(key, f"must lie within +-{FLOAT_MAX:g} (got {value!r})")
             return value
         if tp is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 self.fail(key, f"must be an integer (got {value!r})")
+            if abs(value) > INT_MAX:
+                self.fail(key, f"must be between {-INT_MAX} and {INT_MAX} (got {value!r})")
             return value
         if tp is bool:
             if not isinstance(value, bool):

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from abm.errors import FileFormatError
+from abm.io.h5file import PART_SUFFIX
+from analysis.io import describe_file
 from analysis.compare import compare_batches
 from analysis.report import batch_report, run_report
 
@@ -39,7 +41,9 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
         quiet: no status lines on stderr.
 
     Raises:
-        FileFormatError: no such path, no readable complete runs, a bad file.
+        FileFormatError: no such path, no readable complete runs, a bad file
+            (a run file is refused when unfinished, damaged or incomplete; a
+            batch's damaged runs are skipped, one warning line each).
     """
     if not isinstance(source, (str, Path)):
         sources = [Path(x) for x in source]
@@ -57,7 +61,23 @@ def analyze(source, out=None, *, by=(), covariate: str = "burden_cells", html_pa
         return batch_report(source, out, by=tuple(by), covariate=covariate,
                             html_page=html_page, bootstrap=int(bootstrap), progress=progress,
                             quiet=quiet)
+    check_run_file(source)
     return run_report(source, out, html_page=html_page, quiet=quiet)
+
+
+def check_run_file(path: Path) -> None:
+    """Refuse a run file the report must not trust: unfinished, damaged or incomplete.
+
+    Every dataset is read (as ``abm inspect`` does), so a corrupted chunk
+    anywhere in the file is found, not only in the groups the report reads.
+    """
+    if path.name.endswith(PART_SUFFIX):
+        raise FileFormatError(f"{path}: an unfinished run (.part file), not a finished run "
+                              "file; continue it with 'abm run CONFIG --resume'")
+    info = describe_file(path, verify=True)
+    if int(info["provenance"].get("complete", 1) or 0) != 1:
+        raise FileFormatError(f"{path}: run not complete (complete = 0); continue it with "
+                              "'abm run CONFIG --resume'")
 
 
 __all__ = ["analyze"]

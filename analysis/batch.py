@@ -12,7 +12,10 @@ What is read when:
 * at open, each file once (a progress bar when there are many): root
   attributes (provenance, covariates, config), the ``time`` coordinate, the
   names and units of the time-series variables and the small ``/endpoints``
-  group. That is a few kB per run, so 1000 runs cost a few MB.
+  group. That is a few kB per run, so 1000 runs cost a few MB. Before that,
+  every chunk of ``/timeseries`` and ``/endpoints`` is read once to check its
+  checksum (``verify=False`` skips this), so a damaged file is skipped with
+  its reason instead of failing a computation later.
 * the time series stay on disk as dask arrays, chunked by ``chunk_runs`` runs
   along ``run``; a computation reads only the variables and runs it needs
   (open file handles are kept in a small cache, :func:`close_files`).
@@ -58,7 +61,8 @@ import xarray as xr
 import analysis.accessor  # noqa: F401  (registers ds.abm, also without analysis/__init__)
 from abm.errors import FileFormatError
 from abm.io.h5repair import open_readonly
-from analysis.io import TIME_UNITS_PREFIX, check_open, one_line_error, plain_value
+from analysis.io import (TIME_UNITS_PREFIX, VERIFIED, check_open, one_line_error,
+                         plain_value)
 
 MANIFEST = "manifest.csv"
 #: Config keys that identify a run rather than vary as parameters.
@@ -245,6 +249,10 @@ def find_runs(folder) -> tuple[list[dict], list[dict]]:
         seen.add(path.name)
         status = (row.get("status") or "").strip() or "unknown"
         error = (row.get("error") or "").strip()
+        if path.name.endswith(".part"):   # never a finished run, whatever the row says
+            skipped.append({"run_id": run_id or path.stem, "status": "incomplete",
+                            "reason": f"{fname}: run in progress or interrupted"})
+            continue
         if status == "done" or (status == "unknown" and path.is_file()):
             if path.is_file():
                 cands.append({"run_id": run_id or path.stem, "path": path, "manifest": row})
@@ -302,14 +310,17 @@ def _flatten(d, prefix="") -> dict:
     return out
 
 
-def scan_file(path, known: set | None = None) -> dict:
+def scan_file(path, known: set | None = None, *, verify: bool = True) -> dict:
     """What :func:`open_batch` keeps of one run file (a few kB).
 
     Returns ``attrs`` (root attributes; ``config_toml``/``config_json`` left
     out), ``covariates`` and ``config`` (decoded JSON), ``time``, ``vars``
     ({name: (dtype, units, long_name)}; the metadata only for names not in
     ``known``, None for those: a variable keeps its dtype and units across
-    the files of a batch) and ``endpoints`` ({name: float}).
+    the files of a batch) and ``endpoints`` ({name: float}). With ``verify``
+    the checksums of ``/timeseries`` and ``/endpoints`` are checked first (every
+    chunk read once), so a damaged file is refused here rather than midway
+    through a computation.
     """
     def read(h5):
         out: dict = {}
@@ -338,7 +349,7 @@ def scan_file(path, known: set | None = None) -> dict:
         out["endpoints"] = _read_scalars(h5["endpoints"]) if "endpoints" in h5 else {}
         return out
 
-    attrs, out = check_open(path, read)
+    attrs, out = check_open(path, read, verify=VERIFIED if verify else ())
     out["attrs"] = {k: v for k, v in attrs.items() if k not in ("config_toml", "config_json")}
     for key, name in (("covariates", "covariates"), ("config_json", "config")):
         text = attrs.get(key)
@@ -411,7 +422,7 @@ def _progress(iterable, total, progress, desc):
 
 
 def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_RUNS,
-               variables=None) -> xr.Dataset:
+               variables=None, verify: bool = True) -> xr.Dataset:
     """All runs of a batch as one Dataset with a ``run`` dimension (time series lazy).
 
     Args:
@@ -421,6 +432,8 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
             when there are 20 files or more and stderr is a terminal).
         chunk_runs: runs per dask chunk of the time series.
         variables: time-series variables to expose (default: all).
+        verify: check the checksums of each file's ``/timeseries`` and
+            ``/endpoints`` while scanning (a damaged file is skipped).
 
     Returns:
         Dataset with dims ``(run, time)``: each time-series variable as a dask
@@ -447,8 +460,12 @@ def open_batch(source, *, progress: bool | None = None, chunk_runs: int = CHUNK_
     scans, kept = [], []
     known: dict[str, tuple] = {}
     for c in _progress(cands, len(cands), progress, "reading runs"):
+        if c["path"].name.endswith(".part"):
+            skipped.append({"run_id": c["run_id"], "status": "incomplete",
+                            "reason": f"{c['path'].name}: run in progress or interrupted"})
+            continue
         try:
-            s = scan_file(c["path"], known=set(known))
+            s = scan_file(c["path"], known=set(known), verify=verify)
         except FileFormatError as exc:
             skipped.append({"run_id": c["run_id"], "status": "unreadable", "reason": str(exc)})
             continue

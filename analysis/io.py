@@ -23,6 +23,7 @@ import xarray as xr
 
 from abm.errors import FileFormatError
 from abm.io.h5repair import open_readonly, readonly_fileobj
+from abm.io.schema import REQUIRED
 
 #: Schema versions this reader opens.
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
@@ -30,6 +31,9 @@ SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
 #: Schema-2 time units start so (see abm.io.schema.TIME_UNITS).
 TIME_UNITS_PREFIX = "days since "
+#: Groups whose checksums :func:`open_run` and :func:`analysis.batch.open_batch`
+#: verify before trusting a file: the ones the analysis reads.
+VERIFIED = ("timeseries", "endpoints")
 #: Root attributes holding JSON text, decoded by :func:`read_provenance`.
 JSON_ATTRS = ("config_json", "covariates", "restarts")
 
@@ -40,17 +44,22 @@ def one_line_error(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def check_file(path) -> dict:
+def check_file(path, *, verify=()) -> dict:
     """Validate ``path`` as a run file; return its root attributes.
+
+    Args:
+        verify: groups whose every dataset is read, so that a corrupted chunk
+            (its Fletcher-32 checksum fails) is found now, not later.
 
     Raises:
         FileFormatError: missing, not HDF5, truncated or corrupted, not an abm
-            file, or an unsupported schema version.
+            file, an unsupported schema version, or missing a required group or
+            variable (:data:`abm.io.schema.REQUIRED`).
     """
-    return check_open(path)[0]
+    return check_open(path, verify=verify)[0]
 
 
-def check_open(path, fn=None) -> tuple[dict, object]:
+def check_open(path, fn=None, *, verify=()) -> tuple[dict, object]:
     """:func:`check_file`, then ``fn(h5)`` on the same open file (one open instead of two).
 
     Returns ``(attrs, fn(h5))`` (``None`` without ``fn``). Errors of ``fn``
@@ -61,23 +70,36 @@ def check_open(path, fn=None) -> tuple[dict, object]:
         raise FileFormatError(f"{path}: no such file")
     if path.is_dir():
         raise FileFormatError(f"{path}: is a directory, not a run file")
+    if not path.is_file():
+        raise FileFormatError(f"{path}: is not a regular file")
     if not h5py.is_hdf5(path):
         raise FileFormatError(f"{path}: not an HDF5 file")
     try:
         with _h5open(path) as h5:
             attrs = {k: plain_value(v) for k, v in h5.attrs.items()}
-            missing = [g for g in ("timeseries",) if g not in h5]
-            _check_attrs(path, attrs, missing)
+            _check_attrs(path, attrs)
+            _check_layout(path, h5)
+            for group in verify:
+                if group in h5:
+                    _verify_group(path, h5[group])
             out = fn(h5) if fn is not None else None
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        msg = one_line_error(exc)
-        if "lock" in msg.lower():
-            raise FileFormatError(f"{path}: is locked; is an abm process still writing it?") from None
-        raise FileFormatError(f"{path}: truncated or corrupted HDF5 file ({msg})") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FileFormatError(f"{path}: {open_error(exc)}") from None
     return attrs, out
 
 
-def _check_attrs(path, attrs: dict, missing: list) -> None:
+def open_error(exc: BaseException) -> str:
+    """Why HDF5 could not open or read a file, in words, from its exception."""
+    msg = one_line_error(exc)
+    low = msg.lower()
+    if "truncated file" in low or "eof" in low and "stored_eof" in low:
+        return f"truncated or not an HDF5 file ({msg})"
+    if "unable to lock" in low or "file locking" in low or "resource temporarily" in low:
+        return "is locked; is an abm process still writing it?"
+    return f"truncated or corrupted HDF5 file ({msg})"
+
+
+def _check_attrs(path, attrs: dict) -> None:
     version = attrs.get("schema_version")
     if version is None:
         raise FileFormatError(f"{path}: not an abm run file (no schema_version attribute)")
@@ -85,8 +107,26 @@ def _check_attrs(path, attrs: dict, missing: list) -> None:
         raise FileFormatError(
             f"{path}: unknown schema version {int(version)} (this reader supports "
             f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); use a matching abm version")
-    if missing:
-        raise FileFormatError(f"{path}: corrupted run file (no /{missing[0]} group)")
+
+
+def _check_layout(path, h5: h5py.File) -> None:
+    """The groups and variables of :data:`abm.io.schema.REQUIRED` exist (time: 1-D)."""
+    for group, variables in REQUIRED.items():
+        g = h5.get(group)
+        if not isinstance(g, h5py.Group):
+            raise FileFormatError(f"{path}: damaged run file (no /{group} group)")
+        for name in variables:
+            v = g.get(name)
+            if not isinstance(v, h5py.Dataset) or v.ndim != 1:
+                raise FileFormatError(f"{path}: damaged run file (no /{group}/{name} variable)")
+
+
+def _verify_group(path, group: h5py.Group) -> None:
+    try:
+        group.visititems(_read_dataset)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise FileFormatError(f"{path}: cannot read /{group.name.strip('/')}: corrupted data "
+                              f"({one_line_error(exc)})") from None
 
 
 def _h5open(path) -> h5py.File:
@@ -150,7 +190,7 @@ def open_run(path, *, load: bool = True) -> xr.Dataset:
     Endpoints are added as attributes ``endpoint_<name>``; the file path is in
     ``attrs["path"]`` for :func:`open_group` (fields, cells, events).
     """
-    attrs = check_file(path)
+    attrs = check_file(path, verify=VERIFIED)
     ds = open_group(path, "timeseries", load=load)
     ds.attrs.update(attrs)
     ds.attrs["path"] = str(path)

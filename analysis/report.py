@@ -30,6 +30,7 @@ dispatches to the comparison report of :mod:`analysis.compare`, is
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 from pathlib import Path
 
@@ -50,6 +51,8 @@ from analysis.render import Figure, render_markdown, say, software_version, writ
 from analysis.risk import (assign_bins, bin_labels, decade_bins, grade_outcomes, group_order,
                            median_iqr, risk_table, trend_table)
 from analysis.tables import calibration_markdown, trend_markdown
+
+_log = logging.getLogger(__name__)
 
 
 def _utc_now() -> str:
@@ -207,6 +210,9 @@ def batch_report(folder: Path, out, *, by, covariate, html_page, bootstrap, prog
     out = Path(out) if out else folder / "report"
     say(f"reading {folder} ...", quiet)
     ds = open_batch(folder, progress=progress)
+    for skipped in ds.abm.skipped:
+        if skipped["status"] in ("unreadable", "incomplete", "empty"):
+            _log.warning(f"skipped {skipped['run_id']}: {skipped['reason']}")
     # a covariate may be named by its config key (patient.tumour_burden_cells)
     by = tuple(_coordinate(ds, g) for g in by)
     covariate = _coordinate(ds, covariate)

@@ -88,6 +88,7 @@ def cmd_batch(args) -> int:
     from abm.batch.config import load_batch
     from abm.batch.executors import make_executor
     from abm.batch.runner import batch_folder, run_batch
+    from abm.config.paths import check_output_dir
 
     if args.workers is not None and args.workers < 0:
         raise AbmError(f"--workers must be >= 0 (got {args.workers})")
@@ -99,6 +100,7 @@ def cmd_batch(args) -> int:
     if args.dry_run:
         return _dry_run(batch)
     folder = batch_folder(batch, args.out)
+    check_output_dir(folder.parent, folder.name)
     _log.info(f"{batch.summary()} -> {folder}/")
     executor = None
     if args.workers is not None or args.scheduler or args.dask_local or args.threads:

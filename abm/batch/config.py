@@ -40,7 +40,6 @@ import dataclasses
 import difflib
 import math
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from abm.config import Config, config_from_dict
+from abm.config.files import read_toml
 from abm.schema import Section, build, describe, param, walk_params
 from abm.errors import ConfigError
 
@@ -73,6 +73,12 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
     "choice": (("values",), {"weights": None}),
 }
 
+#: Most runs of one batch (sweep points x virtual patients x replicates), and so
+#: the most LHS samples, patients or replicates. Validation and ``--dry-run``
+#: check every run's config (a few ms each), so this bounds them to about a
+#: minute; a larger study is several batches.
+MAX_RUNS = 20_000
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -84,7 +90,7 @@ class BatchParams(Section):
     root_seed: int | None = param(None, unit="-", ge=0, lt=2**63,
                                   doc="root seed of every run seed and covariate draw; "
                                       "drawn and recorded when absent")
-    replicates: int = param(1, unit="-", ge=1, le=1_000_000,
+    replicates: int = param(1, unit="-", ge=1, le=MAX_RUNS,
                             doc="runs per parameter set (same parameters, different seeds)")
     base: str | None = param(None, unit="-",
                              doc="run config the runs start from, relative to the batch file")
@@ -351,6 +357,12 @@ def _number(ctx: _Ctx, v, key: str) -> float:
     return float(v)
 
 
+def _check_length(ctx: _Ctx, values: list, key: str) -> None:
+    if len(values) > MAX_RUNS:
+        ctx.fail(key, f"lists {len(values)} values, more than {MAX_RUNS} (the most runs of "
+                      "a batch)")
+
+
 def _check_keys(ctx: _Ctx, table: dict, key: str, allowed) -> None:
     for k in table:
         if k not in allowed:
@@ -383,10 +395,21 @@ def _parse_sweep(ctx: _Ctx, table) -> Sweep:
             ctx.fail(f"{pre}.samples", "is required for method = 'lhs' (the number of points)")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             ctx.fail(f"{pre}.samples", f"must be an integer >= 1 (got {samples!r})")
+        if samples > MAX_RUNS:
+            ctx.fail(f"{pre}.samples", f"must be at most {MAX_RUNS} (got {samples!r})")
     elif samples is not None:
         ctx.fail(f"{pre}.samples", f"is only used with method = 'lhs' (method is {method!r})")
+    items = list(ctx.paths(table, pre, ("method", "samples")))
+    if method != "lhs":   # count the points before checking each value (a few ms each)
+        n = 1
+        for _, v, key in items:
+            if isinstance(v, list):
+                _check_length(ctx, v, key)
+                n = max(n, len(v)) if method == "list" else n * max(1, len(v))
+        if n > MAX_RUNS:
+            ctx.fail(pre, f"gives {n} sweep points, more than {MAX_RUNS} runs in all")
     params = []
-    for path, v, key in ctx.paths(table, pre, ("method", "samples")):
+    for path, v, key in items:
         if method == "lhs":
             params.append(_parse_lhs_param(ctx, path, v, key))
             continue
@@ -416,6 +439,7 @@ def _parse_lhs_param(ctx: _Ctx, path: str, v, key: str) -> SweepParam:
         vals = v["values"]
         if not isinstance(vals, list) or not vals:
             ctx.fail(f"{key}.values", f"must be a non-empty array (got {vals!r})")
+        _check_length(ctx, vals, f"{key}.values")
         for i, x in enumerate(vals):
             ctx.check_value(path, x, f"{key}.values[{i}]")
         return SweepParam(path, values=tuple(_freeze(x) for x in vals))
@@ -447,6 +471,8 @@ def _parse_population(ctx: _Ctx, table) -> Population:
         ctx.fail(f"{pre}.size", "is required (the number of virtual patients)")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         ctx.fail(f"{pre}.size", f"must be an integer >= 1 (got {size!r})")
+    if size > MAX_RUNS:
+        ctx.fail(f"{pre}.size", f"must be at most {MAX_RUNS} (got {size!r})")
     covs = [_parse_covariate(ctx, path, v, key) for path, v, key in ctx.paths(table, pre, ("size",))]
     return Population(size, tuple(covs))
 
@@ -473,6 +499,7 @@ def _parse_covariate(ctx: _Ctx, path: str, v, key: str) -> Covariate:
         vals = v["values"]
         if not isinstance(vals, list) or not vals:
             ctx.fail(f"{key}.values", f"must be a non-empty array (got {vals!r})")
+        _check_length(ctx, vals, f"{key}.values")
         for i, x in enumerate(vals):
             ctx.check_value(path, x, f"{key}.values[{i}]")
         weights = v.get("weights")
@@ -575,19 +602,7 @@ def _freeze(x):
 
 
 def _read_toml(path: Path, key: str | None = None, owner: str | None = None) -> dict:
-    if not path.exists():
-        if key:
-            raise ConfigError(f"{key} names a file that does not exist (looked for "
-                              f"{path.resolve()})", path=owner, key=key)
-        raise ConfigError(f"config file not found (looked for {path.resolve()})", path=str(path))
-    if path.is_dir():
-        raise ConfigError("is a directory, not a TOML config file", path=str(path))
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"is not valid TOML: {exc}", path=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("is not a UTF-8 text file", path=str(path)) from None
+    return read_toml(path, key=key, owner=owner)
 
 
 def is_batch_file(path) -> bool:
@@ -670,6 +685,12 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
     varied = set(p.path for p in sweep.params) if sweep else set()
     varied |= set(c.path for c in population.covariates) if population else set()
     ctx.check_conflicts(varied)
+    n_runs = (sweep.n_points if sweep else 1) * (population.size if population else 1) \
+        * params.replicates
+    if n_runs > MAX_RUNS:
+        raise ConfigError(f"batch has {n_runs} runs (sweep points x virtual patients x "
+                          f"replicates), more than {MAX_RUNS}; split it into several batches",
+                          path=file, key="batch")
     drawn = params.root_seed is None
     root_seed = secrets.randbits(63) if drawn else params.root_seed
     return BatchConfig(file=file, params=params, sweep=sweep, population=population,
@@ -678,5 +699,5 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
 
 
 __all__ = ["BatchConfig", "BatchParams", "Sweep", "SweepParam", "Population", "Covariate",
-           "DISTRIBUTIONS", "SWEEP_METHODS", "BATCH_OWNED", "load_batch", "batch_from_dict",
+           "DISTRIBUTIONS", "SWEEP_METHODS", "BATCH_OWNED", "MAX_RUNS", "load_batch", "batch_from_dict",
            "is_batch_file", "param_index", "param_kind", "set_path", "qkey"]

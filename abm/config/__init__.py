@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from pathlib import Path
 
+from abm.config.files import read_toml
 from abm.config.root import Config
 from abm.schema import build, walk_params
 from abm.errors import ConfigError
@@ -35,19 +35,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
             (e.g. ``{"run": {"seed": 3}}``).
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found (looked for {path.resolve()})", path=str(path))
-    if path.is_dir():
-        raise ConfigError("is a directory, not a TOML config file", path=str(path))
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"is not valid TOML: {exc}", path=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("is not a UTF-8 text file", path=str(path)) from None
+    data = read_toml(path)
     if overrides:
         data = apply_overrides(data, overrides)
-    return config_from_dict(data, file=str(path))
+    return config_from_dict(data, file=repr(str(path))[1:-1])
 
 
 def apply_overrides(data: dict, overrides: dict) -> dict:

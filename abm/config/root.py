@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 
 from abm.schema import Section, param, section
@@ -24,16 +25,29 @@ from abm.model.tumour import TumourParams
 
 #: Tumour cells per mL of tumour tissue, used to convert a volume to a burden.
 CELLS_PER_ML = 1e9
+#: Longest run name in bytes (UTF-8): it is a folder and file name, and most
+#: file systems allow 255 bytes for a name, including the ``_seed<N>.h5.part`` tail.
+MAX_NAME_BYTES = 200
+#: Most agent steps of one run (a year at 6 min is 87 600); bounds what
+#: validation and a run's setup compute from the time axis.
+MAX_STEPS = 10_000_000
+#: Most lattice sites (the product of lattice.shape), e.g. 400 x 400 x 400;
+#: bounds the memory a config can ask for.
+MAX_SITES = 64_000_000
 
 
 @dataclass(frozen=True)
 class RunParams(Section):
     """Time axis, seed, recording and threads of one run."""
 
-    name: str = param("default", unit="-", doc="run name (output folder under the output dir)")
+    name: str = param("default", unit="-",
+                      doc="run name: the output folder under the output dir and the start of the "
+                          "file name: no '/', '\\' or control characters, not starting "
+                          f"with '.', at most {MAX_NAME_BYTES} bytes")
     seed: int | None = param(None, unit="-", ge=0, lt=2**63,
                              doc="run seed; drawn and recorded when absent")
-    replicate: int = param(0, unit="-", ge=0, doc="replicate index within a batch")
+    replicate: int = param(0, unit="-", ge=0, le=1_000_000_000,
+                           doc="replicate index within a batch")
     start_day: float = param(-5.0, unit="day", ge=-30, le=0,
                              doc="first simulated day relative to infusion (day 0)")
     end_day: float = param(28.0, unit="day", gt=0, le=365, doc="last simulated day")
@@ -47,6 +61,14 @@ class RunParams(Section):
                              "batches get their parallelism from processes")
 
     def check(self, fail):
+        problem = name_problem(self.name)
+        if problem:
+            shown = repr(self.name) if len(self.name) <= 60 else repr(self.name[:40]) + "..."
+            fail("name", f"must be a file name: {problem} (got {shown})")
+        steps = (self.end_day - self.start_day) * 1440.0 / self.dt_min
+        if steps > MAX_STEPS:
+            fail("dt_min", f"gives {steps:.3g} steps from run.start_day to run.end_day, more "
+                           f"than {MAX_STEPS}; use a longer step or a shorter run")
         for key in ("record_every_min", "snapshot_every_h", "checkpoint_every_h"):
             minutes = getattr(self, key) * (60.0 if key.endswith("_h") else 1.0)
             ratio = minutes / self.dt_min
@@ -69,6 +91,22 @@ class RunParams(Section):
 
     def every_steps(self, minutes: float) -> int:
         return int(round(minutes / self.dt_min))
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a run name (one file name under the output dir), or None."""
+    if not name.strip():
+        return "it is empty"
+    if name.startswith("."):
+        return "it must not start with '.'"
+    bad = sorted({c for c in name if c in "/\\" or unicodedata.category(c).startswith("C")})
+    if bad:
+        return "it holds " + ", ".join(repr(c) for c in bad[:5]) + \
+            " (no path separators or control characters)"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"it is {len(name.encode('utf-8', 'surrogatepass'))} bytes long, more than " \
+            f"{MAX_NAME_BYTES}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -137,6 +175,9 @@ class Config(Section):
         n_sites = 1
         for s in self.lattice.shape:
             n_sites *= s
+        if n_sites > MAX_SITES:
+            fail("lattice.shape", f"has {n_sites} sites, more than {MAX_SITES} "
+                                  f"(got {list(self.lattice.shape)})")
         free = n_sites * (1.0 - self.lattice.vessel_fraction)
         if self.tumour.initial_cells > free:
             fail("tumour.initial_cells", f"must fit into the {int(free)} non-vessel sites of "

@@ -94,6 +94,10 @@ _UDUNITS = {"cells": "1", "-": "1", "molecules/cell": "1", "count": "1", "cells/
 #: Groups of a file, in the order they are created.
 GROUPS = ("timeseries", "fields", "cells", "events", "endpoints", "checkpoint")
 
+#: What every run file holds, finished or not (the writer creates them when the
+#: file is created): group -> variables. Readers refuse a file without them.
+REQUIRED = {"timeseries": ("time",), "endpoints": ()}
+
 #: netCDF-4 marks a dimension scale that is not a variable with this name.
 NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable."
 

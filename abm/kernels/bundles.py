@@ -19,7 +19,7 @@ from collections import namedtuple
 #: The cell-table columns (:data:`abm.cells.COLUMNS`), one row per cell.
 CellColumns = namedtuple("CellColumns", [
     "ids", "kind", "site", "phenotype", "activation", "antigen", "engagements",
-    "divisions_left", "target", "timer", "store"])
+    "divisions_left", "target", "timer", "store", "glycolytic", "oxidative"])
 
 #: Per-site lattice arrays: occupancy (row or FREE / RESERVED), neighbour table,
 #: vessel mask, site key and tile starts of

@@ -108,8 +108,8 @@ def append_births(parents, n0, next_id, cells, occ, birth_site, birth_value):
 
     Daughters take rows ``n0, n0 + 1, ...`` and ids ``next_id, next_id + 1, ...``.
     A tumour daughter is alive with antigen ``birth_value[parent]``; a CAR-T
-    daughter copies the parent's phenotype, activation, engagement count and
-    divisions left and starts without a target. The parents' ``birth_site``
+    daughter copies the parent's phenotype, activation, engagement count,
+    divisions left and signalling state and starts without a target. The parents' ``birth_site``
     is reset to -1 (the scratch is clean for the next step). Returns the new
     row count. ``cells``: :class:`abm.kernels.bundles.CellColumns`.
     """
@@ -124,6 +124,8 @@ def append_births(parents, n0, next_id, cells, occ, birth_site, birth_value):
     target = cells.target
     timer = cells.timer
     store = cells.store
+    glycolytic = cells.glycolytic
+    oxidative = cells.oxidative
     m = n0
     for i in range(parents.shape[0]):
         p = parents[i]
@@ -144,12 +146,16 @@ def append_births(parents, n0, next_id, cells, occ, birth_site, birth_value):
             antigen[r] = birth_value[p]
             engagements[r] = 0
             divisions_left[r] = 0
+            glycolytic[r] = 0.0
+            oxidative[r] = 0.0
         else:
             phenotype[r] = phenotype[p]
             activation[r] = activation[p]
             antigen[r] = 0.0
             engagements[r] = engagements[p]
             divisions_left[r] = divisions_left[p]
+            glycolytic[r] = glycolytic[p]
+            oxidative[r] = oxidative[p]
         m += 1
     return m
 

@@ -180,6 +180,8 @@ META: dict[str, tuple[str, str]] = {
     "n_cart_exhausted": ("cells", "exhausted CAR-T cells in the patch"),
     "n_cart_engaged": ("cells", "CAR-T cells engaged with a target"),
     "cart_mean_activation": ("1", "mean CAR-T activation"),
+    "cart_mean_glycolytic": ("1", "mean CAR-T glycolytic drive (costimulation signalling state)"),
+    "cart_mean_oxidative": ("1", "mean CAR-T oxidative capacity (costimulation signalling state)"),
     "n_tumour_dying": ("cells", "killed tumour cells not yet lysed"),
     "n_myeloid_resident": ("cells", "resident macrophages"),
     "n_myeloid_recruited": ("cells", "recruited monocytes / macrophages"),
@@ -384,7 +386,7 @@ class CellRules(Process):
         c = state.cells
         cb = self._cells
         cols = (c.id, c.kind, c.site, c.phenotype, c.activation, c.antigen, c.engagements,
-                c.divisions_left, c.target, c.timer, c.store)
+                c.divisions_left, c.target, c.timer, c.store, c.glycolytic, c.oxidative)
         if cb is None or any(a is not b for a, b in zip(cb, cols)):
             self._cells = CellColumns(*cols)
         if self._sites is None or self._sites.occ is not c.occ:
@@ -483,6 +485,9 @@ class CellRules(Process):
             row[f"n_cart_{name}"] = int(np.count_nonzero(cart_m & (ph == code)))
         row["n_cart_engaged"] = int(np.count_nonzero(cart_m & (c.target[:n] >= 0)))
         row["cart_mean_activation"] = float(act[cart_m].mean()) if cart_m.any() else 0.0
+        for name in ("glycolytic", "oxidative"):
+            col = getattr(c, name)[:n]
+            row[f"cart_mean_{name}"] = float(col[cart_m].mean()) if cart_m.any() else 0.0
         tum = kind == C.TUMOUR
         row["n_tumour_dying"] = int(np.count_nonzero(tum & (ph == C.TUMOUR_DYING)))
         mye = kind == C.MYELOID

@@ -1,16 +1,21 @@
 """CAR-T product parameters (the infused product sets the cells' personality).
 
-Presets ``cd28`` and ``4-1bb`` (``abm/presets/product.toml``) differ in
-division time, antigen threshold, exhaustion limit, secretion, memory
-conversion and activation-induced death, following docs/model.md section 3:
-CD28 is the "gas pedal" (fast division, low antigen threshold, early
-exhaustion and activation-induced death, little memory), 4-1BB the
-"endurance" product (slower division, higher threshold, twice the engagement
-limit, more memory, lower secretion).
+Both products run the same per-cell rules. The costimulatory domain
+(``costimulation``: CD28 or 4-1BB) sets the gains of each cell's signalling
+state (glycolytic drive g, oxidative capacity o; gains in
+``abm/presets/costimulation.toml``), and division, secretion,
+activation-induced death, exhaustion, memory conversion and persistence
+follow from that state, following docs/model.md section 3: CD28 is the "gas
+pedal" (glycolytic: fast division, large cytokine burst, early exhaustion and
+activation-induced death, little memory), 4-1BB the "endurance" product
+(oxidative: slower division, twice the engagement limit, more memory, lower
+secretion). Presets ``cd28`` and ``4-1bb`` (``abm/presets/product.toml``) set
+the domain, dose and antigen threshold.
 
 The per-cell rule itself is :mod:`abm.kernels.cells_cart`; its docstring has
 the equations. :func:`kernel_params` converts this section into the kernel's
-parameter vector (SI rates, per-step probabilities, pg/mL/s sources).
+parameter vector (SI rates, per-step probabilities, pg/mL/s sources);
+:func:`effective_rates` gives the per-product rates the rules imply.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from abm.kernels import cells_cart as K
 from abm.kernels.cells_common import event_prob
 
 _PRESETS = load_presets("product")
+#: Costimulatory domain -> signalling gains (``glycolytic_gain``, ``oxidative_gain``).
+DOMAINS = load_presets("costimulation")
 
 #: fg/cell/h -> pg/s per cell
 FG_PER_H_TO_PG_PER_S = 1e-3 / 3600.0
@@ -40,8 +47,9 @@ class ProductParams(Section):
 
     preset: str = param("cd28", unit="-", choices=tuple(_PRESETS),
                         doc="named product preset applied before the keys below")
-    costimulation: str = param("CD28", unit="-", choices=("CD28", "4-1BB"),
-                               doc="costimulatory domain")
+    costimulation: str = param("CD28", unit="-", choices=tuple(DOMAINS),
+                               doc="costimulatory domain: sets the gains of the per-cell signalling "
+                                   "state (abm/presets/costimulation.toml)")
     dose_cells: float = param(1.4e8, unit="cells", gt=0, le=1e10,
                               doc="CAR-T cells infused on day 0")
     # -- homing and egress ---------------------------------------------------
@@ -59,7 +67,11 @@ class ProductParams(Section):
                                      "probability H(antigen) (antigen stop signal)")
     # -- proliferation -------------------------------------------------------
     division_time_h: float = param(10.0, unit="h", gt=0, le=1000,
-                                   doc="mean time to divide when fully activated")
+                                   doc="mean time to divide when fully activated with full glycolytic "
+                                       "drive (g = 1)")
+    division_basal_fraction: float = param(0.4, unit="1", ge=0, le=1,
+                                           doc="share of the division rate reached without glycolytic "
+                                               "drive (g = 0)")
     max_divisions: int = param(10, unit="-", ge=0, le=100,
                                doc="division potential of a cell entering from blood")
     division_il7_15_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
@@ -81,44 +93,119 @@ class ProductParams(Section):
     detach_rate_per_h: float = param(0.2, unit="1/h", ge=0,
                                      doc="rate of detaching from a target without killing it")
     # -- exhaustion, activation, phenotypes ----------------------------------
-    exhaustion_engagements: int = param(10, unit="-", ge=1, le=1000,
-                                        doc="engagements without rest before exhaustion")
+    exhaustion_engagements: int = param(9, unit="-", ge=1, le=1000,
+                                        doc="engagements without rest before exhaustion, without "
+                                            "oxidative capacity (o = 0)")
+    exhaustion_oxidative_gain: float = param(1.2, unit="1", ge=0, le=100,
+                                             doc="exhaustion limit grows by this fraction per unit "
+                                                 "oxidative capacity: E_max (1 + c o)")
     rest_recovery_per_day: float = param(10.0, unit="1/day", ge=0,
                                          doc="engagement count forgiven per day without contact")
     activation_half_life_h: float = param(16.0, unit="h", gt=0,
                                           doc="half-life of activation after disengagement")
-    memory_conversion_per_day: float = param(0.02, unit="1/day", ge=0,
+    memory_conversion_per_day: float = param(0.667, unit="1/day", ge=0,
                                              doc="effector-to-memory conversion rate of a resting cell "
-                                                 "(times 1 - activation)")
+                                                 "with full oxidative capacity (times o (1 - activation))")
+    # -- costimulation signalling state ---------------------------------------
+    glycolytic_time_h: float = param(1.0, unit="h", gt=0, le=1000,
+                                     doc="relaxation time of the glycolytic drive g toward "
+                                         "G a (1 + K) / (a + K)")
+    glycolytic_activation_k: float = param(0.1, unit="1", gt=0, le=1000,
+                                           doc="saturation constant K of the glycolytic target in "
+                                               "activation (smaller: full drive at lower activation)")
+    oxidative_time_h: float = param(24.0, unit="h", gt=0, le=10000,
+                                    doc="relaxation time of the oxidative capacity o toward "
+                                        "O (r + (1 - r) a)")
+    oxidative_tonic_fraction: float = param(0.75, unit="1", ge=0, le=1,
+                                            doc="share r of the oxidative target held without "
+                                                "activation (tonic signalling)")
     # -- secretion and uptake -------------------------------------------------
     ifng_secretion_fg_per_h: float = param(2.0, unit="fg/cell/h", ge=0,
-                                           doc="IFN-gamma secretion of a fully activated cell")
+                                           doc="IFN-gamma secretion of a fully activated cell (g = 1)")
     gmcsf_secretion_fg_per_h: float = param(1.5, unit="fg/cell/h", ge=0,
-                                            doc="GM-CSF secretion of a fully activated cell")
+                                            doc="GM-CSF secretion of a fully activated cell (g = 1)")
+    secretion_basal_fraction: float = param(0.05, unit="1", ge=0, le=1,
+                                            doc="share of IFN-gamma and GM-CSF secretion reached without "
+                                                "glycolytic drive (g = 0)")
     il6_secretion_fg_per_h: float = param(0.03, unit="fg/cell/h", ge=0,
-                                          doc="IL-6 secretion of a fully activated CAR-T (small)")
+                                          doc="IL-6 secretion of a fully activated CAR-T (small; g = 1)")
+    il6_secretion_basal_fraction: float = param(0.6, unit="1", ge=0, le=1,
+                                                doc="share of IL-6 secretion reached without glycolytic "
+                                                    "drive (g = 0)")
     il7_15_uptake_per_s: float = param(2e-4, unit="1/s", ge=0,
                                        doc="first-order IL-7/IL-15 consumption per CAR-T site")
     # -- death -----------------------------------------------------------------
     basal_death_per_day: float = param(0.02, unit="1/day", ge=0,
                                        doc="death rate of resting naive-like and effector cells")
-    activation_death_per_day: float = param(0.25, unit="1/day", ge=0,
-                                            doc="extra death rate at full activation (AICD)")
-    memory_death_per_day: float = param(0.005, unit="1/day", ge=0,
-                                        doc="death rate of memory cells")
-    exhausted_death_per_day: float = param(0.3, unit="1/day", ge=0,
-                                           doc="death rate of exhausted cells")
+    activation_death_per_day: float = param(0.35, unit="1/day", ge=0,
+                                            doc="extra death rate at full activation (AICD) with full "
+                                                "glycolytic drive (g = 1)")
+    activation_death_basal_fraction: float = param(0.64, unit="1", ge=0, le=1,
+                                                   doc="share of AICD reached without glycolytic drive "
+                                                       "(g = 0)")
+    memory_death_per_day: float = param(0.0111, unit="1/day", ge=0,
+                                        doc="death rate of memory cells without oxidative capacity "
+                                            "(o = 0)")
+    memory_oxidative_protection: float = param(3.6, unit="1", ge=0, le=1000,
+                                               doc="memory death rate is divided by 1 + c o")
+    exhausted_death_per_day: float = param(0.306, unit="1/day", ge=0,
+                                           doc="death rate of exhausted cells without oxidative "
+                                               "capacity (o = 0)")
+    exhausted_oxidative_protection: float = param(0.7, unit="1", ge=0, le=1000,
+                                                  doc="exhausted death rate is divided by 1 + c o")
     exhausted_kill_factor: float = param(0.1, unit="1", ge=0, le=1,
                                          doc="kill and secretion of exhausted cells relative to effectors")
     # -- drugs -------------------------------------------------------------------
     steroid_max_suppression: float = param(0.3, unit="1", ge=0, le=1,
                                            doc="maximal steroid suppression of division, killing, secretion")
 
-    def check(self, fail):
-        expected = {"cd28": "CD28", "4-1bb": "4-1BB"}.get(self.preset)
-        if expected and self.costimulation != expected:
-            fail("costimulation", f"is {self.costimulation!r} but preset {self.preset!r} is a "
-                                  f"{expected} product; drop the key or choose the matching preset")
+
+
+def domain_gains(costimulation: str) -> tuple[float, float]:
+    """Signalling gains ``(G, O)`` of a costimulatory domain (glycolytic, oxidative; 1)."""
+    d = DOMAINS[costimulation]
+    return float(d["glycolytic_gain"]), float(d["oxidative_gain"])
+
+
+def signalling_steady_state(p: ProductParams, activation: float) -> tuple[float, float]:
+    """Steady ``(g, o)`` of a cell held at ``activation`` a.
+
+    ``g = G a (1 + K) / (a + K)`` (saturating in a, G at a = 1) and
+    ``o = O (r + (1 - r) a)``.
+    """
+    G, O = domain_gains(p.costimulation)
+    r, k = p.oxidative_tonic_fraction, p.glycolytic_activation_k
+    return G * activation * (1.0 + k) / (activation + k), O * (r + (1.0 - r) * activation)
+
+
+def effective_rates(p: ProductParams) -> dict[str, float]:
+    """The per-product rates the shared rules imply (units of the product keys).
+
+    Rates that scale with activation (division time, secretion, AICD) and the
+    exhaustion limit (reached while serially engaged) are taken at full
+    activation, rates of resting cells (memory conversion per ``1 - a``,
+    memory and exhausted death) at rest, each in the steady signalling state
+    of that activation (:func:`signalling_steady_state`).
+    """
+    g1, o1 = signalling_steady_state(p, 1.0)
+    _, o0 = signalling_steady_state(p, 0.0)
+
+    def share(basal, g):
+        return basal + (1.0 - basal) * g
+
+    return {
+        "division_time_h": p.division_time_h / share(p.division_basal_fraction, g1),
+        "ifng_secretion_fg_per_h": p.ifng_secretion_fg_per_h * share(p.secretion_basal_fraction, g1),
+        "gmcsf_secretion_fg_per_h": p.gmcsf_secretion_fg_per_h * share(p.secretion_basal_fraction, g1),
+        "il6_secretion_fg_per_h": p.il6_secretion_fg_per_h * share(p.il6_secretion_basal_fraction, g1),
+        "activation_death_per_day": p.activation_death_per_day * share(p.activation_death_basal_fraction,
+                                                                       g1),
+        "exhaustion_engagements": p.exhaustion_engagements * (1.0 + p.exhaustion_oxidative_gain * o1),
+        "memory_conversion_per_day": p.memory_conversion_per_day * o0,
+        "memory_death_per_day": p.memory_death_per_day / (1.0 + p.memory_oxidative_protection * o0),
+        "exhausted_death_per_day": p.exhausted_death_per_day / (1.0 + p.exhausted_oxidative_protection
+                                                                * o0),
+    }
 
 
 def mean_hop_um(offsets: np.ndarray, h_um: float) -> float:
@@ -145,8 +232,8 @@ def kernel_params(p: ProductParams, dt_s: float, voxel_ml: float) -> np.ndarray:
     v[K.C_DT_H] = dt_s / hour
     v[K.C_DEATH_BASAL] = p.basal_death_per_day / day
     v[K.C_DEATH_AICD] = p.activation_death_per_day / day
-    v[K.C_P_DEATH_EXH] = event_prob(p.exhausted_death_per_day / day, dt_s)
-    v[K.C_P_DEATH_MEM] = event_prob(p.memory_death_per_day / day, dt_s)
+    v[K.C_DEATH_EXH] = p.exhausted_death_per_day / day
+    v[K.C_DEATH_MEM] = p.memory_death_per_day / day
     v[K.C_P_EGRESS] = event_prob(p.egress_per_day / day, dt_s)
     v[K.C_KILL] = p.kill_rate_per_h / hour
     v[K.C_DETACH] = p.detach_rate_per_h / hour
@@ -169,6 +256,20 @@ def kernel_params(p: ProductParams, dt_s: float, voxel_ml: float) -> np.ndarray:
     v[K.C_IL7_UPTAKE] = p.il7_15_uptake_per_s
     v[K.C_STEROID_MAX] = p.steroid_max_suppression
     v[K.C_ARREST] = 1.0 if p.contact_arrest else 0.0
+    G, O = domain_gains(p.costimulation)
+    v[K.C_GLYC_GAIN] = G
+    v[K.C_OXID_GAIN] = O
+    v[K.C_OXID_TONIC] = p.oxidative_tonic_fraction
+    v[K.C_GLYC_RELAX] = math.exp(-dt_s / (p.glycolytic_time_h * hour))
+    v[K.C_OXID_RELAX] = math.exp(-dt_s / (p.oxidative_time_h * hour))
+    v[K.C_DIV_BASAL] = p.division_basal_fraction
+    v[K.C_SECR_BASAL] = p.secretion_basal_fraction
+    v[K.C_IL6_BASAL] = p.il6_secretion_basal_fraction
+    v[K.C_AICD_BASAL] = p.activation_death_basal_fraction
+    v[K.C_EXH_OXID] = p.exhaustion_oxidative_gain
+    v[K.C_MEM_OXID] = p.memory_oxidative_protection
+    v[K.C_EXHD_OXID] = p.exhausted_oxidative_protection
+    v[K.C_GLYC_K] = p.glycolytic_activation_k
     return v
 
 

@@ -47,6 +47,16 @@ def linear2(a11: float, a12: float, a21: float, a22: float, x: float, y: float,
     half = 0.5 * (a11 - a22)
     disc = half * half + a12 * a21
     nu = math.sqrt(disc) if disc > 0.0 else 0.0
+    if nu * dt > 300.0:
+        # cosh and sinh alone would overflow (fast rates): combine them with e^(mu t)
+        # first, e^((mu +- nu) t), whose largest is e^(largest eigenvalue t)
+        ep, em = math.exp((mu + nu) * dt), math.exp((mu - nu) * dt)
+        ech, esh = 0.5 * (ep + em), 0.5 * (ep - em) / nu
+        m11 = ech + esh * (a11 - mu)
+        m12 = esh * a12
+        m21 = esh * a21
+        m22 = ech + esh * (a22 - mu)
+        return m11 * x + m12 * y, m21 * x + m22 * y
     e = math.exp(mu * dt)
     ch = math.cosh(nu * dt)
     sh = math.sinh(nu * dt) / nu if nu * dt > 1e-12 else dt

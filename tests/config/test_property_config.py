@@ -16,6 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from abm.config import Config, ConfigError, config_from_dict, to_json, to_toml, walk_params
+from abm.config.root import name_problem
+from abm.schema import FLOAT_MAX
 
 #: Keys tied to other keys by a section's ``check()`` (ordering, whole multiples,
 #: lattice capacity, preset consistency, a forbidden single value): drawn
@@ -66,8 +68,12 @@ def number_strategy(kind, meta: dict):
         hi = le if le is not None else (lt - 1 if lt is not None else INT64_MAX)
         return st.integers(min_value=lo, max_value=hi)
     lo, hi = (ge if ge is not None else gt), (le if le is not None else lt)
+    # a bound the field does not declare is the schema's generic FLOAT_MAX
+    lo = -FLOAT_MAX if lo is None else lo
+    hi = FLOAT_MAX if hi is None else hi
     floats = st.floats(min_value=lo, max_value=hi, exclude_min=gt is not None and ge is None,
-                       exclude_max=lt is not None and le is None, allow_nan=False)
+                       exclude_max=lt is not None and le is None, allow_nan=False,
+                       allow_infinity=False)
     # a TOML integer is accepted where a float is declared
     ints = st.integers(min_value=math.ceil(lo) if lo is not None else -10**6,
                        max_value=math.floor(hi) if hi is not None else 10**6)
@@ -80,6 +86,7 @@ def number_strategy(kind, meta: dict):
 #: infinite interval) breaks the whole-multiple check with an OverflowError instead
 #: of a ConfigError (see test_interval_overflowing_dt_min_is_a_config_error).
 NARROWED = {
+    "run.name": BMP_TEXT.filter(lambda s: name_problem(s) is None),
     "run.dt_min": st.floats(min_value=1e-3, max_value=60.0),
     **{f"run.{k}": st.floats(min_value=1e-3, max_value=1e6)
        for k in ("record_every_min", "snapshot_every_h", "checkpoint_every_h")},
@@ -163,7 +170,15 @@ STRINGS = sorted(k for k, (f, tp) in LEAVES.items()
 
 @given(st.dictionaries(st.sampled_from(STRINGS), BMP_TEXT, min_size=1))
 def test_free_text_params_round_trip(flat):
+    flat = {k: v for k, v in flat.items() if k != "run.name" or name_problem(v) is None}
     assert_round_trips(config_from_dict(nested(flat)))
+
+
+@given(BMP_TEXT.filter(lambda s: name_problem(s) is not None))
+def test_run_name_that_is_no_file_name_is_refused(name):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"run": {"name": name}})
+    assert info.value.key == "run.name" and "\n" not in str(info.value)
 
 
 def test_text_beyond_the_bmp_round_trips():
@@ -182,9 +197,11 @@ def test_coupled_keys_round_trip_or_name_a_coupled_key(flat):
     assert_round_trips(cfg)
 
 
-@pytest.mark.parametrize("run", [{"dt_min": 5e-324}, {"record_every_min": math.inf}])
-def test_interval_overflowing_dt_min_is_a_config_error(run):
-    with pytest.raises(ConfigError, match="run.record_every_min"):
+@pytest.mark.parametrize("run,key", [({"dt_min": 5e-324}, "run.dt_min"),
+                                     ({"record_every_min": math.inf}, "run.record_every_min"),
+                                     ({"record_every_min": 1e300}, "run.record_every_min")])
+def test_interval_overflowing_dt_min_is_a_config_error(run, key):
+    with pytest.raises(ConfigError, match=key):
         config_from_dict({"run": run})
 
 
@@ -204,7 +221,9 @@ def number_outside(kind, meta: dict):
     """Numbers of type ``kind`` that break one of the declared bounds (floats: or NaN)."""
     options = []
     if kind is float:
-        options.append(st.just(math.nan))
+        options.append(st.sampled_from([math.nan, math.inf, -math.inf]))
+        if meta.get("le") is None and meta.get("lt") is None:
+            options.append(st.floats(min_value=FLOAT_MAX, exclude_min=True, allow_nan=False))
 
     def below(limit, inclusive):
         if kind is int:

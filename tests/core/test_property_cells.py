@@ -34,6 +34,8 @@ COLUMN_VALUES = {
     "target": st.integers(-1, N_SITES - 1),
     "timer": finite,
     "store": unit,
+    "glycolytic": unit,
+    "oxidative": unit,
 }
 assert set(COLUMN_VALUES) | {"phenotype"} == set(VALUE_COLUMNS)
 

@@ -102,7 +102,10 @@ MIXED = {
     "myeloid": {"resident_fraction": 0.2, "recruit_per_vessel_per_day": 20.0,
                 "activated_death_per_day": 3.0, "speed_um_per_min": 4.0},
     "product": {"engagement_rate_per_h": 6.0, "division_time_h": 1.5, "exhaustion_engagements": 3,
-                "memory_conversion_per_day": 20.0, "egress_per_day": 100.0,
+                # CD28 cells hold oxidative capacity o ~ 0.03: 600/day x o ~ 20/day,
+                # reached within the scenario's 2.4 h with a 0.2 h relaxation time
+                "memory_conversion_per_day": 600.0, "oxidative_time_h": 0.2,
+                "egress_per_day": 100.0,
                 "activation_half_life_h": 0.2, "rest_recovery_per_day": 20.0,
                 "activation_death_per_day": 3.0, "exhausted_death_per_day": 3.0,
                 "homeostatic_division_per_day": 3.0},

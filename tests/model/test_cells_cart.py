@@ -267,7 +267,7 @@ def test_tumour_homing_rises_with_burden_and_saturates():
     per_patch = rates / bs
     assert per_patch[0] / per_patch[4] == pytest.approx((1e9 + k) / (1e8 + k), rel=1e-12)   # bs[4] = 1e9
     assert h_t(1e12) / 1e12 == pytest.approx(0.5 * h_t(1e6) / 1e6, rel=1e-5)
-    assert h_t(1e11, homing_saturation_burden_cells=1e20) == pytest.approx(h * 1e11 / ref, rel=1e-6)
+    assert h_t(1e11, homing_saturation_burden_cells=1e15) == pytest.approx(h * 1e11 / ref, rel=2e-4)
 
 
 def test_egress_tallies_the_division_potential_taken_out():
@@ -294,10 +294,11 @@ def test_egress_tallies_the_division_potential_taken_out():
 def test_product_presets_differ_as_described():
     cd = config_from_dict({"product": {"preset": "cd28"}}).product
     bb = config_from_dict({"product": {"preset": "4-1bb"}}).product
-    assert cd.division_time_h < bb.division_time_h
     assert cd.engagement_ec50_molecules < bb.engagement_ec50_molecules
-    assert cd.exhaustion_engagements < bb.exhaustion_engagements
-    assert cd.activation_death_per_day > bb.activation_death_per_day
-    assert cd.memory_conversion_per_day < bb.memory_conversion_per_day
-    assert cd.ifng_secretion_fg_per_h > bb.ifng_secretion_fg_per_h
-    assert cd.memory_death_per_day > bb.memory_death_per_day
+    cd, bb = cart.effective_rates(cd), cart.effective_rates(bb)
+    assert cd["division_time_h"] < bb["division_time_h"]
+    assert cd["exhaustion_engagements"] < bb["exhaustion_engagements"]
+    assert cd["activation_death_per_day"] > bb["activation_death_per_day"]
+    assert cd["memory_conversion_per_day"] < bb["memory_conversion_per_day"]
+    assert cd["ifng_secretion_fg_per_h"] > bb["ifng_secretion_fg_per_h"]
+    assert cd["memory_death_per_day"] > bb["memory_death_per_day"]

@@ -13,6 +13,7 @@ from scipy.optimize import curve_fit
 
 from abm import cells as C
 from abm.model.agents import CellRules, Extravasation
+from abm.model import cart
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import add_cart, fields2d, grid_sites, make_sim  # noqa: E402
@@ -94,7 +95,8 @@ def test_myeloid_il6_dominates_cart_il6_per_activated_cell(preset):
     nx = lat.shape[1]
     cart_sites = grid_sites(lat, 4, offset=1)
     sim.state.cells.add(C.TUMOUR, cart_sites + 1, antigen=1e6)
-    add_cart(sim, cart_sites, activation=1.0, target=cart_sites + 1)
+    g, o = cart.signalling_steady_state(sim.config.product, 1.0)  # engaged steady state
+    add_cart(sim, cart_sites, activation=1.0, target=cart_sites + 1, glycolytic=g, oxidative=o)
     mye_sites = cart_sites + 2 * nx
     sim.state.cells.add(C.MYELOID, mye_sites, activation=1.0)
     fields2d(sim)[IFNG] = 1e12  # holds myeloid activation at 1
@@ -107,7 +109,8 @@ def test_myeloid_il6_dominates_cart_il6_per_activated_cell(preset):
           f"CAR-T {per_cart * 1e3:.4f} fg, ratio {ratio:.1f}")
     assert ratio >= 10.0
     # tallies equal the configured rates (fg/cell/h -> pg)
-    assert per_cart == pytest.approx(sim.config.product.il6_secretion_fg_per_h * 1e-3, rel=1e-9)
+    assert per_cart == pytest.approx(cart.effective_rates(sim.config.product)["il6_secretion_fg_per_h"]
+                                     * 1e-3, rel=1e-9)
     assert per_mye == pytest.approx(sim.config.myeloid.il6_secretion_fg_per_h * 1e-3, rel=1e-8)
 
 
