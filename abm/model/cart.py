@@ -72,8 +72,10 @@ class ProductParams(Section):
     division_basal_fraction: float = param(0.4, unit="1", ge=0, le=1,
                                            doc="share of the division rate reached without glycolytic "
                                                "drive (g = 0)")
-    max_divisions: int = param(10, unit="-", ge=0, le=100,
-                               doc="division potential of a cell entering from blood")
+    max_divisions: int = param(16, unit="-", ge=0, le=100,
+                               doc="division potential of a product cell (a population expanding e-fold "
+                                   "gains 2 generations on average, so the >= 2-log clinical expansion "
+                                   "needs >= 9; 16 fitted to the blood kinetics, docs/calibration.md)")
     division_il7_15_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
                                               doc="IL-7/IL-15 giving half the division boost")
     division_il7_15_boost: float = param(1.0, unit="1", ge=0, le=10,

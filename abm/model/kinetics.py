@@ -31,10 +31,12 @@ With rates frozen over a step, ``dx/dt = A x`` is advanced exactly
   ``g_B = (24 / T_div) H_B (1 - sigma) min(1, m)``, the product's division
   rate at full activation (:func:`abm.model.cart.division_rate_per_day`),
   limited by the pool's mean remaining division potential ``m``;
-* effector cells return to quiescent memory at ``k_m (1 - H_B)``
-  (``k_m = product.memory_conversion_per_day``; conversion waits until the
-  antigen is gone) and memory dies at ``d_M = product.memory_death_per_day``:
-  the slow terminal phase;
+* effector cells return to quiescent memory at ``k_m (1 - H_B)`` (conversion
+  waits until the antigen is gone) and memory dies at ``d_M``: the slow
+  terminal phase. ``k_m`` and ``d_M`` are the resting cell's rates in its
+  steady signalling state (:func:`abm.model.cart.effective_rates`), so the
+  costimulation domain sets them as it does in the patches (4-1BB: more
+  memory, longer persistence);
 * in the tumour, ``r_C`` (net proliferation) and ``eps`` (egress) are the
   per-capita rates measured in the patches (:mod:`abm.model.coupling`);
   leaving cells return through efferent lymph (share ``f_e``) or directly.
@@ -81,6 +83,7 @@ import numpy as np
 
 from abm.kernels.matrix_exp import expm_small
 from abm.model import tumour as tumour_model
+from abm.model.cart import effective_rates
 from abm.model.coupling import PatchRates, bed_scale, patch_counts
 from abm.schema import Section, param
 
@@ -148,9 +151,9 @@ class KineticsParams(Section):
     b_cell_turnover_per_day: float = param(0.02, unit="1/day", ge=0, le=10,
                                            doc="B-cell production/turnover (marrow output replaces the pool "
                                                "in weeks)")
-    b_cell_half_saturation_cells: float = param(1e9, unit="cells", gt=0, le=1e12,
+    b_cell_half_saturation_cells: float = param(1e10, unit="cells", gt=0, le=1e12,
                                                 doc="B cells K_B at which half the lymphoid CAR-T are engaged")
-    b_cell_kills_per_cart_per_day: float = param(2.0, unit="1/day", ge=0, le=100,
+    b_cell_kills_per_cart_per_day: float = param(1.0, unit="1/day", ge=0, le=100,
                                                  doc="B cells killed per engaged CAR-T per day (serial killing)")
 
 
@@ -188,8 +191,12 @@ def cart_rate_matrix(p: KineticsParams, *, h_t: float, g_h: float, g_b: float, k
 
 
 def division_rate_per_day(product) -> float:
-    """Division rate of a fully activated CAR-T cell (1/day): ``24 / division_time_h``."""
-    return 24.0 / product.division_time_h
+    """Division rate of a fully activated CAR-T cell (1/day), in its steady signalling state.
+
+    ``24 / T_div`` with the division time the costimulation domain implies
+    (:func:`abm.model.cart.effective_rates`): the same rule as in the patches.
+    """
+    return 24.0 / effective_rates(product)["division_time_h"]
 
 
 class WholePatient:
@@ -210,8 +217,9 @@ class WholePatient:
         self.infusion_day = cfg.blood.infusion_day
         self.max_div = float(cfg.product.max_divisions)
         self.g_div = division_rate_per_day(cfg.product)
-        self.k_mem = cfg.product.memory_conversion_per_day
-        self.d_mem = cfg.product.memory_death_per_day
+        rates = effective_rates(cfg.product)
+        self.k_mem = rates["memory_conversion_per_day"]
+        self.d_mem = rates["memory_death_per_day"]
         self.steroid_imax = cfg.product.steroid_max_suppression
         ld = cfg.lymphodepletion
         self.ld = ld
