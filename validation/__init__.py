@@ -8,7 +8,8 @@
   (:mod:`validation.cohort`) and write ``results.json``, ``results.md`` and
   figures into one folder (:mod:`validation.mechanisms`);
 * ``icans``, the whole-patient ICANS validation of docs/model.md 10.5 and 10.6
-  (:mod:`validation.icans`), with its own runs in a JSON-lines file.
+  (:mod:`validation.icans`), with its own runs in a JSON-lines file;
+* ``multiscale``, the checks of the two-scale patient (:mod:`validation.multiscale`).
 
 A mechanism check module defines ``NUMBER``, ``TITLE``, ``COHORTS`` (the
 cohorts of :data:`validation.cohort.COHORTS` whose runs it reads) and
@@ -34,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "seizure_grade": "validation.check_seizure_grade",
     "events": "validation.check_events",
     "icans": "validation.icans",
+    "multiscale": "validation.multiscale",
 }
 
 #: The eight mechanism checks of docs/model.md section 10 (one cohort, one results.json).

@@ -27,6 +27,7 @@ examples:
   python -m validation mechanisms --quick      # smoke test (35 runs, ~2-4 min): NOT the validation
   python -m validation burden --burden-batch runs/tumor_burden   # check 3 on an existing burden batch
   python -m validation il7_15 --out runs/validate_il7_15   # check 1 alone: the blood model, no cohort
+  python -m validation multiscale --n-multiscale 20   # the two-scale patient (docs/multiscale.md)
   python -m validation icans --synthetic --n-off 50 --n-policy 50 --icans-out runs/validate_icans_synthetic.jsonl
 
 See docs/validation.md (mechanisms) and docs/brain.md section 8 (icans).
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-figures", action="store_true", help="write no figures")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     icans.add_arguments(ap, out_flag="--icans-out")
+    from validation import multiscale
+    multiscale.add_arguments(ap)
     return ap
 
 
@@ -87,8 +90,10 @@ def describe() -> str:
         if name in MECHANISMS:
             cohorts = ", ".join(module.COHORTS) or "none (calls the model directly)"
             lines.append(f"{name:14s} {module.NUMBER}  {module.TITLE}  [cohorts: {cohorts}]")
-        else:
+        elif name == "icans":
             lines.append(f"{name:14s} -  {module.TITLE}  [its own runs: --n-off, --n-policy, --icans-out]")
+        else:
+            lines.append(f"{name:14s} -  {module.TITLE}  [its own runs: --n-multiscale, --multiscale-out]")
     lines.append(f"{'mechanisms':14s}    the eight checks above (1-8)")
     return "\n".join(lines)
 
@@ -111,6 +116,9 @@ def main(argv=None) -> int:
         if "icans" in names:
             from validation import icans
             status = max(status, icans.run(args, error=parser.error))
+        if "multiscale" in names:
+            from validation import multiscale
+            status = max(status, multiscale.run(args))
     except AbmError as exc:
         print(f"validation: error: {exc}", file=sys.stderr)
         return 2

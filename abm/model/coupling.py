@@ -54,7 +54,7 @@ class CouplingParams(Section):
                       doc="multiscale: patches are samples of the tumour, lifted by density and "
                           "restricted by per-capita rates; direct: the patches are the whole tumour "
                           "(every cell crossing counted once; needs B <= 2 K n_T0)")
-    window_h: float = param(4.0, unit="h", gt=0, le=240,
+    window_h: float = param(1.0, unit="h", gt=0, le=240,
                             doc="time constant of the moving averages of the patch rates (longer: smoother, "
                                 "but the patient lags the patches while their rates change)")
     pseudo_count_cells: float = param(1.0, unit="cells", gt=0, le=100,

@@ -166,7 +166,7 @@ def test_sweep_errors_name_file_and_key():
     fails(batch_data(sweep={"method": "grid", "patient": [1, 2]}), 'batch.sweep."patient" is not')
     fails(batch_data(sweep={"method": "grid", "patient.tumour_burden_cells": [1e9, -1.0]}),
           'batch.sweep."patient.tumour_burden_cells"[1] = -1.0 is not allowed',
-          "patient.tumour_burden_cells must be >= 1000000.0")
+          "patient.tumour_burden_cells must be >= 100.0")
     fails(batch_data(sweep={"method": "grid", "tumour.initial_cells": [10, 2.5]}),
           'batch.sweep."tumour.initial_cells"[1]', "must be an integer")
     fails(batch_data(sweep={"method": "grid", "product.preset": ["cd28", "cd29"]}),
