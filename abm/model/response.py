@@ -58,7 +58,10 @@ class TumourResponse:
 
     phase = "patient"
     meta = {"response_code": ("1", "Lugano-like response now: 0 PD, 1 SD, 2 PR, 3 CR"),
-            "tumour_change": ("1", "whole-tumour cells relative to the infusion day, minus 1")}
+            "tumour_change": ("1", "whole-tumour cells relative to the infusion day, minus 1"),
+            "response_eval_code": ("1", "response on response.evaluation_day: 0 PD, 1 SD, 2 PR, 3 CR"),
+            "best_response_code": ("1", "best response over the follow-up: 0 PD, 1 SD, 2 PR, 3 CR"),
+            "tumour_baseline_cells": ("cells", "whole-tumour cells on the infusion day")}
 
     def __init__(self, sim):
         self.p = sim.config.response

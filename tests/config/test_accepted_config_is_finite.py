@@ -20,7 +20,7 @@ from abm.schema import FLOAT_MAX
 from abm.batch.config import param_index
 
 #: Keys that once wrote NaN or inf from an accepted (infinite) value, and kin.
-KEYS = ["blood.cart_blood_death_per_day", "drugs.tcz_cl_l_per_day",
+KEYS = ["kinetics.blood_death_per_day", "drugs.tcz_cl_l_per_day",
         "physiology.vasopressin_map_gain_mmhg", "fields.damage.exchange_per_s",
         "fields.il6.exchange_per_s", "product.kill_rate_per_h", "blood.il6_half_life_min"]
 

@@ -26,7 +26,7 @@ COUPLED = frozenset({
     "run.dt_min", "run.record_every_min", "run.snapshot_every_h", "run.checkpoint_every_h",
     "lattice.shape", "lattice.vessel_fraction", "lattice.vessel_segment_sites",
     "patient.tumour_burden_cells", "patient.tumour_volume_ml",
-    "product.costimulation",
+    "product.costimulation", "coupling.mode",
     "tumour.initial_cells", "tumour.antigen_negative_fraction",
     "brain.sigma_min", "brain.sigma_rest", "brain.focal_oedema_ml", "brain.diffuse_oedema_ml",
     "brain.consciousness_thresholds",

@@ -145,9 +145,12 @@ def test_cd28_lyses_low_antigen_targets_that_4_1bb_spares():
 
 
 def product_arena(preset, seed, days=6, n_cart=40):
-    """Tumour disc (1600 cells, default antigen) with 40 naive CAR-T scattered around it."""
+    """Tumour disc (1600 cells, default antigen) with 40 naive CAR-T scattered around it.
+
+    The division potential is held at 10 so that the comparison is of the
+    costimulation domains alone."""
     sim = make_sim({"lattice": {"shape": [64, 64], "vessel_fraction": 0.0},
-                    "product": {"preset": preset},
+                    "product": {"preset": preset, "max_divisions": 10},
                     "tumour": {"initial_cells": 1600, "growth_rate_per_day": 0.1,
                                "death_rate_per_day": 0.0}}, seed=seed, clear=False)
     c = sim.state.cells
