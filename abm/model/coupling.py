@@ -11,7 +11,8 @@ of numerators and denominators pooled over all patches::
 
     kill hazard per tumour cell   kappa = <kills> / <alive tumour cells * dt>
     tumour net growth             g_T   = <d alive + kills> / <alive * dt>
-    CAR-T net proliferation       r_C   = <d N_C - entered + egressed> / <N_C * dt>
+    CAR-T net proliferation       r_C   = <N_C ln((N_C' + 1/2) / (N_C + 1/2))> / <N_C * dt>
+                                          (N_C' = N_C after the step, less entries, plus egress)
     CAR-T egress                  eps   = <egressed> / <N_C * dt>
     exhausted share               x     = <exhausted> / <N_C>
     potential of egressing cells  m_e   = <divisions left of egressed> / <egressed>
@@ -85,6 +86,19 @@ def patch_counts(cells) -> tuple[int, int, int]:
     return tum, int(np.count_nonzero(cart_mask)), int(np.count_nonzero(cart_mask & (ph == CART_EXHAUSTED)))
 
 
+def log_growth(before: float, after: float) -> float:
+    """``ln((after + 1/2) / (before + 1/2))``: the log growth of a count over one step.
+
+    A patient pool that follows the patches' per-capita rate grows by
+    ``exp(rate dt)``; with the linear rate ``(after - before) / before`` it
+    would gain ``exp(x) > 1 + x`` per step, a bias of order ``1 / (2 N^2)`` per
+    event that adds up while the patches hold only a few cells. The log
+    growth telescopes (the product of the steps' factors is the patches'
+    own growth); the half cell keeps a step to zero finite.
+    """
+    return math.log((after + 0.5) / (before + 0.5))
+
+
 class PatchRates:
     """Moving averages of the patch counts and the rates derived from them (see module docstring).
 
@@ -122,7 +136,7 @@ class PatchRates:
             "kills": kills,
             "tumour_time": s["patch_prev_tumour"] * dt,
             "tumour_net": tum - s["patch_prev_tumour"] + kills,
-            "cart_net": cart - s["patch_prev_cart"] - entered + egressed,
+            "cart_net": s["patch_prev_cart"] * log_growth(s["patch_prev_cart"], cart - entered + egressed),
             "cart_time": s["patch_prev_cart"] * dt,
             "egress": egressed,
             "exhausted": float(exh),

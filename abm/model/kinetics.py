@@ -123,10 +123,10 @@ STEP_SLOTS = ("tumour_lysed_patient_step",)
 class KineticsParams(Section):
     """CAR-T cellular kinetics outside the patches and normal B cells."""
 
-    blood_to_lymphoid_per_day: float = param(10.0, unit="1/day", ge=0, le=1000,
+    blood_to_lymphoid_per_day: float = param(5.0, unit="1/day", ge=0, le=1000,
                                              doc="CAR-T homing from blood to lymphoid organs and marrow "
                                                  "(lymphocytes leave blood within hours)")
-    lymphoid_to_blood_per_day: float = param(0.2, unit="1/day", ge=0, le=100,
+    lymphoid_to_blood_per_day: float = param(0.1, unit="1/day", ge=0, le=100,
                                              doc="CAR-T return from lymphoid organs and marrow to blood "
                                                  "(with the rates above and below ~2 % of the cells "
                                                  "outside the tumour are in blood, as for lymphocytes)")
