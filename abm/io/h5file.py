@@ -8,17 +8,65 @@ version) into one :class:`~abm.errors.FileFormatError` line.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 
-from abm.errors import FileFormatError
+from abm.errors import AbmError, FileFormatError
 from abm.io.h5repair import clear_status_flags, is_unclosed_error, open_readonly
 from abm.io.schema import SCHEMA_VERSION
 
 #: Suffix of a file still being written (renamed away when the run completes).
 PART_SUFFIX = ".part"
+
+
+class StorageError(AbmError):
+    """A file could not be written: disk full, quota exceeded, an I/O error, ..."""
+
+
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError) and exc.errno:
+        return int(exc.errno)
+    m = _ERRNO_IN_TEXT.search(str(exc))   # HDF5 reports the system errno in its text
+    return int(m.group(1)) if m else None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n}"
+
+
+def free_space(path) -> str:
+    """Free space on the file system holding ``path`` (e.g. ``"1.2 MB free"``)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return f"{_size(shutil.disk_usage(p).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+def storage_error(exc: BaseException, path) -> StorageError:
+    """A one-line :class:`StorageError` for an I/O failure while writing ``path``."""
+    code = _errno_of(exc)
+    if code:
+        reason = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+    else:
+        text = str(exc).strip().splitlines()
+        reason = text[0][:200] if text else type(exc).__name__
+    return StorageError(f"{path}: write failed: {reason}; {free_space(path)} on its file system")
 
 
 def part_path(path: Path) -> Path:
