@@ -113,12 +113,17 @@ def cmd_batch(args) -> int:
         terminated.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:   # not the main thread (called from Python)
+        previous = None
     try:
         res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
                         only=args.only, progress=progress_mode(args.quiet, args.log_file),
                         verbose=not args.quiet)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if executor is not None:
             try:
                 executor.close()

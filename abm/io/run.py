@@ -75,11 +75,25 @@ def _on_signal(signum, frame):
     request_stop(signum)
 
 
-def install_stop_handlers(signals=(signal.SIGINT, signal.SIGTERM)) -> None:
-    """Let SIGINT and SIGTERM stop a run cleanly at the next step (main thread only)."""
+def install_stop_handlers(signals=(signal.SIGINT, signal.SIGTERM)) -> dict:
+    """Let SIGINT and SIGTERM stop a run cleanly at the next step (main thread only).
+
+    Returns the previous handlers, for :func:`restore_handlers`.
+    """
     clear_stop()
+    previous = {}
     for sig in signals:
-        signal.signal(sig, _on_signal)
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:   # not the main thread: signals keep their handlers
+            break
+    return previous
+
+
+def restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    clear_stop()
 
 
 def stop_if_requested(sim) -> None:
