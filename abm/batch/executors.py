@@ -163,6 +163,10 @@ class LocalPool:
                     result = None
                 if result is not None:
                     w.future = None
+                    if isinstance(result, dict) and result.pop("retire", False):
+                        w.proc.join(10.0)   # it exits: _fill replaces it
+                        self._procs.remove(w)
+                        w.conn.close()
                     fut.set_result(result)
                 elif not w.proc.is_alive():
                     w.proc.join()

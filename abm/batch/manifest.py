@@ -30,6 +30,7 @@ config_hash     hash of the run's config tables (changes if the batch file does)
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -181,24 +182,45 @@ class Manifest:
         return buf.getvalue()
 
     def save(self) -> Path:
-        """Write atomically: ``.manifest.csv.tmp`` + fsync + rename."""
+        """Write atomically: ``.manifest.csv.tmp`` + fsync + rename.
+
+        On a full disk (no room for the copy) the manifest is rewritten in
+        place instead, in the blocks it already has, so that it never keeps
+        saying ``running`` for runs that ended.
+        """
         t0 = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".{MANIFEST}.tmp"
+        text = self.text()
         try:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(self.text())
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
+        except OSError as exc:
             tmp.unlink(missing_ok=True)   # a full disk keeps no half-written copy
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._save_in_place(text):
+                raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
             raise
         now = time.monotonic()
         self._save_cost = now - t0
         self._saved_at = now
         self._dirty = False
         return self.path
+
+    def _save_in_place(self, text: str) -> bool:
+        try:
+            with open(self.path, "r+", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            return False
 
     def maybe_save(self, min_interval_s: float = 0.5) -> None:
         """Save if something changed and the last save is older than ``min_interval_s``

@@ -32,7 +32,6 @@ import datetime as dt
 import json
 import logging
 import re
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -330,6 +329,7 @@ def _run_locked(batch, folder, *, out, executor, resume, only, progress, verbose
             prog.update(1, postfix=f"done {state['done']}, failed {state['failed']}")
 
     queue = deque(todo)
+    failing = False
     try:
         while queue or inflight:
             if state["stop"]:
@@ -368,6 +368,7 @@ def _run_locked(batch, folder, *, out, executor, resume, only, progress, verbose
                             error="interrupted; 'abm batch CONFIG --resume' continues it")
         own = False  # closed by _stop
     except BaseException as exc:   # e.g. the manifest cannot be written (disk full)
+        failing = True
         for spec in inflight.values():
             manifest.update(spec.index, status="pending",
                             error=f"the batch stopped ({one_line(f'{type(exc).__name__}: {exc}')})")
@@ -381,7 +382,7 @@ def _run_locked(batch, folder, *, out, executor, resume, only, progress, verbose
         try:
             manifest.save()
         except OSError:
-            if sys.exc_info()[0] is None:
+            if not failing:
                 raise   # else the error in flight says more
     _tally(result, manifest)
     return result

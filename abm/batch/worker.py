@@ -183,7 +183,15 @@ def serve(conn, threads: int | None = None) -> None:
         if msg is None:
             return
         kind, arg = msg
-        conn.send(execute(arg) if kind == "execute" else ping())
+        result = execute(arg) if kind == "execute" else ping()
+        # after a failed write HDF5 may hold the file it could not flush in a broken
+        # state: this process retires and the pool starts a fresh one
+        retire = kind == "execute" and "StorageError" in str(result.get("error", ""))
+        if retire:
+            result["retire"] = True
+        conn.send(result)
+        if retire:
+            os._exit(0)
 
 
 def ping(_=None) -> int:

@@ -313,19 +313,24 @@ def _fsync_dir(folder: Path) -> None:
 def _copy_digest(src: Path, dst: Path, head: bytes | None = None) -> str:
     """Copy ``src`` to ``dst`` (its first bytes replaced by ``head``), fsync; the sha256."""
     h = hashlib.sha256()
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        first = True
-        while True:
-            block = fi.read(_BLOCK)
-            if not block:
-                break
-            if first and head is not None:
-                block = head + block[len(head):]
-            first = False
-            h.update(block)
-            fo.write(block)
-        fo.flush()
-        os.fsync(fo.fileno())
+    try:
+        with open(src, "rb") as fi, open(dst, "wb") as fo:
+            first = True
+            while True:
+                block = fi.read(_BLOCK)
+                if not block:
+                    break
+                if first and head is not None:
+                    block = head + block[len(head):]
+                first = False
+                h.update(block)
+                fo.write(block)
+            fo.flush()
+            os.fsync(fo.fileno())
+    except OSError as exc:
+        if exc.filename is None:   # a failed write: name the file being written
+            raise OSError(exc.errno, exc.strerror, str(dst)) from None
+        raise
     return h.hexdigest()
 
 
@@ -392,8 +397,13 @@ def latest_checkpoint_file(path, log=None) -> tuple[int, Path] | None:
 
 def restore_part_from(ckpt: Path, part: Path) -> None:
     """Replace ``part`` by a copy of the checkpoint file ``ckpt`` (temporary name, fsync,
-    atomic rename): whatever the ``.part`` held after the checkpoint is dropped."""
+    atomic rename): whatever the ``.part`` held after the checkpoint is dropped.
+
+    The old ``.part`` is removed first (it is not trusted, and on a nearly full
+    disk its space is needed); a kill meanwhile leaves the checkpoint file.
+    """
     tmp = part.with_name(part.name + ".tmp")
+    part.unlink(missing_ok=True)
     try:
         _copy_digest(ckpt, tmp)
         os.replace(tmp, part)

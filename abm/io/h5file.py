@@ -58,8 +58,41 @@ def free_space(path) -> str:
         return "free space unknown"
 
 
+#: errno values of a storage that cannot take more data (as opposed to a bad path).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a failure of the storage itself: full, over quota, read-only, I/O error."""
+    return _errno_of(exc) in DISK_ERRNOS
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """An OSError, or an HDF5 error (h5py raises some as RuntimeError) naming a system errno."""
+    return isinstance(exc, OSError) or _errno_of(exc) is not None
+
+
+def quiet_failed_deallocs() -> None:
+    """After a failed write HDF5 reports the same error again from every object h5py frees
+    ("Can't decrement id ref count", printed as ignored exceptions): drop those."""
+    import sys
+    previous = sys.unraisablehook
+    if getattr(previous, "_abm_quiet", False):
+        return
+
+    def hook(unraisable):
+        text = str(unraisable.exc_value)
+        if "decrement id ref count" in text or "_dealloc" in repr(unraisable.object):
+            return
+        previous(unraisable)
+
+    hook._abm_quiet = True
+    sys.unraisablehook = hook
+
+
 def storage_error(exc: BaseException, path) -> StorageError:
     """A one-line :class:`StorageError` for an I/O failure while writing ``path``."""
+    quiet_failed_deallocs()
     code = _errno_of(exc)
     if code:
         reason = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"

@@ -28,7 +28,8 @@ from abm.build import build_simulation
 from abm.config import Config
 from abm.errors import ConfigError, FileFormatError
 from abm.io import checkpoint as ck
-from abm.io.h5file import PART_SUFFIX, part_path, storage_error
+from abm.io.h5file import (PART_SUFFIX, is_storage_failure, part_path, quiet_failed_deallocs,
+                           storage_error)
 from abm.io.writer import DamagedRunError, RunWriter
 from abm.kernels.jit import compile_stats
 from abm.logs import Say
@@ -165,9 +166,11 @@ def _checkpoint_and_close(writer: RunWriter, sim) -> None:
     try:
         if ck.checkpoint_name(sim.state.step) not in writer.h5["checkpoint"]:
             writer.checkpoint(sim, interrupt=True)
-    except OSError as exc:
+    except Exception as exc:
         writer.close(quiet=True)
-        raise storage_error(exc, writer.tmp) from None
+        if is_storage_failure(exc):
+            raise storage_error(exc, writer.tmp) from None
+        raise
     writer.close()
 
 
@@ -229,6 +232,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     """
     say = Say(_log, log)
     t_start = time.perf_counter()
+    quiet_failed_deallocs()
     try:
         writer, sim, final, resumed_from = _open(
             config, out_dir=out_dir, path=path, seed=seed, resume=resume, from_step=from_step,
@@ -257,11 +261,10 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     except RunInterrupted:
         _checkpoint_and_close(writer, sim)
         raise
-    except OSError as exc:
+    except BaseException as exc:
         writer.close(quiet=True)
-        raise storage_error(exc, writer.tmp) from None
-    except BaseException:
-        writer.close(quiet=True)
+        if isinstance(exc, Exception) and is_storage_failure(exc):
+            raise storage_error(exc, writer.tmp) from None
         raise
     stats = compile_stats()
     timings = {
@@ -277,9 +280,11 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     t0 = time.perf_counter()
     try:
         out = writer.finish({**timings, "wall_total_s": t_total_before_finish})
-    except OSError as exc:
+    except Exception as exc:
         writer.close(quiet=True)
-        raise storage_error(exc, writer.path) from None
+        if is_storage_failure(exc):
+            raise storage_error(exc, writer.path) from None
+        raise
     timings["wall_write_s"] += time.perf_counter() - t0
     timings["wall_total_s"] = time.perf_counter() - t_start
     return RunResult(out, sim, timings, resumed_from)

@@ -41,7 +41,7 @@ import numpy as np
 from abm.cells import COLUMNS, DEAD
 from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
-from abm.io.h5file import open_output, open_run_file, part_path
+from abm.io.h5file import is_disk_full, open_output, open_run_file, part_path, storage_error
 from abm.io.provenance import provenance_attrs, utc_now
 from abm.io.schema import (GRADE_FILL, SCHEMA_VERSION, TIME_ATTRS, TIME_UNITS, cell_flag_attrs,
                            cf_units, compact_copy, create_coordinate, create_dimension,
@@ -151,6 +151,8 @@ class RunWriter:
             # chunk indexes, ~5x less metadata per variable than the 1.8 format
             self.h5 = h5py.File(self.tmp, "w", libver=("v110", "v110"))
         except OSError as exc:
+            if is_disk_full(exc):
+                raise storage_error(exc, self.tmp) from None
             raise FileFormatError(f"{self.tmp}: cannot be created ({exc})") from None
         sim, h5 = self.sim, self.h5
         for k, v in provenance_attrs(sim.config, sim.seed).items():
