@@ -243,4 +243,5 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Manifest", "ManifestError", "MANIFEST", "COLUMNS", "STATUSES", "one_line", "write_atomic"]
+__all__ = ["Manifest", "ManifestError", "MANIFEST", "COLUMNS", "STATUSES", "one_line",
+           "write_atomic"]

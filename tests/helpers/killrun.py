@@ -78,7 +78,7 @@ def run_killed(spec: dict) -> dict:
                 t0 = time.monotonic()
                 while not _started(out) and time.monotonic() - t0 < 30:
                     time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, max_delay))
+            time.sleep(rng.uniform(float(spec.get("min_delay_s", 0.0)), max_delay))
             try:
                 os.kill(pid, getattr(signal, f"SIG{sig}"))
                 report["signals"].append(sig)
@@ -86,7 +86,7 @@ def run_killed(spec: dict) -> dict:
                 pass
         code = proc.wait() if spec.get("subprocess") else _status(pid)
         report["attempts"].append(code)
-        # SIGTERM: a clean stop (143); before the handlers exist (interpreter start-up) a plain death
+        # SIGTERM: a clean stop (143); before the handlers exist (start-up) a plain death
         if code not in (0, -signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM):
             report["errors"].append(err.read_text()[-3000:])
             break
