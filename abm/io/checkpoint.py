@@ -229,8 +229,14 @@ def list_checkpoints(h5: h5py.File) -> list[int]:
     if "checkpoint" not in h5:
         return []
     steps = []
-    for name, g in h5["checkpoint"].items():
-        if name.startswith(PREFIX) and int(g.attrs.get("complete", 0)) == 1:
+    for name in h5["checkpoint"]:
+        if not name.startswith(PREFIX):
+            continue
+        try:
+            complete = int(h5["checkpoint"][name].attrs.get("complete", 0)) == 1
+        except (KeyError, OSError, RuntimeError):   # damaged by a kill while written
+            complete = False
+        if complete:
             steps.append(int(name[len(PREFIX):]))
     return sorted(steps)
 

@@ -575,10 +575,14 @@ class RunWriter:
                              flush_every_s=flush_every_s)
                 writer.h5 = h5
                 writer._truncate_to(g)
-            except (RuntimeError, KeyError, ValueError, OSError) as exc:
-                # HDF5 errors of a file damaged by a kill in the middle of a write
+            except (RuntimeError, KeyError, ValueError, OSError, ck.CheckpointError) as exc:
+                # HDF5 errors of a file damaged by a kill in the middle of a write, or a
+                # .part killed before its first checkpoint
+                if isinstance(exc, ck.CheckpointError) and (found is not None
+                                                            or from_step is not None):
+                    raise
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise DamagedRunError(f"{tmp}: damaged by the interruption and no checkpoint "
+                raise DamagedRunError(f"{tmp}: cannot be resumed and there is no checkpoint "
                                       f"file to rebuild it from ({first[:160]})") from None
         except BaseException:
             if h5 is not None:

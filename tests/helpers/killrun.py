@@ -6,7 +6,8 @@ test process never forks after Numba has started threads. The script imports
 ``abm.cli.main(["run", CONFIG, ...])`` (what ``python -m abm run`` does,
 without the interpreter start-up, so that a kill lands in the run itself),
 sends the child SIGKILL or SIGTERM after a random delay and resumes with
-``--resume`` until an attempt exits on its own. With ``"subprocess": true``
+``--resume`` until an attempt exits on its own. A run that finishes before
+every kill was sent is moved to ``<out>/rounds/`` and started again. With ``"subprocess": true``
 every attempt is a real ``python -m abm run`` process instead.
 
 Prints one JSON line: per run, the signals sent, each attempt's exit status
@@ -50,6 +51,24 @@ def _status(pid: int) -> int:
     return -os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
 
 
+def _status_if_ended(pid: int) -> int | None:
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done != pid:
+        return None
+    return -os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+
+
+def _part_state(out: Path):
+    """Inode and modification time of the .part (None if none): a resume replaces it."""
+    for p in out.rglob("*.part"):
+        try:
+            st = p.stat()
+            return st.st_ino, st.st_mtime_ns
+        except OSError:
+            return None
+    return None
+
+
 def _started(out: Path) -> bool:
     return any(out.rglob("*.part"))
 
@@ -66,6 +85,7 @@ def run_killed(spec: dict) -> dict:
     while True:
         argv = base if first else base + ["--resume"]
         sig = kills.pop(0) if kills else None
+        before = _part_state(out)
         if spec.get("subprocess"):
             with open(err, "w") as fh:
                 proc = subprocess.Popen([sys.executable, "-m", "abm"] + argv, stdout=fh,
@@ -74,22 +94,39 @@ def run_killed(spec: dict) -> dict:
         else:
             pid = _child(argv, err)
         if sig is not None:
-            if sig == "TERM":   # after the handlers are installed: the run has a .part
+            if sig == "TERM":   # after the handlers are installed: this attempt writes
                 t0 = time.monotonic()
-                while not _started(out) and time.monotonic() - t0 < 30:
+                while _part_state(out) == before and time.monotonic() - t0 < 30:
                     time.sleep(0.005)
-            time.sleep(rng.uniform(float(spec.get("min_delay_s", 0.0)), max_delay))
-            try:
+            # SIGTERM soon after start-up, so that it lands in the run rather than after it
+            top = max_delay if sig == "KILL" else min(max_delay, 0.4)
+            time.sleep(rng.uniform(float(spec.get("min_delay_s", 0.0)), top))
+            code = proc.poll() if spec.get("subprocess") else _status_if_ended(pid)
+            if code is not None:   # finished before the signal: nothing was sent
+                kills.insert(0, sig)
+                report["attempts"].append(code)
+                if code != 0:
+                    report["errors"].append(err.read_text()[-3000:])
+                    break
+                pid = None
+            else:
                 os.kill(pid, getattr(signal, f"SIG{sig}"))
                 report["signals"].append(sig)
-            except ProcessLookupError:
-                pass
-        code = proc.wait() if spec.get("subprocess") else _status(pid)
-        report["attempts"].append(code)
+        if pid is None:
+            code = 0
+        else:
+            code = proc.wait() if spec.get("subprocess") else _status(pid)
+            report["attempts"].append(code)
         # SIGTERM: a clean stop (143); before the handlers exist (start-up) a plain death
         if code not in (0, -signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM):
             report["errors"].append(err.read_text()[-3000:])
             break
+        if code == 0 and kills:   # finished before every kill was sent: keep it, go again
+            for final in (out / spec["name"]).glob("*.h5"):
+                (out / "rounds").mkdir(exist_ok=True)
+                final.rename(out / "rounds" / f"round{len(report['attempts'])}.h5")
+            first = True
+            continue
         if code == 0:
             break
         # killed before the .part existed: nothing to resume, start it again

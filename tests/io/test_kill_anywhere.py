@@ -62,7 +62,7 @@ def _drive(tmp_path: Path, specs: list[dict]) -> list[dict]:
 def _check(tmp_path: Path, reports: list[dict], outs: list[Path]) -> dict:
     compare_h5 = _compare_h5()
     reference = tmp_path / "ref" / "kill" / "kill_seed7.h5"
-    counts = {"SIGKILL": 0, "SIGTERM": 0, "exit_143": 0, "resumes": 0}
+    counts = {"SIGKILL": 0, "SIGTERM": 0, "exit_143": 0, "resumes": 0, "files": 0}
     for report, out in zip(reports, outs):
         assert not report["errors"], report["errors"][0]
         assert report["attempts"][-1] == 0, report
@@ -71,8 +71,10 @@ def _check(tmp_path: Path, reports: list[dict], outs: list[Path]) -> dict:
         counts["exit_143"] += report["attempts"].count(143)
         counts["resumes"] += len(report["attempts"]) - 1
         final = out / "kill" / "kill_seed7.h5"
-        _, diffs = compare_h5(reference, final)
-        assert [d for d in diffs if d.split(":")[0] not in RESUME_ATTRS] == [], diffs[:5]
+        for path in [final, *sorted((out / "rounds").glob("*.h5"))]:
+            _, diffs = compare_h5(reference, path)
+            assert [d for d in diffs if d.split(":")[0] not in RESUME_ATTRS] == [], diffs[:5]
+            counts["files"] += 1
         left = sorted(p.name for p in (out / "kill").iterdir() if p != final)
         assert left == [], left   # no .part, no checkpoint file left behind
     print(f"kill anywhere: {counts}")
@@ -84,12 +86,14 @@ def _plan(tmp_path: Path, n_runs: int, kills: list[str], max_delay_s: float, end
     cfg = tmp_path / "kill.toml"
     cfg.write_text(CONFIG.format(end_day=end_day))
     specs = [{"seed": 0, "out": str(tmp_path / "ref"), "config": str(cfg), "kills": [],
+              "name": "kill",
               "max_delay_s": 0, **extra}]
     outs = []
     for i in range(n_runs):
         out = tmp_path / f"k{i}"
         outs.append(out)
         specs.append({"seed": 100 + i, "out": str(out), "config": str(cfg), "kills": kills,
+                      "name": "kill",
                       "max_delay_s": max_delay_s, **extra})
     return specs, outs
 
@@ -98,12 +102,13 @@ def test_sigkill_and_sigterm_anywhere_then_resume_is_identical(tmp_path):
     # 3 runs x (12 SIGKILL + 2 SIGTERM): kills anywhere in start-up, steps, snapshot,
     # checkpoint and checkpoint-file writes, the final compaction and renames
     kills = ["KILL"] * 6 + ["TERM"] + ["KILL"] * 6 + ["TERM"]
-    specs, outs = _plan(tmp_path, 3, kills, max_delay_s=1.2)
+    specs, outs = _plan(tmp_path, 3, kills, max_delay_s=0.9)
     reports = _drive(tmp_path, specs)
     assert reports[0]["attempts"] == [0]
     counts = _check(tmp_path, reports[1:], outs)
     assert counts["SIGKILL"] >= 30 and counts["SIGTERM"] >= 5, counts
-    assert counts["exit_143"] >= 3, counts   # most SIGTERMs land in the run: a clean stop
+    assert counts["exit_143"] >= 5, counts   # a SIGTERM in the run: checkpoint, exit 143
+    assert counts["files"] >= 3
 
 
 @pytest.mark.slow
