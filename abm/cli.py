@@ -43,9 +43,11 @@ def _cmd_show_config(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    """Exit codes: 0 done; 2 bad input or a failed write (one line); 130 / 143 stopped by
+    SIGINT / SIGTERM after writing a checkpoint (``--resume`` continues)."""
     from abm.config import load_config
     from abm.config.paths import check_output_dir
-    from abm.io.run import run_to_file
+    from abm.io.run import RunInterrupted, install_stop_handlers, restore_handlers, run_to_file
     from abm.kernels.jit import set_threads
 
     overrides: dict = {}
@@ -64,9 +66,18 @@ def _cmd_run(args) -> int:
         seed = "drawn" if r.seed is None else r.seed
         _log.info(f"running {args.config} (seed {seed}, {r.n_steps} steps of "
                   f"{r.dt_min:g} min, day {r.start_day:g} to {r.end_day:g})")
-    res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
-                      keep_checkpoints=args.keep_checkpoints, 
-                      progress=progress_mode(args.quiet, args.log_file))
+    previous = install_stop_handlers()   # SIGINT, SIGTERM: checkpoint at the next step, stop
+    try:
+        res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
+                          keep_checkpoints=args.keep_checkpoints,
+                          progress=progress_mode(args.quiet, args.log_file))
+    except RunInterrupted as stop:
+        _log.error(f"stopped by {stop.signal_name} at step {stop.step} (day {stop.day:g}); "
+                   f"checkpoint written; continue with: abm run {args.config} --resume"
+                   + (f" --out {args.out}" if args.out else ""))
+        return 128 + stop.signum
+    finally:
+        restore_handlers(previous)
     t = res.timings
     counts = res.sim.state.counts()
     result(_log, f"done in {t['wall_total_s']:.1f} s (compile {t['wall_compile_s']:.1f} s, "

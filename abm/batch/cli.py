@@ -2,14 +2,16 @@
 
 Registered in :func:`abm.cli.build_parser` by :func:`add_parser`. Exit codes:
 0 all selected runs done, 1 some failed (recorded in the manifest), 2 bad
-input (one line, no traceback), 130 interrupted (Ctrl-C; resume with
-``--resume``).
+input, a folder another batch holds or a manifest that cannot be written (one
+line, no traceback), 130 interrupted (Ctrl-C; resume with ``--resume``), 143
+stopped by SIGTERM (as Ctrl-C).
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
+import signal
 import sys
 
 from abm.errors import AbmError
@@ -107,11 +109,23 @@ def cmd_batch(args) -> int:
         executor = make_executor(workers=args.workers, scheduler=args.scheduler,
                                  dask_local=args.dask_local, threads=args.threads)
         _log.info(f"executing on {executor.describe()}")
+    terminated = []
+
+    def on_sigterm(signum, frame):   # a cluster stopping the job: as Ctrl-C
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:   # not the main thread (called from Python)
+        previous = None
     try:
         res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
                         only=args.only, progress=progress_mode(args.quiet, args.log_file),
                         verbose=not args.quiet)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if executor is not None:
             try:
                 executor.close()
@@ -142,7 +156,7 @@ def cmd_batch(args) -> int:
         result(_log, f"{'interrupted; ' if res.interrupted else ''}continue with: {cmd}")
     result(_log, f"analyse with: abm analyze {folder}")
     if res.interrupted:
-        return 130
+        return 143 if terminated else 130
     return 1 if res.failures else 0
 
 

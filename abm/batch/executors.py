@@ -10,11 +10,12 @@ share a small interface used by :func:`abm.batch.runner.run_batch`:
 * ``interrupt()``: ask running tasks to stop cleanly (Ctrl-C);
 * ``close(kill=False)``; both are context managers.
 
-Local pool: ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn``
-start method (no inherited threads or open HDF5 handles), ``workers`` processes
-(default: all cores), each running one run at a time with ``threads`` Numba
-threads (default: the run config's ``run.threads``, 1 unless set). Exactly ``workers`` tasks are
-in flight, so a run marked ``running`` in the manifest is really running.
+Local pool: ``workers`` processes started with the ``spawn`` method (no
+inherited threads or open HDF5 handles; default: all cores), each with its own
+pipe, each running one run at a time with ``threads`` Numba threads (default:
+the run config's ``run.threads``, 1 unless set). Exactly ``workers`` tasks are
+in flight, so a run marked ``running`` in the manifest is really running. A
+worker that dies fails only its own run, and a fresh one takes its place.
 
 Dask: ``DaskExecutor(address="tcp://host:8786")`` connects to a running
 scheduler (a SLURM cluster from dask-jobqueue, Kubernetes, ``dask scheduler`` +
@@ -37,8 +38,55 @@ import uuid
 _log = logging.getLogger(__name__)
 
 
+class WorkerDied(RuntimeError):
+    """The worker process running a task died (killed, out of memory, crashed)."""
+
+
+class _Worker:
+    """One worker process and the pipe its tasks and results go through."""
+
+    def __init__(self, ctx, threads):
+        from abm.batch.worker import serve
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve, args=(child, threads), daemon=True,
+                                name="abm-batch-worker")
+        self.proc.start()
+        child.close()
+        self.future: cf.Future | None = None
+
+    def send(self, msg) -> None:
+        self.conn.send(msg)
+
+    def death(self) -> str:
+        code = self.proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return f"the worker process {self.proc.pid} died ({how})"
+
+    def stop(self, kill: bool) -> None:
+        if kill and self.proc.is_alive():
+            self.proc.kill()
+        elif self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.proc.join(None if not kill else 5.0)
+        self.conn.close()
+
+
 class LocalPool:
-    """A local process pool.
+    """A local pool of worker processes, each with its own pipe.
+
+    A worker that dies (SIGKILL, out of memory) fails only the run it was
+    running (its future raises :class:`WorkerDied`) and is replaced; the other
+    workers and their runs go on. (``concurrent.futures.ProcessPoolExecutor``
+    instead breaks as a whole and fails every run in flight.)
 
     Args:
         workers: processes (default: ``os.cpu_count()``).
@@ -50,24 +98,21 @@ class LocalPool:
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
                  context: str = "spawn"):
-        from abm.batch.worker import init_local_worker
         cores = os.cpu_count() or 1
         self.workers = max(1, int(workers or cores))
         self.threads = int(threads) if threads else None
-        self._context = context
-        self._init = init_local_worker
-        self._pool = self._new_pool()
+        self._ctx = mp.get_context(context)
+        self._procs: list[_Worker] = []   # started on first use
 
-    def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.workers,
-                                      mp_context=mp.get_context(self._context),
-                                      initializer=self._init, initargs=(self.threads,))
+    def _fill(self) -> None:
+        self._procs = [w for w in self._procs if w.proc.is_alive() or w.future is not None]
+        while len(self._procs) < self.workers:
+            self._procs.append(_Worker(self._ctx, self.threads))
 
     def restart(self) -> None:
-        """Replace a broken pool (a worker process died) by a fresh one."""
+        """Replace every worker by a fresh one (after Ctrl-C reached them)."""
         _log.debug("restarting the %s", self.describe())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
+        self.close(kill=True)
 
     @property
     def capacity(self) -> int:
@@ -80,23 +125,67 @@ class LocalPool:
 
     def warm_up(self) -> None:
         """Start every worker process (so that timing excludes process start-up)."""
-        from abm.batch.worker import ping
-        list(self._pool.map(ping, range(self.workers)))
+        self._fill()
+        for w in self._procs:
+            w.send(("ping", None))
+        for w in self._procs:
+            w.conn.recv()
 
     def submit(self, task: dict):
-        from abm.batch.worker import execute
-        return self._pool.submit(execute, task)
+        self._fill()
+        idle = [w for w in self._procs if w.future is None and w.proc.is_alive()]
+        if not idle:
+            raise RuntimeError(f"all {self.workers} workers are busy")
+        w = idle[0]
+        fut: cf.Future = cf.Future()
+        fut.set_running_or_notify_cancel()
+        w.future = fut
+        try:
+            w.send(("execute", task))
+        except OSError as exc:   # died between the check and the send
+            w.future = None
+            fut.set_exception(WorkerDied(f"{w.death()}: {exc}"))
+        return fut
+
+    def _collect(self, timeout: float) -> None:
+        from multiprocessing.connection import wait
+        busy = [w for w in self._procs if w.future is not None]
+        if not busy:
+            return
+        ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
+        for w in busy:
+            if w.conn in ready or w.proc.sentinel in ready:
+                fut, result = w.future, None
+                try:
+                    if w.conn.poll():
+                        result = w.conn.recv()
+                except (EOFError, OSError):
+                    result = None
+                if result is not None:
+                    w.future = None
+                    if isinstance(result, dict) and result.pop("retire", False):
+                        w.proc.join(10.0)   # it exits: _fill replaces it
+                        self._procs.remove(w)
+                        w.conn.close()
+                    fut.set_result(result)
+                elif not w.proc.is_alive():
+                    w.proc.join()
+                    w.future = None
+                    fut.set_exception(WorkerDied(w.death()))
 
     def wait(self, futures, timeout: float):
-        done, _ = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        futures = list(futures)
+        done = {f for f in futures if f.done()}
+        if not done:
+            self._collect(timeout)
+            done = {f for f in futures if f.done()}
         return done
 
     def result(self, future) -> dict:
         return future.result()
 
     def pids(self) -> list[int]:
-        procs = getattr(self._pool, "_processes", None) or {}
-        return [p for p in procs]
+        return [w.proc.pid for w in self._procs if w.proc.is_alive()]
 
     def interrupt(self) -> None:
         for pid in self.pids():
@@ -107,13 +196,11 @@ class LocalPool:
 
     def close(self, kill: bool = False) -> None:
         _log.debug("closing the %s%s", self.describe(), " (killing its workers)" if kill else "")
-        if kill:
-            for pid in self.pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        self._pool.shutdown(wait=not kill, cancel_futures=True)
+        procs, self._procs = self._procs, []
+        for w in procs:
+            if w.future is not None and not w.future.done():
+                w.future.cancel() or w.future.set_exception(WorkerDied("the pool was closed"))
+            w.stop(kill)
 
     def __enter__(self):
         return self
@@ -284,4 +371,4 @@ def make_executor(workers: int | None = None, scheduler: str | None = None,
     return LocalPool(workers=workers, threads=threads)
 
 
-__all__ = ["LocalPool", "InProcess", "DaskExecutor", "make_executor"]
+__all__ = ["LocalPool", "WorkerDied", "InProcess", "DaskExecutor", "make_executor"]

@@ -30,11 +30,14 @@ config_hash     hash of the run's config tables (changes if the batch file does)
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import time
 from pathlib import Path
+
+from abm.errors import AbmError
 
 MANIFEST = "manifest.csv"
 STATUSES = ("pending", "running", "done", "failed")
@@ -42,6 +45,11 @@ COLUMNS = ("run_id", "index", "sweep_point", "member", "replicate", "seed", "sta
            "attempts", "error", "duration_s", "cpu_s", "file", "started", "finished", "worker",
            "config_hash")
 _INT = ("index", "sweep_point", "member", "replicate", "seed", "attempts")
+_REQUIRED = ("run_id", "index", "seed", "status", "config_hash")
+
+
+class ManifestError(AbmError):
+    """A batch manifest cannot be read (not CSV, columns missing, bad values)."""
 
 
 def _cell(v) -> str:
@@ -98,20 +106,57 @@ class Manifest:
 
     @classmethod
     def load(cls, folder) -> "Manifest":
-        """Read ``folder/manifest.csv`` (integers typed, the rest as text)."""
+        """Read ``folder/manifest.csv`` (integers typed, the rest as text).
+
+        Raises:
+            ManifestError: one line naming the file and what is wrong with it.
+        """
         m = cls(folder)
-        with open(m.path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            m.params = [c for c in (reader.fieldnames or []) if c not in COLUMNS]
+
+        def bad(what: str) -> ManifestError:
+            return ManifestError(f"{m.path}: {what}; restore it, or delete it and resume "
+                                 "(finished run files are adopted)")
+
+        try:
+            with open(m.path, newline="", encoding="utf-8") as fh:
+                text = fh.read()
+        except UnicodeDecodeError as exc:
+            raise bad(f"not a text CSV file (undecodable byte at offset {exc.start})") from None
+        except OSError as exc:
+            raise ManifestError(f"{m.path}: cannot be read ({exc.strerror or exc})") from None
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            names = reader.fieldnames or []
+            missing = [c for c in _REQUIRED if c not in names]
+            if missing:
+                raise bad(f"no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
+                          "(not a manifest written by abm batch, or damaged)")
+            m.params = [c for c in names if c not in COLUMNS]
             for raw in reader:
+                line = reader.line_num
                 row = dict(raw)
                 for k in _INT:
-                    if row.get(k, "") != "":
-                        row[k] = int(row[k])
+                    if row.get(k) not in (None, ""):
+                        try:
+                            row[k] = int(row[k])
+                        except (TypeError, ValueError):
+                            raise bad(f"line {line}: {k} {row[k]!r} is not an integer") from None
                 for k in ("duration_s", "cpu_s"):
                     if row.get(k):
-                        row[k] = float(row[k])
+                        try:
+                            row[k] = float(row[k])
+                        except (TypeError, ValueError):
+                            raise bad(f"line {line}: {k} {row[k]!r} is not a number") from None
+                if row.get("index") in (None, ""):
+                    raise bad(f"line {line}: no run index")
+                if row.get("status") not in STATUSES:
+                    raise bad(f"line {line}: status {row.get('status')!r} is not one of "
+                              f"{', '.join(STATUSES)}")
+                if row["index"] in m.rows:
+                    raise bad(f"line {line}: run index {row['index']} appears twice")
                 m.rows[row["index"]] = row
+        except csv.Error as exc:
+            raise bad(f"not a valid CSV file ({exc})") from None
         return m
 
     def update(self, index: int, **fields) -> None:
@@ -137,20 +182,45 @@ class Manifest:
         return buf.getvalue()
 
     def save(self) -> Path:
-        """Write atomically: ``.manifest.csv.tmp`` + fsync + rename."""
+        """Write atomically: ``.manifest.csv.tmp`` + fsync + rename.
+
+        On a full disk (no room for the copy) the manifest is rewritten in
+        place instead, in the blocks it already has, so that it never keeps
+        saying ``running`` for runs that ended.
+        """
         t0 = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".{MANIFEST}.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(self.text())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        text = self.text()
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)   # a full disk keeps no half-written copy
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._save_in_place(text):
+                raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         now = time.monotonic()
         self._save_cost = now - t0
         self._saved_at = now
         self._dirty = False
         return self.path
+
+    def _save_in_place(self, text: str) -> bool:
+        try:
+            with open(self.path, "r+", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            return False
 
     def maybe_save(self, min_interval_s: float = 0.5) -> None:
         """Save if something changed and the last save is older than ``min_interval_s``
@@ -162,11 +232,16 @@ class Manifest:
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-__all__ = ["Manifest", "MANIFEST", "COLUMNS", "STATUSES", "one_line", "write_atomic"]
+__all__ = ["Manifest", "ManifestError", "MANIFEST", "COLUMNS", "STATUSES", "one_line",
+           "write_atomic"]

@@ -39,9 +39,11 @@ from pathlib import Path
 
 from abm.batch.config import BatchConfig, load_batch
 from abm.batch.expand import RunSpec, expand_batch
+from abm.batch.lock import BatchLock
 from abm.batch.manifest import MANIFEST, Manifest, one_line, write_atomic
 from abm.batch.tomlio import batch_toml
 from abm.errors import AbmError
+from abm.io.h5file import storage_error
 from abm.logs import Say
 
 _log = logging.getLogger(__name__)
@@ -207,9 +209,25 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
 
     Ctrl-C (KeyboardInterrupt) is caught: running runs are stopped cleanly,
     the manifest is saved, and the result has ``interrupted = True``.
+
+    One batch per folder: the folder is locked (:mod:`abm.batch.lock`) while
+    this runs; another batch on it raises a one-line error. A failed write of
+    the manifest (disk full, ...) raises a one-line
+    :class:`~abm.io.h5file.StorageError`.
     """
     say = Say(_log, log)
     folder = batch_folder(batch, out)
+    with BatchLock(folder, log=say.warning):
+        try:
+            return _run_locked(batch, folder, out=out, executor=executor, resume=resume,
+                               only=only, progress=progress, verbose=verbose, say=say,
+                               grace_s=grace_s)
+        except OSError as exc:
+            raise storage_error(exc, exc.filename or folder / MANIFEST) from None
+
+
+def _run_locked(batch, folder, *, out, executor, resume, only, progress, verbose, say,
+                grace_s) -> BatchResult:
     mpath = folder / MANIFEST
     old = Manifest.load(folder) if mpath.exists() else None
     if old is not None and not resume and only is None:
@@ -311,6 +329,7 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
             prog.update(1, postfix=f"done {state['done']}, failed {state['failed']}")
 
     queue = deque(todo)
+    failing = False
     try:
         while queue or inflight:
             if state["stop"]:
@@ -348,13 +367,23 @@ def run_batch(batch: BatchConfig, *, out=None, executor=None, resume: bool = Fal
             manifest.update(spec.index, status="pending",
                             error="interrupted; 'abm batch CONFIG --resume' continues it")
         own = False  # closed by _stop
+    except BaseException as exc:   # e.g. the manifest cannot be written (disk full)
+        failing = True
+        for spec in inflight.values():
+            manifest.update(spec.index, status="pending",
+                            error=f"the batch stopped ({one_line(f'{type(exc).__name__}: {exc}')})")
+        raise
     finally:
         result.wall_s = time.perf_counter() - t0
         if prog is not None:
             prog.close()
         if own:
-            executor.close()
-        manifest.save()
+            executor.close(kill=bool(inflight))
+        try:
+            manifest.save()
+        except OSError:
+            if not failing:
+                raise   # else the error in flight says more
     _tally(result, manifest)
     return result
 

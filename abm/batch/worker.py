@@ -98,6 +98,7 @@ def _run(task: dict, messages: list) -> dict:
     from abm.config import config_from_dict
     from abm.errors import FileFormatError
     from abm.io.run import run_to_file
+    from abm.io.checkpoint import checkpoint_files
     from abm.io.h5file import part_path
     from abm.kernels.jit import set_threads
 
@@ -111,7 +112,7 @@ def _run(task: dict, messages: list) -> dict:
     deadline = time.monotonic() + LOCK_RETRY_S
     while True:
         try:
-            if task.get("resume") and part_path(path).exists():
+            if task.get("resume") and (part_path(path).exists() or checkpoint_files(path)):
                 try:
                     res = run_to_file(cfg, path=path, resume=True, log=log, extra_writers=stop)
                     return {"resumed_from": res.resumed_from}
@@ -138,9 +139,11 @@ def _run(task: dict, messages: list) -> dict:
 
 
 def _stop_if_asked(sim) -> None:
-    """Per-step writer: end the run (cleanly, through run_to_file) once a stop was asked."""
+    """Per-step writer: end the run (with a checkpoint, through run_to_file) once a stop was
+    asked."""
     if _STATE["stop"]:
-        raise KeyboardInterrupt
+        from abm.io.run import RunInterrupted
+        raise RunInterrupted(signal.SIGINT, sim.state.step, sim.state.time_day)
 
 
 def _on_sigint(signum, frame):
@@ -168,6 +171,29 @@ def init_local_worker(threads: int | None = None) -> None:
         set_threads(threads)
 
 
+def serve(conn, threads: int | None = None) -> None:
+    """Main loop of a local pool worker: ``("execute", task)`` / ``("ping", None)`` messages
+    in, results out, until ``None`` or the pipe closes."""
+    init_local_worker(threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if msg is None:
+            return
+        kind, arg = msg
+        result = execute(arg) if kind == "execute" else ping()
+        # after a failed write HDF5 may hold the file it could not flush in a broken
+        # state: this process retires and the pool starts a fresh one
+        retire = kind == "execute" and "StorageError" in str(result.get("error", ""))
+        if retire:
+            result["retire"] = True
+        conn.send(result)
+        if retire:
+            os._exit(0)
+
+
 def ping(_=None) -> int:
     """Import what a run needs and return the pid (executors use it to start workers)."""
     import abm.io.run  # noqa: F401
@@ -176,4 +202,4 @@ def ping(_=None) -> int:
     return os.getpid()
 
 
-__all__ = ["execute", "init_local_worker", "ping"]
+__all__ = ["execute", "init_local_worker", "ping", "serve"]

@@ -29,11 +29,32 @@ A checkpoint group ``/checkpoint/step_<N>`` carries ``step``, ``seed`` and
 (``n_time``, ``n_snapshots``, ``n_obs``, ``n_events``, ``timeseries_keys``),
 which a resume truncates back to, and ``complete = 1``, set last: a
 checkpoint interrupted while being written is ignored.
+
+Checkpoint files (crash consistency). HDF5 does not journal: a process killed
+(or a machine losing power) in the middle of a write can leave the ``.part``
+with damaged metadata, which no truncation can repair. So every checkpoint is
+also written as a separate, complete file beside the output::
+
+    <run>.h5.ckpt-<step>-<sha256 of the file, 16 hex digits>
+
+a byte copy of the ``.part`` taken right after the checkpoint was flushed
+(its "open for write" flags cleared), written under a temporary name,
+fsync'ed and renamed atomically (the folder fsync'ed too), and only then are
+older checkpoint files removed. No later write to the ``.part`` touches it,
+and its name carries its checksum, so a resume verifies it before use.
+A resume always rebuilds the ``.part`` from the newest checkpoint file that
+verifies (copy, fsync, rename) and ignores whatever the ``.part`` holds
+after it; the records after the checkpoint are recomputed, exactly. A run
+finished cleanly leaves no checkpoint file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -43,6 +64,7 @@ from abm.cells import COLUMNS, CellTable
 from abm.config import config_from_dict
 from abm.errors import AbmError
 from abm.io.h5file import open_output
+from abm.io.h5repair import cleared_superblock
 
 #: State attributes rebuilt from config and seed instead of stored.
 NOT_STORED = ("config", "lattice", "species")
@@ -207,8 +229,14 @@ def list_checkpoints(h5: h5py.File) -> list[int]:
     if "checkpoint" not in h5:
         return []
     steps = []
-    for name, g in h5["checkpoint"].items():
-        if name.startswith(PREFIX) and int(g.attrs.get("complete", 0)) == 1:
+    for name in h5["checkpoint"]:
+        if not name.startswith(PREFIX):
+            continue
+        try:
+            complete = int(h5["checkpoint"][name].attrs.get("complete", 0)) == 1
+        except (KeyError, OSError, RuntimeError):   # damaged by a kill while written
+            complete = False
+        if complete:
             steps.append(int(name[len(PREFIX):]))
     return sorted(steps)
 
@@ -265,3 +293,135 @@ def restore_simulation(h5: h5py.File, path, step, config, processes=None):
         raise CheckpointError(f"{path}: checkpoint {checkpoint_name(step)} holds step "
                               f"{sim.state.step}")
     return sim, g
+
+
+# -- checkpoint files --------------------------------------------------------------
+
+#: Infix of checkpoint file names: ``<run>.h5.ckpt-<step>-<digest>``.
+FILE_INFIX = ".ckpt-"
+_FILE_RE = re.compile(r"\.ckpt-(\d+)-([0-9a-f]{16})$")
+_BLOCK = 1 << 20
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:   # some file systems cannot fsync a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_digest(src: Path, dst: Path, head: bytes | None = None) -> str:
+    """Copy ``src`` to ``dst`` (its first bytes replaced by ``head``), fsync; the sha256."""
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as fi, open(dst, "wb") as fo:
+            first = True
+            while True:
+                block = fi.read(_BLOCK)
+                if not block:
+                    break
+                if first and head is not None:
+                    block = head + block[len(head):]
+                first = False
+                h.update(block)
+                fo.write(block)
+            fo.flush()
+            os.fsync(fo.fileno())
+    except OSError as exc:
+        if exc.filename is None:   # a failed write: name the file being written
+            raise OSError(exc.errno, exc.strerror, str(dst)) from None
+        raise
+    return h.hexdigest()
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_files(path) -> list[tuple[int, Path]]:
+    """``(step, file)`` of the checkpoint files of the run whose final file is ``path``,
+    ascending by step (not verified)."""
+    path = Path(path)
+    out = []
+    for p in path.parent.glob(f"{path.name}{FILE_INFIX}*"):
+        m = _FILE_RE.search(p.name)
+        if m and p.name == f"{path.name}{FILE_INFIX}{m.group(1)}-{m.group(2)}":
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def write_checkpoint_file(part: Path, path: Path, step: int) -> Path:
+    """Copy the flushed ``part`` into a new checkpoint file of ``path`` at ``step``
+    (temporary name, fsync, atomic rename); then remove the older ones."""
+    part, path = Path(part), Path(path)
+    tmp = path.with_name(f"{path.name}.ckpt.tmp")
+    try:
+        digest = _copy_digest(part, tmp, cleared_superblock(part))
+        final = path.with_name(f"{path.name}{FILE_INFIX}{int(step)}-{digest[:16]}")
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    for _, old in checkpoint_files(path):
+        if old != final:
+            old.unlink(missing_ok=True)
+    return final
+
+
+def latest_checkpoint_file(path, log=None) -> tuple[int, Path] | None:
+    """The newest checkpoint file of ``path`` whose checksum verifies, as ``(step, file)``.
+
+    Files that fail verification (and a temporary copy left by a kill) are
+    removed, with a message through ``log``; None if no file verifies.
+    """
+    path = Path(path)
+    path.with_name(f"{path.name}.ckpt.tmp").unlink(missing_ok=True)
+    for step, p in reversed(checkpoint_files(path)):
+        want = _FILE_RE.search(p.name).group(2)
+        try:
+            ok = _digest(p)[:16] == want
+        except OSError:
+            ok = False
+        if ok:
+            return step, p
+        if log is not None:
+            log(f"checkpoint file {p.name} is damaged (checksum differs); ignoring it")
+        p.unlink(missing_ok=True)
+    return None
+
+
+def restore_part_from(ckpt: Path, part: Path) -> None:
+    """Replace ``part`` by a copy of the checkpoint file ``ckpt`` (temporary name, fsync,
+    atomic rename): whatever the ``.part`` held after the checkpoint is dropped.
+
+    The old ``.part`` is removed first (it is not trusted, and on a nearly full
+    disk its space is needed); a kill meanwhile leaves the checkpoint file.
+    """
+    tmp = part.with_name(part.name + ".tmp")
+    part.unlink(missing_ok=True)
+    try:
+        _copy_digest(ckpt, tmp)
+        os.replace(tmp, part)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(part.parent)
+
+
+def remove_checkpoint_files(path) -> None:
+    """Remove every checkpoint file of ``path`` (the run is finished, or started afresh)."""
+    path = Path(path)
+    for _, p in checkpoint_files(path):
+        p.unlink(missing_ok=True)
+    path.with_name(f"{path.name}.ckpt.tmp").unlink(missing_ok=True)

@@ -8,17 +8,98 @@ version) into one :class:`~abm.errors.FileFormatError` line.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 
-from abm.errors import FileFormatError
+from abm.errors import AbmError, FileFormatError
 from abm.io.h5repair import clear_status_flags, is_unclosed_error, open_readonly
 from abm.io.schema import SCHEMA_VERSION
 
 #: Suffix of a file still being written (renamed away when the run completes).
 PART_SUFFIX = ".part"
+
+
+class StorageError(AbmError):
+    """A file could not be written: disk full, quota exceeded, an I/O error, ..."""
+
+
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError) and exc.errno:
+        return int(exc.errno)
+    m = _ERRNO_IN_TEXT.search(str(exc))   # HDF5 reports the system errno in its text
+    return int(m.group(1)) if m else None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n}"
+
+
+def free_space(path) -> str:
+    """Free space on the file system holding ``path`` (e.g. ``"1.2 MB free"``)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return f"{_size(shutil.disk_usage(p).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+#: errno values of a storage that cannot take more data (as opposed to a bad path).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a failure of the storage itself: full, over quota, read-only, I/O error."""
+    return _errno_of(exc) in DISK_ERRNOS
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """An OSError, or an HDF5 error (h5py raises some as RuntimeError) naming a system errno."""
+    return isinstance(exc, OSError) or _errno_of(exc) is not None
+
+
+def quiet_failed_deallocs() -> None:
+    """After a failed write HDF5 reports the same error again from every object h5py frees
+    ("Can't decrement id ref count", printed as ignored exceptions): drop those."""
+    import sys
+    previous = sys.unraisablehook
+    if getattr(previous, "_abm_quiet", False):
+        return
+
+    def hook(unraisable):
+        text = str(unraisable.exc_value)
+        if "decrement id ref count" in text or "_dealloc" in repr(unraisable.object):
+            return
+        previous(unraisable)
+
+    hook._abm_quiet = True
+    sys.unraisablehook = hook
+
+
+def storage_error(exc: BaseException, path) -> StorageError:
+    """A one-line :class:`StorageError` for an I/O failure while writing ``path``."""
+    quiet_failed_deallocs()
+    code = _errno_of(exc)
+    if code:
+        reason = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+    else:
+        text = str(exc).strip().splitlines()
+        reason = text[0][:200] if text else type(exc).__name__
+    return StorageError(f"{path}: write failed: {reason}; {free_space(path)} on its file system")
 
 
 def part_path(path: Path) -> Path:

@@ -69,6 +69,12 @@ def _cleared_superblock(path) -> bytes | None:
     return bytes(sb)
 
 
+def cleared_superblock(path) -> bytes | None:
+    """The first bytes of ``path`` with the "open for write" flags cleared (a copy of a
+    file being written then opens cleanly); None if it has no v3 superblock."""
+    return _cleared_superblock(path)
+
+
 def is_unclosed_error(exc: BaseException) -> bool:
     return "already open for write" in str(exc)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,10 @@ from pathlib import Path
 from abm.build import build_simulation
 from abm.config import Config
 from abm.errors import ConfigError, FileFormatError
-from abm.io.h5file import PART_SUFFIX, part_path
-from abm.io.writer import RunWriter
+from abm.io import checkpoint as ck
+from abm.io.h5file import (PART_SUFFIX, is_storage_failure, part_path, quiet_failed_deallocs,
+                           storage_error)
+from abm.io.writer import DamagedRunError, RunWriter
 from abm.kernels.jit import compile_stats
 from abm.logs import Say
 
@@ -35,6 +38,69 @@ _log = logging.getLogger(__name__)
 
 #: Config keys that may differ between a run and its resume (no effect on results).
 RESUME_MAY_DIFFER = (("run", "threads"), ("output", "dir"))
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal at a step boundary, after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int | None = None, day: float | None = None):
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.step = step
+        self.day = day
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+#: The signal that asked the run in this process to stop (None: none).
+_STOP: dict = {"signum": None}
+
+
+def request_stop(signum: int = signal.SIGINT) -> None:
+    """Ask the run in progress to stop after its current step (with a checkpoint)."""
+    _STOP["signum"] = int(signum)
+
+
+def clear_stop() -> None:
+    _STOP["signum"] = None
+
+
+def _on_signal(signum, frame):
+    if _STOP["signum"] is not None:   # a second signal: stop at once
+        raise KeyboardInterrupt
+    request_stop(signum)
+
+
+def install_stop_handlers(signals=(signal.SIGINT, signal.SIGTERM)) -> dict:
+    """Let SIGINT and SIGTERM stop a run cleanly at the next step (main thread only).
+
+    Returns the previous handlers, for :func:`restore_handlers`.
+    """
+    clear_stop()
+    previous = {}
+    for sig in signals:
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:   # not the main thread: signals keep their handlers
+            break
+    return previous
+
+
+def restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    clear_stop()
+
+
+def stop_if_requested(sim) -> None:
+    """Per-step writer: raise :class:`RunInterrupted` once a stop was requested."""
+    if _STOP["signum"] is not None:
+        raise RunInterrupted(_STOP["signum"], sim.state.step, sim.state.time_day)
 
 
 @dataclass
@@ -59,15 +125,25 @@ def find_resumable(config: Config, out_dir=None, seed: int | None = None) -> Pat
         return output_path(config, seed, out_dir)
     folder = output_path(config, 0, out_dir).parent
     name = config.run.name
-    for pattern in (f"{name}_seed*.h5{PART_SUFFIX}", f"{name}_seed*.h5"):
-        found = sorted(folder.glob(pattern))
+    for pattern in (f"{name}_seed*.h5{PART_SUFFIX}", f"{name}_seed*.h5{ck.FILE_INFIX}*",
+                    f"{name}_seed*.h5"):
+        found = sorted({_final_name(p) for p in folder.glob(pattern)})
         if len(found) == 1:
-            p = found[0]
-            return p.with_name(p.name[: -len(PART_SUFFIX)]) if p.name.endswith(PART_SUFFIX) else p
+            return found[0]
         if len(found) > 1:
             raise ConfigError(f"{len(found)} runs named {name!r} in {folder} "
                               f"({', '.join(f.name for f in found[:3])}, ...); give --seed")
     raise FileFormatError(f"{folder}: no interrupted run named {name!r} to resume")
+
+
+def _final_name(p: Path) -> Path:
+    """The final ``.h5`` path of a ``.part`` or checkpoint file (or of itself)."""
+    name = p.name
+    if name.endswith(PART_SUFFIX):
+        name = name[: -len(PART_SUFFIX)]
+    elif ck.FILE_INFIX in name:
+        name = name[: name.index(ck.FILE_INFIX)]
+    return p.with_name(name)
 
 
 def _check_same_config(given: Config, stored: Config, path: Path) -> None:
@@ -83,6 +159,52 @@ def _check_same_config(given: Config, stored: Config, path: Path) -> None:
              if json.dumps(a.get(s, {}).get(k)) != json.dumps(b[s][k])]
     raise ConfigError(f"the config differs from the one of the run being resumed in {path} "
                       f"(keys: {', '.join(diffs[:5]) or 'sections'}); resume with the same config")
+
+
+def _checkpoint_and_close(writer: RunWriter, sim) -> None:
+    """On a stop request: a checkpoint at this step (unless one is there), then close."""
+    try:
+        if ck.checkpoint_name(sim.state.step) not in writer.h5["checkpoint"]:
+            writer.checkpoint(sim, interrupt=True)
+    except Exception as exc:
+        writer.close(quiet=True)
+        if is_storage_failure(exc):
+            raise storage_error(exc, writer.tmp) from None
+        raise
+    writer.close()
+
+
+def _open(config, *, out_dir, path, seed, resume, from_step, keep_checkpoints, processes,
+          flush_every_s, say):
+    """``(writer, sim, final path, resumed_from)`` of a fresh or resumed run."""
+    if resume:
+        final = Path(path) if path is not None else find_resumable(config, out_dir, seed)
+        try:
+            writer, sim = RunWriter.resume(
+                final, from_step=from_step, processes=processes, flush_every_s=flush_every_s,
+                check_config=lambda stored, where: _check_same_config(config, stored, where),
+                log=say.warning)
+        except DamagedRunError as exc:
+            if from_step is not None:
+                raise
+            # no checkpoint file: the run never got past its first checkpoint, or was
+            # written by an older abm; starting again loses nothing that can be recovered
+            say.warning(f"{exc}; starting the run again")
+            path = final
+        else:
+            say.warning(f"resuming {writer.tmp} from step {sim.state.step} "
+                        f"(day {sim.state.time_day:g}) of {sim.n_steps}")
+            return writer, sim, final, sim.state.step
+    elif from_step is not None:
+        raise ConfigError("from_step needs resume=True (abm run --resume --from-step N)")
+    sim = build_simulation(config, seed=seed, processes=processes)
+    final = Path(path) if path is not None else output_path(config, sim.seed, out_dir)
+    if part_path(final).exists() and not resume:
+        say.warning(f"overwriting the interrupted run {part_path(final)} "
+                    "(use --resume to continue it)")
+    writer = RunWriter(final, sim, keep_checkpoints=keep_checkpoints,
+                       flush_every_s=flush_every_s).create()
+    return writer, sim, final, None
 
 
 def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = None,
@@ -110,29 +232,19 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     """
     say = Say(_log, log)
     t_start = time.perf_counter()
-    if resume:
-        final = Path(path) if path is not None else find_resumable(config, out_dir, seed)
-        writer, sim = RunWriter.resume(
-            final, from_step=from_step, processes=processes, flush_every_s=flush_every_s,
-            check_config=lambda stored, where: _check_same_config(config, stored, where))
-        resumed_from = sim.state.step
-        # a warning, so that -q still says which file is continued (as it did before)
-        say.warning(f"resuming {writer.tmp} from step {resumed_from} "
-                    f"(day {sim.state.time_day:g}) of {sim.n_steps}")
-    else:
-        if from_step is not None:
-            raise ConfigError("from_step needs resume=True (abm run --resume --from-step N)")
-        sim = build_simulation(config, seed=seed, processes=processes)
-        final = Path(path) if path is not None else output_path(config, sim.seed, out_dir)
-        if part_path(final).exists():
-            say.warning(f"overwriting the interrupted run {part_path(final)} "
-                        "(use --resume to continue it)")
-        writer = RunWriter(final, sim, keep_checkpoints=keep_checkpoints,
-                           flush_every_s=flush_every_s).create()
-        resumed_from = None
+    quiet_failed_deallocs()
+    try:
+        writer, sim, final, resumed_from = _open(
+            config, out_dir=out_dir, path=path, seed=seed, resume=resume, from_step=from_step,
+            keep_checkpoints=keep_checkpoints, processes=processes, flush_every_s=flush_every_s,
+            say=say)
+    except OSError as exc:
+        raise storage_error(exc, getattr(exc, "filename", None) or
+                            (path or output_path(config, seed or 0, out_dir).parent)) from None
     writer.attach()
     for trigger, fn in extra_writers:
         sim.add_writer(trigger, fn)
+    sim.add_writer(1, stop_if_requested)   # last: after every writer of the step
     t_setup = time.perf_counter() - t_start
 
     compile_s = 0.0
@@ -146,8 +258,13 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
             _log.debug("first step (Numba compile or cache load included) took %.1f s", compile_s)
             sim.fire_writers()
             sim.run(progress=progress)
-    except BaseException:
-        writer.close()
+    except RunInterrupted:
+        _checkpoint_and_close(writer, sim)
+        raise
+    except BaseException as exc:
+        writer.close(quiet=True)
+        if isinstance(exc, Exception) and is_storage_failure(exc):
+            raise storage_error(exc, writer.tmp) from None
         raise
     stats = compile_stats()
     timings = {
@@ -161,7 +278,13 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
     }
     t_total_before_finish = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    out = writer.finish({**timings, "wall_total_s": t_total_before_finish})
+    try:
+        out = writer.finish({**timings, "wall_total_s": t_total_before_finish})
+    except Exception as exc:
+        writer.close(quiet=True)
+        if is_storage_failure(exc):
+            raise storage_error(exc, writer.path) from None
+        raise
     timings["wall_write_s"] += time.perf_counter() - t0
     timings["wall_total_s"] = time.perf_counter() - t_start
     return RunResult(out, sim, timings, resumed_from)

@@ -15,12 +15,16 @@ run completes. Snapshots and checkpoints are flushed when written. Time-series
 records are buffered in memory and written in blocks (at every snapshot and
 checkpoint, at the end, and whenever ``flush_every_s`` of wall time have
 passed): one HDF5 append costs ~0.1 ms per variable, which per record would
-cost seconds per run; a block append costs the same as one record. A kill
-loses at most the unwritten block, and resume restarts from the last
-checkpoint anyway. ``flush_every_s=0`` writes and flushes every record.
+cost seconds per run; a block append costs the same as one record.
+``flush_every_s=0`` writes and flushes every record.
 
-A kill in the middle of an HDF5 write (a few ms per snapshot) can leave the
-``.part`` unreadable; resume then says so in one line.
+A kill (SIGKILL, power cut) in the middle of an HDF5 write can leave the
+``.part`` damaged beyond repair, so the ``.part`` is never trusted on resume:
+every checkpoint is also copied into a separate checkpoint file, atomically
+and with a checksum (:mod:`abm.io.checkpoint`), and a resume rebuilds the
+``.part`` from the newest checkpoint file that verifies, then continues. The
+copy costs one read and write of the ``.part`` per checkpoint (the final one
+excepted); it doubles the disk space a run needs while it runs.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ import numpy as np
 from abm.cells import COLUMNS, DEAD
 from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
-from abm.io.h5file import open_run_file, part_path
+from abm.io.h5file import is_disk_full, open_output, open_run_file, part_path, storage_error
 from abm.io.provenance import provenance_attrs, utc_now
 from abm.io.schema import (GRADE_FILL, SCHEMA_VERSION, TIME_ATTRS, TIME_UNITS, cell_flag_attrs,
                            cf_units, compact_copy, create_coordinate, create_dimension,
                            create_variable, delete_variable, describe, flag_attrs, is_grade)
 from abm.model.fields import LONG_NAMES, SPECIES
+
+class DamagedRunError(FileFormatError):
+    """An interrupted run's ``.part`` cannot be resumed and no checkpoint file can rebuild it."""
+
 
 _INT_FILL = np.int64(-9223372036854775806)   # netCDF default int64 fill
 _EVENT_FIELDS = ("time", "kind", "kind_code", "grade", "detail")
@@ -137,11 +145,14 @@ class RunWriter:
         """Start ``<path>.part`` (overwriting one left by an earlier run)."""
         t0 = time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        ck.remove_checkpoint_files(self.path)   # of an earlier run of the same name
         try:
             # file format 1.10 (readable by HDF5 >= 1.10, netCDF-C included): compact
             # chunk indexes, ~5x less metadata per variable than the 1.8 format
             self.h5 = h5py.File(self.tmp, "w", libver=("v110", "v110"))
         except OSError as exc:
+            if is_disk_full(exc):
+                raise storage_error(exc, self.tmp) from None
             raise FileFormatError(f"{self.tmp}: cannot be created ({exc})") from None
         sim, h5 = self.sim, self.h5
         for k, v in provenance_attrs(sim.config, sim.seed).items():
@@ -394,8 +405,13 @@ class RunWriter:
         _append(self._id(f"{group}/snapshot_step"), i, np.array([st.step], dtype=np.int64))
 
     # -- checkpoints ---------------------------------------------------------------
-    def checkpoint(self, sim, *, final: bool = False) -> None:
-        """Write ``/checkpoint/step_<N>`` (complete state), then drop older ones unless kept.
+    def checkpoint(self, sim, *, final: bool = False, interrupt: bool = False) -> None:
+        """Write ``/checkpoint/step_<N>`` (complete state), then drop older ones unless kept;
+        then copy the ``.part`` into a checkpoint file (but for the run's last step).
+
+        ``interrupt``: a checkpoint taken because the run was stopped (SIGINT,
+        SIGTERM) off the checkpoint schedule; a resume removes it from the
+        file after restoring it, so the finished file equals an uninterrupted one.
 
         A checkpoint that stays in the finished file (``final``, or all of them
         with ``keep_checkpoints``) is gzip-compressed (level 1); the others are
@@ -424,10 +440,14 @@ class RunWriter:
         self._update_progress()
         self.h5.flush()                      # the data are on disk before they are marked
         g.attrs["complete"] = np.int8(1)
+        if interrupt:
+            g.attrs["interrupt"] = np.int8(1)
         if not self.keep_checkpoints:
             for other in [k for k in ckg if k != name]:
                 del ckg[other]
         self.h5.flush()
+        if not final and st.step < sim.n_steps:
+            ck.write_checkpoint_file(self.tmp, self.path, st.step)
         self._last_flush = time.perf_counter()
         self._write_s += time.perf_counter() - t0
 
@@ -463,6 +483,7 @@ class RunWriter:
                 h5.attrs[k] = v
         os.replace(tmp2, self.path)
         self.tmp.unlink()
+        ck.remove_checkpoint_files(self.path)
         return self.path
 
     def _write_endpoints(self) -> None:
@@ -484,11 +505,19 @@ class RunWriter:
             ds.attrs["units"] = units
             ds.attrs["long_name"] = long_name
 
-    def close(self) -> None:
-        """Close without completing (the ``.part`` stays, resumable)."""
+    def close(self, *, quiet: bool = False) -> None:
+        """Close without completing (the ``.part`` stays, resumable).
+
+        ``quiet``: ignore an error while closing (after a failed write, e.g. a
+        full disk; the checkpoint files, not the ``.part``, are what a resume uses).
+        """
         if self.h5 is not None:
-            self.h5.close()
-            self.h5 = None
+            h5, self.h5 = self.h5, None
+            try:
+                h5.close()
+            except Exception:  # noqa: BLE001
+                if not quiet:
+                    raise
 
     @property
     def write_s(self) -> float:
@@ -498,18 +527,26 @@ class RunWriter:
     # -- resume ------------------------------------------------------------------------
     @classmethod
     def resume(cls, path, *, from_step: int | None = None, processes=None,
-               flush_every_s: float = 10.0, check_config=None):
-        """Reopen an interrupted run's ``<path>.part`` and continue from a checkpoint.
+               flush_every_s: float = 10.0, check_config=None, log=None):
+        """Rebuild an interrupted run's ``<path>.part`` and continue from a checkpoint.
 
-        If there is no ``.part`` but the completed ``path`` exists, it is copied
-        to ``.part`` first, so a finished run can be re-run from any of its
-        checkpoints (with ``keep_checkpoints`` all are kept).
+        The ``.part`` is rebuilt from the newest checkpoint file that verifies
+        (see :mod:`abm.io.checkpoint`); whatever it held after that checkpoint
+        is dropped. Without a checkpoint file (a file of an older abm) the
+        ``.part`` itself is used. If there is neither but the completed
+        ``path`` exists, it is copied to ``.part`` first, so a finished run can
+        be re-run from any of its checkpoints (with ``keep_checkpoints`` all
+        are kept).
 
         Every group is truncated to its length at the checkpoint, checkpoints
         after it and the endpoints are removed, and the state is restored.
 
         ``check_config(stored_config, part_path)`` may refuse (raise) before
-        anything is changed.
+        anything is changed. ``log``: callable for one-line notes.
+
+        Raises:
+            DamagedRunError: the ``.part`` cannot be resumed and there is no
+                checkpoint file to rebuild it from.
 
         Returns:
             ``(writer, sim)``; ``sim`` is at the checkpoint's step with the
@@ -517,26 +554,53 @@ class RunWriter:
         """
         path = Path(path)
         tmp = part_path(path)
+        found = ck.latest_checkpoint_file(path, log)
+        if found is not None and from_step is not None and from_step > found[0]:
+            found = None   # a later checkpoint kept in the .part (keep_checkpoints)
         copied = False
-        if not tmp.exists():
+        if found is not None:
+            source = found[1]
+            if check_config is not None:   # refuse before the .part is replaced
+                with open_output(source, "r") as h5:
+                    check_config(ck.config_from_file(h5, source), tmp)
+            ck.restore_part_from(source, tmp)
+        elif not tmp.exists():
             if not path.exists():
                 raise FileFormatError(f"{tmp}: no interrupted run to resume (and no {path.name})")
             shutil.copyfile(path, tmp)
             copied = True
         h5 = None
         try:
-            h5 = open_run_file(tmp, "r+")
+            try:
+                h5 = open_run_file(tmp, "r+")
+            except FileFormatError as exc:
+                if "corrupted" in str(exc) or "not closed cleanly" in str(exc):
+                    raise DamagedRunError(str(exc)) from None
+                raise
             config = ck.config_from_file(h5, tmp)
             if check_config is not None:
                 check_config(config, tmp)
-            sim, g = ck.restore_simulation(h5, tmp, from_step, config, processes)
-            writer = cls(path, sim, keep_checkpoints=bool(h5.attrs.get("keep_checkpoints", 0)),
-                         flush_every_s=flush_every_s)
-            writer.h5 = h5
-            writer._truncate_to(g)
+            try:
+                sim, g = ck.restore_simulation(h5, tmp, from_step, config, processes)
+                writer = cls(path, sim, keep_checkpoints=bool(h5.attrs.get("keep_checkpoints", 0)),
+                             flush_every_s=flush_every_s)
+                writer.h5 = h5
+                writer._truncate_to(g)
+            except (RuntimeError, KeyError, ValueError, OSError, ck.CheckpointError) as exc:
+                # HDF5 errors of a file damaged by a kill in the middle of a write, or a
+                # .part killed before its first checkpoint
+                if isinstance(exc, ck.CheckpointError) and (found is not None
+                                                            or from_step is not None):
+                    raise
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DamagedRunError(f"{tmp}: cannot be resumed and there is no checkpoint "
+                                      f"file to rebuild it from ({first[:160]})") from None
         except BaseException:
             if h5 is not None:
-                h5.close()
+                try:
+                    h5.close()
+                except Exception:  # noqa: BLE001 - already failing
+                    pass
             if copied:
                 tmp.unlink(missing_ok=True)
             raise
@@ -565,7 +629,9 @@ class RunWriter:
         ckg = h5["checkpoint"]
         for name in list(ckg):
             later = not name.startswith(ck.PREFIX) or int(name[len(ck.PREFIX):]) > step
-            if later or step == 0 or int(ckg[name].attrs.get("complete", 0)) != 1:
+            # an interrupt checkpoint is off the schedule: its checkpoint file holds it
+            if (later or step == 0 or int(ckg[name].attrs.get("complete", 0)) != 1
+                    or int(ckg[name].attrs.get("interrupt", 0)) == 1):
                 del ckg[name]
         for k in list(h5["endpoints"]):
             del h5["endpoints"][k]
