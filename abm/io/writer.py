@@ -573,11 +573,16 @@ class RunWriter:
         try:
             try:
                 h5 = open_run_file(tmp, "r+")
+                config = ck.config_from_file(h5, tmp)
             except FileFormatError as exc:
                 if "corrupted" in str(exc) or "not closed cleanly" in str(exc):
                     raise DamagedRunError(str(exc)) from None
                 raise
-            config = ck.config_from_file(h5, tmp)
+            except (RuntimeError, KeyError, ValueError, OSError) as exc:
+                # HDF5 errors of a .part killed in the middle of its first writes (its root
+                # object header or the stored config): nothing in it can be trusted
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DamagedRunError(f"{tmp}: cannot be opened ({first[:160]})") from None
             if check_config is not None:
                 check_config(config, tmp)
             try:

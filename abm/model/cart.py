@@ -53,11 +53,14 @@ class ProductParams(Section):
     dose_cells: float = param(1.4e8, unit="cells", gt=0, le=1e10,
                               doc="CAR-T cells infused on day 0")
     # -- homing and egress ---------------------------------------------------
-    homing_per_day: float = param(0.3, unit="1/day", ge=0, le=100,
+    homing_per_day: float = param(1.0, unit="1/day", ge=0, le=100,
                                   doc="fraction of blood CAR-T entering the tumour per day through "
                                       "resting vessels (permeability 1) at the reference burden "
                                       "tumour.homing_reference_burden_cells (it rises with burden, "
-                                      "abm.model.tumour.homing_rate_per_day); scaled by local permeability")
+                                      "abm.model.tumour.homing_rate_per_day); scaled by local permeability. "
+                                      "Blood holds ~2 % of the CAR-T outside the tumour and lymphoma sits "
+                                      "mostly in lymph nodes; fitted with the blood kinetics "
+                                      "(docs/calibration.md)")
     egress_per_day: float = param(3.0, unit="1/day", ge=0, le=1000,
                                   doc="rate at which a free cell on a vessel site returns to blood")
     speed_um_per_min: float = param(5.0, unit="um/min", ge=0, le=100,

@@ -9,7 +9,7 @@ Instead each step the patches report counts, and this module keeps
 exponential moving averages, with time constant ``tau = coupling.window_h``,
 of numerators and denominators pooled over all patches::
 
-    kill hazard per tumour cell   kappa = <kills> / <alive tumour cells * dt>
+    kill hazard per target cell   kappa = <kills> / <alive antigen-positive tumour cells * dt>
     tumour net growth             g_T   = <d alive + kills> / <alive * dt>
     CAR-T net proliferation       r_C   = <N_C ln((N_C' + 1/2) / (N_C + 1/2))> / <N_C * dt>
                                           (N_C' = N_C after the step, less entries, plus egress)
@@ -63,7 +63,7 @@ class CouplingParams(Section):
 
 
 #: Moving averages kept on the state: name -> what one step contributes.
-EMA_KEYS = ("kills", "tumour_time", "tumour_net", "cart_net", "cart_time", "egress",
+EMA_KEYS = ("kills", "tumour_time", "tumour_pos_time", "tumour_net", "cart_net", "cart_time", "egress",
             "exhausted", "cart", "egress_divisions")
 
 
@@ -77,13 +77,15 @@ def bed_scale(config) -> float:
     return config.patient.burden_cells / (n_patches(config) * config.tumour.initial_cells)
 
 
-def patch_counts(cells) -> tuple[int, int, int]:
-    """Alive tumour cells, CAR-T cells and exhausted CAR-T cells in all patches."""
+def patch_counts(cells) -> tuple[int, int, int, int]:
+    """Alive tumour cells, alive antigen-positive tumour cells, CAR-T cells and exhausted CAR-T cells."""
     n = cells.n
     kind, ph = cells.kind[:n], cells.phenotype[:n]
-    tum = int(np.count_nonzero((kind == TUMOUR) & (ph == TUMOUR_ALIVE)))
+    alive = (kind == TUMOUR) & (ph == TUMOUR_ALIVE)
+    tum = int(np.count_nonzero(alive))
+    pos = int(np.count_nonzero(alive & (cells.antigen[:n] > 0.0)))
     cart_mask = kind == CART
-    return tum, int(np.count_nonzero(cart_mask)), int(np.count_nonzero(cart_mask & (ph == CART_EXHAUSTED)))
+    return tum, pos, int(np.count_nonzero(cart_mask)), int(np.count_nonzero(cart_mask & (ph == CART_EXHAUSTED)))
 
 
 def log_growth(before: float, after: float) -> float:
@@ -119,15 +121,16 @@ class PatchRates:
     def init_state(self, s: dict, cells) -> None:
         if "patch_prev_tumour" in s:
             return
-        tum, cart, _ = patch_counts(cells)
+        tum, pos, cart, _ = patch_counts(cells)
         s["patch_prev_tumour"] = float(tum)
+        s["patch_prev_tumour_pos"] = float(pos)
         s["patch_prev_cart"] = float(cart)
         for k in EMA_KEYS:
             s[f"patch_ema_{k}"] = 0.0
 
     def update(self, s: dict, cells) -> None:
         """Fold this step's patch counts into the moving averages."""
-        tum, cart, exh = patch_counts(cells)
+        tum, pos, cart, exh = patch_counts(cells)
         kills = float(s.get("cart_kills_step", 0))
         entered = float(s.get("cart_entered_step", 0))
         egressed = float(s.get("cart_egressed_step", 0))
@@ -135,6 +138,7 @@ class PatchRates:
         step = {
             "kills": kills,
             "tumour_time": s["patch_prev_tumour"] * dt,
+            "tumour_pos_time": s["patch_prev_tumour_pos"] * dt,
             "tumour_net": tum - s["patch_prev_tumour"] + kills,
             "cart_net": s["patch_prev_cart"] * log_growth(s["patch_prev_cart"], cart - entered + egressed),
             "cart_time": s["patch_prev_cart"] * dt,
@@ -148,6 +152,7 @@ class PatchRates:
             key = f"patch_ema_{k}"
             s[key] += a * (x - s[key])
         s["patch_prev_tumour"] = float(tum)
+        s["patch_prev_tumour_pos"] = float(pos)
         s["patch_prev_cart"] = float(cart)
 
     # -- rates (1/s) -------------------------------------------------------------
@@ -157,7 +162,7 @@ class PatchRates:
         return s[f"patch_ema_{num}"] / d if d > 0.0 else prior
 
     def kill_hazard(self, s: dict) -> float:
-        return self._ratio(s, "kills", "tumour_time", 0.0)
+        return self._ratio(s, "kills", "tumour_pos_time", 0.0)
 
     def tumour_growth(self, s: dict) -> float:
         return self._ratio(s, "tumour_net", "tumour_time", 0.0)

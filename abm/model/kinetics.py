@@ -16,10 +16,10 @@ With rates frozen over a step, ``dx/dt = A x`` is advanced exactly
 (``x(t + dt) = exp(A dt) x``, :func:`abm.kernels.matrix_exp.expm_small`; ``A`` is Metzler, so no pool goes negative)::
 
     dC_b/dt = -(k_bl + k_br + h_T + d_b - g_h) C_b + k_lb C_l + k_rb C_r + (1 - f_e) eps C_T
-    dC_l/dt =  k_bl C_b - (k_lb + d_l + k_m (1 - H_B) - g_h - g_B) C_l + f_e eps C_T
+    dC_l/dt =  k_bl C_b - (k_lb + d_l + k_m (1 - a_L) - g_h - g_B) C_l + f_e eps C_T
     dC_r/dt =  k_br C_b - (k_rb + d_r - g_h) C_r
     dC_T/dt =  h_T C_b + (r_C - eps) C_T
-    dM/dt   =  k_m (1 - H_B) C_l - d_M M
+    dM/dt   =  k_m (1 - a_L) C_l - d_M M
 
 * ``h_T`` homing to the tumour, rising with the current tumour size ``T``
   (:func:`abm.model.tumour.homing_rate_per_day`) and with the permeability of
@@ -31,8 +31,11 @@ With rates frozen over a step, ``dx/dt = A x`` is advanced exactly
   ``g_B = (24 / T_div) H_B (1 - sigma) min(1, m)``, the product's division
   rate at full activation (:func:`abm.model.cart.division_rate_per_day`),
   limited by the pool's mean remaining division potential ``m``;
-* effector cells return to quiescent memory at ``k_m (1 - H_B)`` (conversion
-  waits until the antigen is gone) and memory dies at ``d_M``: the slow
+* effector cells return to quiescent memory at ``k_m (1 - a_L)``, with the
+  activated share ``a_L = r_e / (r_e + k_a)`` of cells engaging B cells at
+  ``r_e = 24 k_engage H_B`` per day and losing activation at ``k_a`` (the
+  product's ``engagement_rate_per_h`` and ``activation_half_life_h``):
+  conversion waits until the antigen is gone. Memory dies at ``d_M``: the slow
   terminal phase. ``k_m`` and ``d_M`` are the resting cell's rates in its
   steady signalling state (:func:`abm.model.cart.effective_rates`), so the
   costimulation domain sets them as it does in the patches (4-1BB: more
@@ -49,8 +52,14 @@ B-cell aplasia follows when CAR-T cells persist.
 
 The tumour
 ----------
-``dT/dt = (g_T - rho kappa) T`` with the patches' tumour net growth ``g_T``
-and per-cell kill hazard ``kappa``, re-weighted to the patient's CAR-T
+Antigen-positive cells ``T+`` and antigen-negative cells ``T-`` (never
+engaged; ``tumour.antigen_negative_fraction`` of the burden at start; their
+daughters stay negative)::
+
+    dT+/dt = (g_T - rho kappa) T+,    dT-/dt = g_T T-,    T = T+ + T-
+
+with the patches' tumour net growth ``g_T`` and kill hazard per
+antigen-positive cell ``kappa``, re-weighted to the patient's CAR-T
 density by ``rho`` (:meth:`abm.model.coupling.PatchRates.density_ratio`);
 the killed cells lyse (metabolites, :mod:`abm.model.blood`).
 
@@ -108,6 +117,8 @@ PATIENT_SLOTS: tuple[Slot, ...] = (
     Slot("memory_cart_cells", "cells", "quiescent memory CAR-T cells (recirculating)"),
     Slot("tumour_cart_exhausted_cells", "cells", "exhausted CAR-T cells in the whole tumour"),
     Slot("tumour_cells", "cells", "tumour cells of the whole tumour"),
+    Slot("tumour_antigen_negative_cells", "cells", "antigen-negative tumour cells of the whole tumour "
+                                                   "(never engaged)"),
     Slot("b_cells", "cells", "normal CD19+ B cells (marrow and lymphoid organs)"),
     Slot("cart_pool_divisions_left", "1", "mean remaining division potential of CAR-T outside the tumour"),
     Slot("tumour_kill_hazard_per_day", "1/day", "per-cell kill hazard of the whole tumour"),
@@ -135,15 +146,17 @@ class KineticsParams(Section):
     body_to_blood_per_day: float = param(0.5, unit="1/day", ge=0, le=100,
                                          doc="CAR-T return from the rest of the body")
     blood_death_per_day: float = param(0.1, unit="1/day", ge=0, le=10, doc="CAR-T death in blood")
-    lymphoid_death_per_day: float = param(0.15, unit="1/day", ge=0, le=10,
-                                          doc="CAR-T death in lymphoid organs and marrow (contraction)")
-    body_death_per_day: float = param(0.15, unit="1/day", ge=0, le=10,
+    lymphoid_death_per_day: float = param(0.2, unit="1/day", ge=0, le=10,
+                                          doc="CAR-T death in lymphoid organs and marrow (contraction; "
+                                              "fitted to the blood kinetics, docs/calibration.md)")
+    body_death_per_day: float = param(0.2, unit="1/day", ge=0, le=10,
                                       doc="CAR-T death in the rest of the body")
     egress_via_lymph_fraction: float = param(1.0, unit="1", ge=0, le=1,
                                              doc="share of CAR-T leaving the tumour that returns through "
                                                  "efferent lymph to lymphoid organs (the rest to blood)")
-    homeostatic_per_day: float = param(0.1, unit="1/day", ge=0, le=10,
-                                       doc="maximal IL-7/IL-15-driven proliferation outside the tumour")
+    homeostatic_per_day: float = param(0.05, unit="1/day", ge=0, le=10,
+                                       doc="maximal IL-7/IL-15-driven proliferation outside the tumour "
+                                           "(fitted to the blood kinetics, docs/calibration.md)")
     homeostatic_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0, le=1e4,
                                           doc="plasma IL-7/IL-15 of half-maximal homeostatic proliferation")
     memory_blood_fraction: float = param(0.02, unit="1", ge=0, le=1,
@@ -221,6 +234,9 @@ class WholePatient:
         self.max_div = float(cfg.product.max_divisions)
         self.g_div = division_rate_per_day(cfg.product)
         rates = effective_rates(cfg.product)
+        # engagement rate at saturating antigen and activation decay (1/day): the patch rule's
+        self.engage_per_day = 24.0 * cfg.product.engagement_rate_per_h
+        self.deactivate_per_day = math.log(2.0) * 24.0 / cfg.product.activation_half_life_h
         self.k_mem = rates["memory_conversion_per_day"]
         self.d_mem = rates["memory_death_per_day"]
         self.steroid_imax = cfg.product.steroid_max_suppression
@@ -240,6 +256,8 @@ class WholePatient:
         for slot in PATIENT_SLOTS:
             s[slot.name] = 0.0
         s["tumour_cells"] = self.cfg.patient.burden_cells
+        s["tumour_antigen_negative_cells"] = (self.cfg.patient.burden_cells
+                                              * self.cfg.tumour.antigen_negative_fraction)
         s["cart_pool_divisions_left"] = self.max_div
         s["cart_density_ratio"] = 1.0
         s["cart_infused"] = 0.0
@@ -298,7 +316,7 @@ class WholePatient:
             r_c = self.rates.cart_net_proliferation(s) * DAY
             eps = self.rates.cart_egress(s) * DAY
             self._egress_potential(s, eps * s["tumour_cart_cells"] * dt)
-        k_m = self.k_mem * (1.0 - h_b)
+        k_m = self.k_mem * (1.0 - self.lymphoid_activation(h_b))
         a = cart_rate_matrix(p, h_t=h_t, g_h=g_h, g_b=g_b, k_m=k_m, d_mem=self.d_mem, r_c=r_c, eps=eps)
         names = CART_POOLS
         x = np.array([s[n] for n in names])
@@ -319,16 +337,30 @@ class WholePatient:
         s["tumour_cart_exhausted_cells"] = self.rates.exhausted_share(s) * s["tumour_cart_cells"]
         s["cart_total_cells"] = sum(s[n] for n in names)
 
+    def lymphoid_activation(self, h_b: float) -> float:
+        """Activated share of lymphoid CAR-T: engaged at ``r_e = k_engage H_B``, decaying at ``k_a``.
+
+        ``a_L = r_e / (r_e + k_a)`` with the product's engagement rate and
+        activation half-life (the patch rule's), so memory conversion, which
+        needs a resting cell, waits until the B cells are gone.
+        """
+        r_e = self.engage_per_day * h_b
+        return r_e / (r_e + self.deactivate_per_day) if r_e > 0.0 else 0.0
+
     def _tumour(self, s: dict) -> None:
-        """``dT/dt = (g_T - rho kappa) T`` over one step, and the cells it kills."""
+        """``dT+/dt = (g_T - rho kappa) T+``, ``dT-/dt = g_T T-`` over one step, and the cells killed."""
         rho = self.rates.density_ratio(s, s["tumour_cart_cells"], self.scale)
         kappa = self.rates.kill_hazard(s) * rho
-        lam = self.rates.tumour_growth(s) - kappa
-        t = s["tumour_cells"]
+        growth = self.rates.tumour_growth(s)
+        lam = growth - kappa
+        neg = s["tumour_antigen_negative_cells"]
+        t = s["tumour_cells"] - neg
         x = lam * self.dt_s
         integral = math.expm1(x) / lam if x != 0.0 else self.dt_s
         killed = kappa * t * integral
-        s["tumour_cells"] = t * math.exp(x)
+        neg *= math.exp(growth * self.dt_s)
+        s["tumour_antigen_negative_cells"] = neg
+        s["tumour_cells"] = t * math.exp(x) + neg
         s["tumour_lysed_patient_step"] = killed
         s["tumour_lysed_patient_cells"] += killed
         s["cart_density_ratio"] = rho
@@ -337,7 +369,7 @@ class WholePatient:
     def _direct_tumour(self, s: dict, state) -> None:
         """Direct coupling: the patches hold the whole tumour; cells cross one by one."""
         S = self.scale
-        tum, cart, _ = patch_counts(state.cells)
+        tum, pos, cart, _ = patch_counts(state.cells)
         entered = S * float(s.get("cart_entered_step", 0))
         egressed = S * float(s.get("cart_egressed_step", 0))
         if egressed > 0.0:
@@ -353,6 +385,7 @@ class WholePatient:
         s["tumour_lysed_patient_step"] = kills
         s["tumour_lysed_patient_cells"] += kills
         s["tumour_cells"] = S * tum
+        s["tumour_antigen_negative_cells"] = S * (tum - pos)
         s["tumour_cart_cells"] = S * cart
         s["cart_density_ratio"] = 1.0
         t_time = s["tumour_cells"] * self.dt_day

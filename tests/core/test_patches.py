@@ -176,7 +176,10 @@ def _k4_config(threads: int = 1):
         "run": {"name": "k4", "seed": 3, "start_day": 0.0, "end_day": 1.0, "threads": threads,
                 "snapshot_every_h": 6.0, "checkpoint_every_h": 6.0},
         "lattice": {"shape": [16, 16], "patches": 4},
-        "tumour": {"initial_cells": 80}}))
+        "tumour": {"initial_cells": 80},
+        # enough homing that CAR-T enter and kill within the day (the blood pool feeds
+        # the patches by density, a few cells per day at the product's default)
+        "product": {"homing_per_day": 50.0}}))
 
 
 def _datasets(path) -> dict:

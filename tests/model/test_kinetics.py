@@ -94,9 +94,10 @@ def test_complete_response_is_below_the_detection_limit():
 # -- restriction ------------------------------------------------------------------
 
 class _Cells:
-    def __init__(self, kinds, phen):
+    def __init__(self, kinds, phen, antigen=None):
         self.kind = np.array(kinds, dtype=np.int8)
         self.phenotype = np.array(phen, dtype=np.int8)
+        self.antigen = np.ones(len(kinds)) if antigen is None else np.asarray(antigen, float)
         self.n = len(kinds)
 
 
@@ -116,11 +117,37 @@ def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
     assert rates.kill_hazard(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
     assert rates.tumour_growth(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
     assert rates.cart_egress(s) == pytest.approx(1 / (10 * dt), rel=1e-9)
-    assert rates.cart_net_proliferation(s) == pytest.approx(1 / (10 * dt), rel=1e-9)
+    # net proliferation is the log growth per cell-time: ln((11 + 1/2) / (10 + 1/2)) per step
+    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(11.5 / 10.5) / dt, rel=1e-9)
     # the patient holds exactly the patch density: rho = 1
     S = bed_scale(cfg)
     assert rates.density_ratio(s, 10 * S, S) == pytest.approx(1.0, rel=1e-9)
     assert rates.density_ratio(s, 21 * S, S) == pytest.approx(2.0, rel=1e-9)
+
+
+def test_kill_hazard_counts_only_antigen_positive_targets():
+    from abm.cells import TUMOUR, TUMOUR_ALIVE
+    cfg = small()
+    rates = PatchRates(cfg)
+    cells = _Cells([TUMOUR] * 100, [TUMOUR_ALIVE] * 100, antigen=[0.0] * 60 + [5e3] * 40)
+    s = {}
+    rates.init_state(s, cells)
+    for _ in range(3000):
+        s.update(cart_kills_step=1, cart_entered_step=0, cart_egressed_step=0)
+        rates.update(s, cells)
+    assert rates.kill_hazard(s) == pytest.approx(1 / (40 * cfg.run.dt_s), rel=1e-9)
+
+
+def test_antigen_negative_cells_of_the_whole_tumour_are_never_killed():
+    cfg = small({"tumour": {"antigen_negative_fraction": 0.25}, "run": {"end_day": 8.0}})
+    sim = build_simulation(cfg, seed=4)
+    s = sim.state.scalars
+    assert s["tumour_antigen_negative_cells"] == pytest.approx(0.25 * cfg.patient.burden_cells)
+    sim.run(cfg.run.n_steps)
+    assert s["tumour_lysed_patient_cells"] > 0
+    # negative cells only grow or shrink with the patches' net growth, never by killing
+    assert s["tumour_antigen_negative_cells"] > 0.2 * cfg.patient.burden_cells
+    assert s["tumour_cells"] >= s["tumour_antigen_negative_cells"]
 
 
 def test_direct_coupling_needs_the_tumour_in_the_patches():
