@@ -145,7 +145,8 @@ class AbmAccessor:
 
     def _needed(self, kinds) -> list[str]:
         have = set(self.series)
-        need = [f"{k}_grade" for k in kinds] + [E.CART_VAR, E.TUMOUR_VAR]
+        need = [f"{k}_grade" for k in kinds] + [E.CART_VAR]
+        need.append(E.TUMOUR_VAR if E.TUMOUR_VAR in have else E.PATCH_TUMOUR_VAR)
         need += [v for v in self.series if v.startswith(E.PEAK_PREFIX)]
         for d in E.drug_names(self.series):
             need += [f"{d}_doses", f"{d}_total_mg"]
@@ -210,7 +211,9 @@ class AbmAccessor:
                                                cart_peak_after_days))
         out = _to_dataset(rows, ds, self.is_batch)
         missing = [k for k in kinds if not self.available(k)]
-        missing += [v for v in (E.CART_VAR, E.TUMOUR_VAR) if v not in self.series]
+        missing += [v for v in (E.CART_VAR,) if v not in self.series]
+        if E.TUMOUR_VAR not in self.series and E.PATCH_TUMOUR_VAR not in self.series:
+            missing.append(E.TUMOUR_VAR)
         out.attrs.update({"not_available": ", ".join(missing), "merge_gap_h": merge_gap_h,
                           "response_day_target": response_day,
                           "record_interval_days": self.record_interval_days,
@@ -367,8 +370,10 @@ def _run_endpoints(t, v: dict, kinds, drugs, cytos, merge_gap_h, response_day,
             out[f"blood_cart_day{d}_per_ul"] = math.nan
     for c in cytos:
         out[f"plasma_{c}_peak_pg_ml"], out[f"plasma_{c}_peak_day"] = E.peak(t, v[f"plasma_{c}"])
-    tum = v.get(E.TUMOUR_VAR)
-    out.update(E.response(t, tum if tum is not None else np.full(t.shape, np.nan), response_day))
+    whole = E.TUMOUR_VAR in v
+    tum = v.get(E.TUMOUR_VAR, v.get(E.PATCH_TUMOUR_VAR))
+    out.update(E.response(t, tum if tum is not None else np.full(t.shape, np.nan), response_day,
+                          whole=whole))
     used = []
     for d in drugs:
         doses = v[f"{d}_doses"]

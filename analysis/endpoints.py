@@ -18,11 +18,16 @@ at the last record ends there and is flagged *ongoing* (its duration is
 censored). A run at or above ``k`` from its first record has its onset at
 that record.
 
-Response (tumour change in the patch): ``n_tumour`` at the evaluation day
-(``day`` or the last record before it, if the run ends sooner) relative to
-the last record at or before day 0 (infusion); categories on the patch count
-(Lugano-like, a proxy for imaging): CR no tumour cells left, PR a fall of at
-least 50 %, PD a rise of at least 50 %, SD otherwise.
+Response of the whole tumour: ``tumour_cells`` at the evaluation day (``day``
+or the last record before it, if the run ends sooner) relative to the last
+record at or before day 0 (infusion); Lugano-like categories on the sum of
+the products of diameters, ``SPD / SPD_0 = (T / T_0)^(2/3)``: CR below the
+detection limit (``DETECTION_LIMIT_CELLS``, the simulator's
+``response.detection_limit_cells`` default), PR a fall of the SPD by at least
+50 %, PD a rise by at least 50 %, SD otherwise; ``best_response`` is the best
+category from ``BEST_FROM_DAY`` on. Files without ``tumour_cells`` (written
+before the whole-patient model) fall back on the patch count ``n_tumour`` (CR
+no cell left, PR / PD a fall / rise of the count by 50 %).
 """
 
 from __future__ import annotations
@@ -43,7 +48,15 @@ CART_VAR = "blood_cart_per_ul"
 #: The CAR-T peak is the expansion peak: records before this day (after
 #: infusion at day 0) are skipped, as the simulator's ``blood.cart_peak_after_days``.
 CART_PEAK_AFTER_DAYS = 1.0
-TUMOUR_VAR = "n_tumour"
+TUMOUR_VAR = "tumour_cells"
+#: The patch count, used for files that have no whole-tumour variable.
+PATCH_TUMOUR_VAR = "n_tumour"
+#: Whole tumour below this is a complete response (the simulator's default).
+DETECTION_LIMIT_CELLS = 1e9
+#: Best response counts assessments from this day on (the simulator's default).
+BEST_FROM_DAY = 14.0
+#: Categories from worst to best.
+RESPONSE_ORDER = ("PD", "SD", "PR", "CR")
 #: Extremes of physiology and support (endpoint name, variable, reduction).
 EXTREMES = (
     ("temperature_max_c", "temperature_c", "max"),
@@ -172,8 +185,11 @@ def value_at(time, y, day: float) -> float:
     return float(v[i])
 
 
-def response(time, n_tumour, day: float = RESPONSE_DAY) -> dict:
-    """Tumour change in the patch at ``day`` (or the last record, if earlier).
+def response(time, n_tumour, day: float = RESPONSE_DAY, whole: bool = False) -> dict:
+    """Tumour change at ``day`` (or the last record, if earlier), and the best response.
+
+    ``whole``: ``n_tumour`` is the whole tumour (Lugano-like SPD categories with
+    the detection limit) rather than the patch count.
 
     Returns ``tumour_baseline`` (cells at the last record at or before day 0,
     or the first record), ``tumour_eval`` (cells at the evaluation day),
@@ -184,15 +200,35 @@ def response(time, n_tumour, day: float = RESPONSE_DAY) -> dict:
     t, v = finite_points(time, n_tumour)
     if t.size == 0:
         return {"tumour_baseline": math.nan, "tumour_eval": math.nan, "response_day": math.nan,
-                "tumour_change": math.nan, "response": ""}
+                "tumour_change": math.nan, "response": "", "best_response": ""}
     i0 = int(np.searchsorted(t, 1e-9, side="right")) - 1
     i0 = max(i0, 0)
     i1 = int(np.searchsorted(t, day + 1e-9, side="right")) - 1
     i1 = max(i1, i0)
     base, ev = float(v[i0]), float(v[i1])
     change = (ev - base) / base if base > 0 else math.nan
+    category = whole_tumour_category if whole else response_category
+    later = [category(float(x), (float(x) - base) / base if base > 0 else math.nan)
+             for x in v[t >= BEST_FROM_DAY - 1e-9]] or [category(ev, change)]
+    best = max(later, key=lambda c: RESPONSE_ORDER.index(c) if c in RESPONSE_ORDER else -1)
     return {"tumour_baseline": base, "tumour_eval": ev, "response_day": float(t[i1]),
-            "tumour_change": change, "response": response_category(ev, change)}
+            "tumour_change": change, "response": category(ev, change), "best_response": best}
+
+
+def whole_tumour_category(n_eval: float, change: float) -> str:
+    """CR / PR / SD / PD of the whole tumour: detection limit, then the SPD ratio ``(1 + change)^(2/3)``."""
+    if not math.isfinite(n_eval):
+        return ""
+    if n_eval < DETECTION_LIMIT_CELLS:
+        return "CR"
+    if not math.isfinite(change):
+        return ""
+    spd = (1.0 + change) ** (2.0 / 3.0)
+    if spd <= 0.5:
+        return "PR"
+    if spd >= 1.5:
+        return "PD"
+    return "SD"
 
 
 def response_category(n_eval: float, change: float) -> str:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from abm.errors import FileFormatError
+from analysis import endpoints as E
 from analysis import plots
 from analysis.batch import close_files, open_batch
 from analysis.batch_info import batch_info
@@ -155,7 +156,11 @@ def _summary_markdown(ep, group: str | None) -> str:
     if "response" in ep:
         r = np.asarray(ep["response"].values, dtype=object).astype(str)
         for cat in ("CR", "PR", "SD", "PD"):
-            share(lambda cat=cat: r == cat, f"response {cat}")
+            share(lambda cat=cat: r == cat, f"response {cat} (day {E.RESPONSE_DAY:g})")
+    if "best_response" in ep:
+        b = np.asarray(ep["best_response"].values, dtype=object).astype(str)
+        share(lambda: (b == "CR") | (b == "PR"), "best overall response CR or PR (ORR)")
+        share(lambda: b == "CR", "best overall response CR")
     return md_table(["endpoint: median [IQR] or share of runs"] + groups, rows)
 
 

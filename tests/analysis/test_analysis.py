@@ -97,6 +97,12 @@ def test_response_value_at_and_dose_times():
     short = response(t[:8], tum[:8], 28)          # run ends at day 7: evaluated there
     assert short["response_day"] == 7 and short["response"] == "SD"
     assert value_at(t, t * 2, 7.0) == 14.0 and math.isnan(value_at(t, t, 40.0))
+    # the whole tumour: SPD ~ cells^(2/3), CR below the detection limit, best response from day 14
+    whole = np.where(t < 10, 1e11, np.where(t < 20, 3.0e10, 5e8))
+    w = response(t, whole, 14, whole=True)
+    assert (w["response"], w["best_response"]) == ("PR", "CR")      # (0.3)^(2/3) = 0.45 <= 0.5
+    assert response(t, np.where(t < 10, 1e11, 4e10), 28, whole=True)["response"] == "SD"   # 0.54
+    assert response(t, np.where(t < 10, 1e11, 2e11), 28, whole=True)["response"] == "PD"   # 1.59
     doses = np.array([0, 0, 1, 1, 3, 3.0])
     assert dose_times(np.arange(6.0), doses).tolist() == [2.0, 4.0, 4.0]
 
