@@ -133,3 +133,13 @@ def test_synthetic_icans_validation_appends_its_runs(tmp_path):
                  "--icans-out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["arm"] for r in rows) == ["no_tcz", "off", "on"]
+
+
+@pytest.mark.validate
+def test_multiscale_checks_pass_on_a_few_seeds(tmp_path):
+    """The two-scale checks (docs/multiscale.md 6) on a few seeds: the 20-seed figures are in the docs."""
+    out = tmp_path / "ms.json"
+    assert main(["multiscale", "--n-multiscale", "6", "--multiscale-days", "3",
+                 "--multiscale-out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["shot_noise"]["worst"] < 0.05 and res["consistency"]["pass"]
