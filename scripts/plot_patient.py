@@ -52,12 +52,19 @@ def plot(ts: dict, events: list, title: str = "") -> plt.Figure:
     a.semilogy(t, np.maximum(get("blood_cart_per_ul"), 1e-3), color="C3", label="blood CAR-T")
     a.set_ylabel("blood CAR-T (cells/uL)")
     a.set_ylim(1e-2, None)
-    if "n_cart" in ts:
+    if "tumour_cells" in ts:
+        # the whole patient's populations (abm/model/kinetics.py)
+        b = a.twinx()
+        for name, label, style in (("cart_total_cells", "CAR-T, whole patient", "C0-"),
+                                   ("tumour_cart_cells", "CAR-T in the tumour", "C0:"),
+                                   ("tumour_cells", "tumour cells", "k-"),
+                                   ("b_cells", "normal B cells", "C2--")):
+            b.semilogy(t, np.maximum(get(name), 1.0), style, lw=1, label=label)
+        b.set_ylabel("cells (whole patient)")
+        b.legend(loc="upper right", fontsize=8)
+    elif "n_cart" in ts:
         b = a.twinx()
         b.plot(t, get("n_cart"), color="C0", lw=1, label="patch CAR-T")
-        if "n_tumour" in ts:
-            b.plot(t, get("n_tumour") / max(get("n_tumour")[0], 1) * max(get("n_cart").max(), 1),
-                   color="0.5", lw=1, ls=":", label="patch tumour (scaled)")
         b.set_ylabel("patch CAR-T (cells)")
         b.legend(loc="upper right", fontsize=8)
     a.legend(loc="upper left", fontsize=8)
