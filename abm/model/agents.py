@@ -259,11 +259,7 @@ class Extravasation(Process):
             burden = float(sc.get("tumour_cells", self.cfg.patient.burden_cells))
             k_home = tumour.homing_rate_per_day(self.cfg, burden) / 86400.0 / (self.S * self.n_v)
             lam_c = k_home * n_blood
-            # the patches' share of the whole tumour's homing: free vessel sites weighted by their
-            # permeability (the expected entries here are lam_c dt times this sum); the patient
-            # model applies the same factor to the whole tumour
-            free = c.occ[self.vsites] == KM.FREE
-            sc["tumour_homing_factor"] = float(state.perm[self.vsites][free].sum()) / self.n_v
+            sc["tumour_homing_factor"] = self._homing_factor(c, state.perm, lam_c)
             lam_m = self.k_mono * mono / myeloid.REFERENCE_MONOCYTES_PER_UL
             nc, nm = vessel_entry(state.seed, state.step, self.vsites, c.occ, state.perm,
                                   self._e_at, lam_c, lam_m, self.mono_basal, self.dt, self._out)
@@ -278,6 +274,22 @@ class Extravasation(Process):
         _add(sc, "cart_entered_total", nc)
         sc["monocytes_recruited_step"] = nm
         _add(sc, "monocytes_recruited_total", nm)
+
+    def _homing_factor(self, cells, perm, lam_c: float) -> float:
+        """The patches' expected CAR-T entries this step over ``lam_c dt n_v`` (1 at rest).
+
+        Each free vessel site takes a cell with probability ``1 - exp(-lam_c
+        perm_v dt)``; their sum is the expected entries. The patient model
+        scales the whole tumour's homing by this factor, so the patches and
+        the patient agree in expectation when inflamed vessels let more cells
+        through, and when occupied or saturated sites let fewer.
+        """
+        free = cells.occ[self.vsites] == KM.FREE
+        p = perm[self.vsites][free]
+        x = lam_c * self.dt
+        if x <= 0.0:
+            return float(p.sum()) / self.n_v
+        return float(-np.expm1(-x * p).sum()) / (x * self.n_v)
 
     def _entry_potential(self, state, sites) -> np.ndarray:
         """Division potential of the CAR-T cells entering at ``sites`` this step.
