@@ -117,7 +117,7 @@ def _summary_markdown(ep, group: str | None) -> str:
              ("day of CAR-T peak", "blood_cart_peak_day", None, "{:.2g}"),
              ("plasma IL-6 peak, pg/mL", "plasma_il6_peak_pg_ml", None, "{:.3g}"),
              ("plasma IFN-g peak, pg/mL", "plasma_ifng_peak_pg_ml", None, "{:.3g}"),
-             ("tumour change in the patch at the response day", "tumour_change", None,
+             ("whole-tumour change at the response day", "tumour_change", None,
               "{:+.0%}")]
     rows = []
     crs = np.asarray(ep["crs_max_grade"].values, float) if "crs_max_grade" in ep else None
