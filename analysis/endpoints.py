@@ -116,7 +116,7 @@ def episodes(time, grade, k: float = 1, merge_gap_h: float = MERGE_GAP_H) -> lis
 
 #: Names of :func:`grade_summary`'s values (suffixes after ``<kind>_``).
 GRADE_FIELDS = ("max_grade", "onset_day", "duration_days", "resolved_day", "episodes",
-                "ongoing", "grade3_onset_day")
+                "episodes_uncertain", "ongoing", "grade3_onset_day")
 
 
 def grade_summary(time, grade, merge_gap_h: float = MERGE_GAP_H) -> dict:
@@ -126,7 +126,10 @@ def grade_summary(time, grade, merge_gap_h: float = MERGE_GAP_H) -> dict:
     grade was never recorded), ``onset_day`` (first record with grade >= 1;
     NaN if never), ``duration_days`` (summed episode lengths, 0 if never),
     ``resolved_day`` (end of the last episode; NaN if never or still
-    ongoing), ``episodes`` (count), ``ongoing`` (1 if grade >= 1 at the last
+    ongoing), ``episodes`` (count), ``episodes_uncertain`` (gaps between two
+    counted episodes within one record interval of ``merge_gap_h``: the
+    simulator, which sees every step, may have merged them, so its count can
+    be lower by up to this number), ``ongoing`` (1 if grade >= 1 at the last
     record), ``grade3_onset_day`` (first record with grade >= 3).
     """
     t, g = finite_points(time, grade)
@@ -140,9 +143,19 @@ def grade_summary(time, grade, merge_gap_h: float = MERGE_GAP_H) -> dict:
         "duration_days": float(sum(e["end"] - e["start"] for e in eps)),
         "resolved_day": _last_resolution(eps, float(t[-1]), merge_gap_h),
         "episodes": float(len(eps)),
+        "episodes_uncertain": float(_uncertain_gaps(eps, t, merge_gap_h)),
         "ongoing": float(bool(eps) and eps[-1]["ongoing"]),
         "grade3_onset_day": float(t[ge3[0]]) if ge3.size else math.nan,
     }
+
+
+def _uncertain_gaps(eps: list[dict], t, merge_gap_h: float) -> int:
+    """Gaps between episodes no longer than ``merge_gap_h`` plus one record interval."""
+    if len(eps) < 2:
+        return 0
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    limit = merge_gap_h / 24.0 + step + 1e-9
+    return sum(1 for a, b in zip(eps, eps[1:]) if b["start"] - a["end"] <= limit)
 
 
 def _last_resolution(eps: list[dict], t_last: float, merge_gap_h: float) -> float:

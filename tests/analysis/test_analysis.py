@@ -335,3 +335,14 @@ def test_report_of_the_example_batch(tmp_path):
     chk = ds.abm.check_endpoints().set_index("endpoint")
     for name in ("crs_max_grade", "crs_episodes", "tocilizumab_doses", "crs_onset_day"):
         assert chk.loc[name, "mismatches"] == 0, chk.loc[name]
+
+
+def test_episode_gaps_near_the_merge_gap_are_flagged_uncertain():
+    """Hourly records cannot tell a 23.5 h gap (one episode for the simulator) from a 24.5 h one."""
+    t = np.arange(0, 10 * 24 + 1) / 24.0
+    g = np.zeros(t.size)
+    g[(t >= 1) & (t < 2)] = 1
+    g[(t >= 3) & (t < 4)] = 1          # 24 h after the first ended: counted apart, uncertain
+    g[(t >= 7) & (t < 8)] = 1          # 3 days later: certain
+    s = grade_summary(t, g)
+    assert s["episodes"] == 3 and s["episodes_uncertain"] == 1
