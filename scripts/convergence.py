@@ -1,0 +1,109 @@
+"""Convergence of patient endpoints in the number of patches K and the patch size.
+
+Runs the default patient (``configs/default.toml``, from day -1) over
+``--seeds`` seeds at each fidelity (K patches of a given lattice, the tumour
+filling the same share of each patch) and compares every fidelity with the
+finest one: for each endpoint, the median at each fidelity and whether it
+lies inside the 95 % bootstrap interval of the finest fidelity's median; for
+the grade and response distributions, a chi-square-free comparison of the
+shares (the share at each fidelity inside the finest one's 95 % Wilson
+interval). Writes a JSON file and a Markdown table.
+
+    python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+#: (label, K, lattice edge, tumour cells per patch): same tumour share of the patch as the default.
+FIDELITIES = [("K1 64^2", 1, 64, 2000), ("K1 96^2", 1, 96, 4500), ("K1 128^2 (default)", 1, 128, 8000),
+              ("K2 128^2", 2, 128, 8000), ("K4 128^2", 4, 128, 8000)]
+FINEST = "K4 128^2"
+ENDPOINTS = ("blood_cart_peak_per_ul", "blood_cart_peak_day", "blood_cart_day28_per_ul",
+             "plasma_il6_peak_pg_ml", "crs_max_grade", "icans_max_grade", "best_response_code")
+
+
+def one(args) -> dict:
+    label, k, edge, n0, seed = args
+    from abm.build import build_simulation
+    from abm.config import load_config
+    cfg = load_config(ROOT / "configs" / "default.toml", overrides={
+        "run": {"start_day": -1.0, "end_day": 28.0},
+        "lattice": {"shape": [edge, edge], "patches": k},
+        "tumour": {"initial_cells": n0}, "output": {"fields": False, "cells": False}})
+    sim = build_simulation(cfg, seed=seed)
+    sim.run(cfg.run.n_steps)
+    ep = sim.endpoints()
+    s = sim.state.scalars
+    out = {k2: float(ep.get(k2, np.nan)) for k2 in ENDPOINTS if k2 in ep}
+    out["blood_cart_day28_per_ul"] = float(s["blood_cart_per_ul"])
+    return {"label": label, "seed": seed, **out}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    from statsmodels.stats.proportion import proportion_confint
+    return tuple(float(x) for x in proportion_confint(k, n, alpha=0.05, method="wilson"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "convergence")
+    args = ap.parse_args(argv)
+    jobs = [(lab, k, e, n0, seed) for lab, k, e, n0 in FIDELITIES for seed in range(1, args.seeds + 1)]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        rows = []
+        for i, r in enumerate(pool.imap_unordered(one, jobs), 1):
+            rows.append(r)
+            if i % 10 == 0:
+                print(f"{i}/{len(jobs)} runs", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runs.json").write_text(json.dumps(rows, indent=1))
+    by = {lab: [r for r in rows if r["label"] == lab] for lab, *_ in FIDELITIES}
+    rng = np.random.default_rng(1)
+    lines = ["| endpoint | " + " | ".join(lab for lab, *_ in FIDELITIES) + " |",
+             "|---|" + "---|" * len(FIDELITIES)]
+    verdicts = {}
+    for key in ("blood_cart_peak_per_ul", "blood_cart_peak_day", "blood_cart_day28_per_ul", "plasma_il6_peak_pg_ml"):
+        fine = np.array([r[key] for r in by[FINEST]])
+        boots = np.median(rng.choice(fine, size=(2000, fine.size)), axis=1)
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        cells = []
+        for lab, *_ in FIDELITIES:
+            m = float(np.median([r[key] for r in by[lab]]))
+            ok = lo <= m <= hi
+            verdicts[(key, lab)] = ok
+            cells.append(f"{m:.3g}{'' if ok or lab == FINEST else ' (out)'}")
+        lines.append(f"| {key} median (finest 95 % CI {lo:.3g}-{hi:.3g}) | " + " | ".join(cells) + " |")
+    for key, cats in (("crs_max_grade", (1, 3)), ("icans_max_grade", (1, 3)), ("best_response_code", (2, 3))):
+        for c in cats:
+            fine = np.array([r[key] for r in by[FINEST]])
+            lo, hi = wilson(int(np.sum(fine >= c)), fine.size)
+            cells = []
+            for lab, *_ in FIDELITIES:
+                v = np.array([r[key] for r in by[lab]])
+                p = float(np.mean(v >= c))
+                ok = lo <= p <= hi
+                verdicts[(f"{key}>={c}", lab)] = ok
+                cells.append(f"{100 * p:.0f} %{'' if ok or lab == FINEST else ' (out)'}")
+            name = {"crs_max_grade": "CRS", "icans_max_grade": "ICANS"}.get(key, "response")
+            what = f"{name} >= {c}" if name != "response" else ("ORR" if c == 2 else "CR")
+            lines.append(f"| {what} (finest 95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    (args.out / "table.md").write_text(table + "\n")
+    default_ok = all(v for (key, lab), v in verdicts.items() if lab.startswith("K1 128"))
+    print(table)
+    print(f"default fidelity inside the finest one's 95 % intervals on every endpoint: {default_ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
