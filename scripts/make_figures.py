@@ -61,8 +61,11 @@ GROUPS = {
         "trials", "200 runs, ~15 min on 2 cores",
         (_abm("batch", "configs/trial_cd28.toml", "--resume"),
          _abm("batch", "configs/trial_41bb.toml", "--resume"),
-         _abm("analyze", "runs/trial_cd28", "runs/trial_41bb", "--out", "runs/trials_report")),
-        {"trials_blood_cart.png": "runs/trials_report/blood_cart_by_trial.png",
+         _abm("analyze", "runs/trial_cd28", "runs/trial_41bb", "--out", "runs/trials_report"),
+         _python("scripts/plot_vpc.py", "runs/trial_cd28", "runs/trial_41bb",
+                 "-o", "runs/figures/vpc_trials.png")),
+        {"vpc_trials.png": "runs/figures/vpc_trials.png",
+         "trials_blood_cart.png": "runs/trials_report/blood_cart_by_trial.png",
          "trials_grades.png": "runs/trials_report/grade_distribution_by_trial.png",
          "trials_onset.png": "runs/trials_report/onset_by_trial.png"}),
     "burden": Group(
