@@ -7,7 +7,8 @@ finest one: for each endpoint, the median at each fidelity and whether it
 lies inside the 95 % bootstrap interval of the finest fidelity's median; for
 the grade and response distributions, a chi-square-free comparison of the
 shares (the share at each fidelity inside the finest one's 95 % Wilson
-interval). Writes a JSON file and a Markdown table.
+interval). Writes a JSON file (each run as it finishes: a second call
+continues an interrupted one) and a Markdown table.
 
     python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence
 """
@@ -58,15 +59,19 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "convergence")
     args = ap.parse_args(argv)
-    jobs = [(lab, k, e, n0, seed) for lab, k, e, n0 in FIDELITIES for seed in range(1, args.seeds + 1)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    saved = args.out / "runs.json"
+    # each finished run is saved at once, so an interrupted call continues where it stopped
+    rows = json.loads(saved.read_text()) if saved.exists() else []
+    done = {(r["label"], r["seed"]) for r in rows}
+    jobs = [(lab, k, e, n0, seed) for lab, k, e, n0 in FIDELITIES for seed in range(1, args.seeds + 1)
+            if (lab, seed) not in done]
     with mp.get_context("spawn").Pool(args.workers) as pool:
-        rows = []
         for i, r in enumerate(pool.imap_unordered(one, jobs), 1):
             rows.append(r)
+            saved.write_text(json.dumps(rows, indent=1))
             if i % 10 == 0:
                 print(f"{i}/{len(jobs)} runs", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "runs.json").write_text(json.dumps(rows, indent=1))
     by = {lab: [r for r in rows if r["label"] == lab] for lab, *_ in FIDELITIES}
     rng = np.random.default_rng(1)
     lines = ["| endpoint | " + " | ".join(lab for lab, *_ in FIDELITIES) + " |",
