@@ -128,8 +128,8 @@ class PatchRates:
         for k in EMA_KEYS:
             s[f"patch_ema_{k}"] = 0.0
 
-    def update(self, s: dict, cells) -> None:
-        """Fold this step's patch counts into the moving averages."""
+    def update(self, s: dict, cells) -> tuple[int, int, int, int]:
+        """Fold this step's patch counts into the moving averages; returns the counts (:func:`patch_counts`)."""
         tum, pos, cart, exh = patch_counts(cells)
         kills = float(s.get("cart_kills_step", 0))
         entered = float(s.get("cart_entered_step", 0))
@@ -154,6 +154,7 @@ class PatchRates:
         s["patch_prev_tumour"] = float(tum)
         s["patch_prev_tumour_pos"] = float(pos)
         s["patch_prev_cart"] = float(cart)
+        return tum, pos, cart, exh
 
     # -- rates (1/s) -------------------------------------------------------------
     @staticmethod

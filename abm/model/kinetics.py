@@ -93,7 +93,7 @@ import numpy as np
 from abm.kernels.matrix_exp import expm_small
 from abm.model import tumour as tumour_model
 from abm.model.cart import effective_rates
-from abm.model.coupling import PatchRates, bed_scale, patch_counts
+from abm.model.coupling import PatchRates, bed_scale
 from abm.schema import Section, param
 
 DAY = 86400.0
@@ -300,7 +300,7 @@ class WholePatient:
             s["cart_infused"] = 1.0
             self._mix_potential(s, self.dose, self.dose * self.max_div)
             s["blood_cart_cells"] += self.dose
-        self.rates.update(s, state.cells)
+        counts = self.rates.update(s, state.cells)
         steroid = s.get("steroid_effect", 0.0)
         c7 = s.get("plasma_il7_15", 0.0)
         g_h = p.homeostatic_per_day * (1.0 - self.steroid_imax * steroid) * c7 / (p.homeostatic_ec50_pg_ml + c7)
@@ -309,7 +309,7 @@ class WholePatient:
         m = s["cart_pool_divisions_left"]
         g_b = self.g_div * h_b * (1.0 - self.steroid_imax * steroid) * min(1.0, max(0.0, m))
         if self.direct:
-            self._direct_tumour(s, state)
+            self._direct_tumour(s, counts)
             r_c = eps = h_t = 0.0
         else:
             h_t = tumour_model.homing_rate_per_day(self.cfg, s["tumour_cells"]) * s.get("tumour_homing_factor", 1.0)
@@ -366,10 +366,10 @@ class WholePatient:
         s["cart_density_ratio"] = rho
         s["tumour_kill_hazard_per_day"] = kappa * DAY
 
-    def _direct_tumour(self, s: dict, state) -> None:
+    def _direct_tumour(self, s: dict, counts) -> None:
         """Direct coupling: the patches hold the whole tumour; cells cross one by one."""
         S = self.scale
-        tum, pos, cart, _ = patch_counts(state.cells)
+        tum, pos, cart, _ = counts   # the patches' counts after this step's agent phase
         entered = S * float(s.get("cart_entered_step", 0))
         egressed = S * float(s.get("cart_egressed_step", 0))
         if egressed > 0.0:
