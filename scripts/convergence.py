@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 #: (label, K, lattice edge, tumour cells per patch): same tumour share of the patch as the default.
 FIDELITIES = [("K1 64^2", 1, 64, 2000), ("K1 96^2", 1, 96, 4500), ("K1 128^2 (default)", 1, 128, 8000),
-              ("K2 128^2", 2, 128, 8000), ("K4 128^2", 4, 128, 8000)]
-FINEST = "K4 128^2"
+              ("K2 128^2", 2, 128, 8000), ("K4 128^2", 4, 128, 8000), ("K8 128^2", 8, 128, 8000)]
+FINEST = "K8 128^2"
 ENDPOINTS = ("blood_cart_peak_per_ul", "blood_cart_peak_day", "blood_cart_day28_per_ul",
              "plasma_il6_peak_pg_ml", "crs_max_grade", "icans_max_grade", "best_response_code")
 
