@@ -30,6 +30,8 @@ LAYERS = [
     ("assembly", ["abm.build"]),
     ("io", ["abm.io"]),
     ("batch and analysis", ["abm.batch", "analysis"]),
+    # sensitivity analysis and calibration: designs of many batches, summarised
+    ("studies", ["abm.studies"]),
     ("tools", ["benchmarks", "validation"]),
     # the package itself re-exports the Python API (abm.simulate, abm.run_batch)
     ("interface", ["=abm", "abm.api", "abm.cli", "abm.__main__"]),
