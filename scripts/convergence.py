@@ -8,9 +8,12 @@ lies inside the 95 % bootstrap interval of the finest fidelity's median; for
 the grade and response distributions, a chi-square-free comparison of the
 shares (the share at each fidelity inside the finest one's 95 % Wilson
 interval). Writes a JSON file (each run as it finishes: a second call
-continues an interrupted one) and a Markdown table.
+continues an interrupted one), a Markdown table and a figure (``--figure``:
+each endpoint's median and 95 % bootstrap interval at each fidelity, the
+finest one's interval shaded).
 
-    python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence
+    python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence \
+        --figure docs/figures/convergence.png
 """
 
 from __future__ import annotations
@@ -53,11 +56,67 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return tuple(float(x) for x in proportion_confint(k, n, alpha=0.05, method="wilson"))
 
 
+def median_ci(values, rng, n_boot: int = 2000) -> tuple[float, float, float]:
+    """Median and its 95 % bootstrap interval."""
+    v = np.asarray(values, dtype=float)
+    boots = np.median(rng.choice(v, size=(n_boot, v.size)), axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(np.median(v)), float(lo), float(hi)
+
+
+def plot(by: dict, path: Path) -> None:
+    """One panel per endpoint: median and 95 % interval per fidelity; grade and response as shares."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rng = np.random.default_rng(2)
+    labels = [lab for lab, *_ in FIDELITIES if by.get(lab)]
+    panels = [("blood_cart_peak_per_ul", "blood CAR-T Cmax (cells/uL)", None),
+              ("blood_cart_peak_day", "blood CAR-T Tmax (day)", None),
+              ("blood_cart_day28_per_ul", "blood CAR-T day 28 (cells/uL)", None),
+              ("plasma_il6_peak_pg_ml", "plasma IL-6 peak (pg/mL)", None),
+              ("crs_max_grade", "CRS >= 1 / >= 3 (share)", (1, 3)),
+              ("icans_max_grade", "ICANS >= 1 / >= 3 (share)", (1, 3)),
+              ("best_response_code", "ORR / CR (share)", (2, 3))]
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
+    x = np.arange(len(labels))
+    for ax, (key, title, cats) in zip(axes.flat, panels):
+        if cats is None:
+            stats = [median_ci([r[key] for r in by[lab]], rng) for lab in labels]
+            m, lo, hi = (np.array(a) for a in zip(*stats))
+            ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="o", capsize=3)
+            ax.axhspan(lo[-1], hi[-1], color="0.85", zorder=0)
+        else:
+            for c, marker in zip(cats, ("o", "s")):
+                shares, los, his = [], [], []
+                for lab in labels:
+                    v = np.array([r[key] for r in by[lab]])
+                    k = int(np.sum(v >= c))
+                    lo, hi = wilson(k, v.size)
+                    shares.append(k / v.size), los.append(lo), his.append(hi)
+                sh = np.array(shares)
+                line = ax.errorbar(x, sh, yerr=[sh - np.array(los), np.array(his) - sh], fmt=marker,
+                                   capsize=3, label=f">= {c}")
+                ax.axhspan(los[-1], his[-1], color=line[0].get_color(), alpha=0.12, zorder=0)
+            ax.set_ylim(-0.05, 1.05)
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(x, [lab.replace(" (default)", "\n(default)") for lab in labels], fontsize=7,
+                      rotation=30)
+    axes.flat[-1].axis("off")
+    fig.suptitle(f"Convergence in patches K and patch size ({len(by[labels[-1]])} seeds; shaded: "
+                 f"95 % interval of {labels[-1]})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "convergence")
+    ap.add_argument("--figure", type=Path, default=None, help="figure file (default: <out>/convergence.png)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     saved = args.out / "runs.json"
@@ -102,6 +161,7 @@ def main(argv=None) -> int:
             name = {"crs_max_grade": "CRS", "icans_max_grade": "ICANS"}.get(key, "response")
             what = f"{name} >= {c}" if name != "response" else ("ORR" if c == 2 else "CR")
             lines.append(f"| {what} (finest 95 % CI {100 * lo:.0f}-{100 * hi:.0f} %) | " + " | ".join(cells) + " |")
+    plot(by, args.figure or args.out / "convergence.png")
     table = "\n".join(lines)
     (args.out / "table.md").write_text(table + "\n")
     default_ok = all(v for (key, lab), v in verdicts.items() if lab.startswith("K1 128"))
