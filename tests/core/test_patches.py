@@ -23,7 +23,7 @@ from abm.lattice import Lattice
 from abm.model.agents import CellRules, Extravasation
 from abm.model.myeloid import n_residents
 from analysis.io import open_group
-from helpers.cells import MIXED, add_cart, deep_update, make_sim
+from helpers.cells import MIXED, add_cart, assert_same_snapshot, cell_snapshot, deep_update, make_sim
 
 
 def lattice(shape, seed=1, **kw):
@@ -149,24 +149,14 @@ def _run_layered(threads: int, par_min: int) -> dict:
         before = dict(zip(ids0.tolist(), patch0.tolist()))
         assert all(before[i] == p for i, p in zip(c.id[live][same].tolist(),
                                                   lat.patch_of(c.site[live][same]).tolist()))
-        o = np.argsort(c.id[: c.n])
-        out = {name: col[o].copy() for name, col in c.columns().items()}
-        out["sources"] = sim.state.sources.copy()
-        out["scalars"] = sorted((k, v) for k, v in sim.state.scalars.items()
-                                if isinstance(v, (int, float)))
-        return out
+        return cell_snapshot(sim)
     finally:
         CellRules.par_min, CellRules.tile_2d, CellRules.check_invariants = old
         set_threads(None)
 
 
 def test_layered_agent_pass_same_for_one_and_two_threads():
-    a, b = _run_layered(1, 10**9), _run_layered(2, 1)
-    assert a["scalars"] == b["scalars"]
-    for k in a:
-        if k != "scalars":
-            assert np.array_equal(a[k], b[k]), k
-    assert any(v > 0 for k, v in a["scalars"] if k == "cart_kills_total")
+    assert_same_snapshot(_run_layered(1, 10**9), _run_layered(2, 1))
 
 
 # -- whole runs ---------------------------------------------------------------------

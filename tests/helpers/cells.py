@@ -14,8 +14,6 @@ from abm.model.agents import CellRules, Extravasation
 from abm.model.fields import SPECIES
 from abm.process import Process
 from abm.build import build_simulation
-from abm.build import build_simulation
-from abm.build import build_simulation
 from abm.simulation import Simulation
 
 F = len(SPECIES)
@@ -41,6 +39,25 @@ def make_sim(table: dict, seed: int = 1, processes=(CellRules,), clear: bool = T
         c.remove(rows)
         c.compact()
     return sim
+
+
+def cell_snapshot(sim) -> dict:
+    """Every cell column (rows in id order), the field sources and the numeric scalars of a simulation."""
+    c = sim.state.cells
+    o = np.argsort(c.id[: c.n])
+    out = {name: col[o].copy() for name, col in c.columns().items()}
+    out["sources"] = sim.state.sources.copy()
+    out["scalars"] = sorted((k, v) for k, v in sim.state.scalars.items() if isinstance(v, (int, float)))
+    return out
+
+
+def assert_same_snapshot(a: dict, b: dict) -> None:
+    """Two :func:`cell_snapshot` results are equal bit for bit, and CAR-T cells killed in them."""
+    assert a["scalars"] == b["scalars"]
+    for k in a:
+        if k != "scalars":
+            assert np.array_equal(a[k], b[k]), k
+    assert any(v > 0 for k, v in a["scalars"] if k == "cart_kills_total")
 
 
 def fields2d(sim) -> np.ndarray:

@@ -21,7 +21,7 @@ from abm.kernels import rng, streams
 from abm.model.agents import CellRules, EndothelialRows, movement_plan, sort_by_site
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
-from helpers.cells import make_sim, mixed_scenario  # noqa: E402
+from helpers.cells import assert_same_snapshot, cell_snapshot, make_sim, mixed_scenario  # noqa: E402
 
 
 def random_table(n_sites=400, n=250, seed=3, dead=0.1):
@@ -272,21 +272,11 @@ def _run_3d(threads: int, par_min: int) -> dict:
         sim.state.scalars.update(blood_cart_cells=3e8)
         for _ in range(12):
             sim.step()
-        o = np.argsort(c.id[: c.n])
-        out = {name: col[o].copy() for name, col in c.columns().items()}
-        out["sources"] = sim.state.sources.copy()
-        out["scalars"] = sorted((k, v) for k, v in sim.state.scalars.items()
-                                if isinstance(v, (int, float)))
-        return out
+        return cell_snapshot(sim)
     finally:
         CellRules.par_min, CellRules.tile_3d, CellRules.check_invariants = old
         set_threads(None)
 
 
 def test_3d_patch_same_for_one_and_two_threads():
-    a, b = _run_3d(1, 10**9), _run_3d(2, 1)
-    assert a["scalars"] == b["scalars"]
-    for k in a:
-        if k != "scalars":
-            assert np.array_equal(a[k], b[k]), k
-    assert a["scalars"] and any(v > 0 for k, v in a["scalars"] if k == "cart_kills_total")
+    assert_same_snapshot(_run_3d(1, 10**9), _run_3d(2, 1))
