@@ -772,7 +772,8 @@ def _inline_posterior(ctx: _Ctx, table: dict, file, select: str, draws, root) ->
     values = []
     for d in range(n):
         row = [items[j][1][d] for j in range(len(items))]
-        values.append(_draw_values(ctx, names, row, pre, lambda j, d=d: qkey(pre, names[j]) + f"[{d}]",
+        values.append(_draw_values(ctx, names, row, pre,
+                                   lambda j, d=d: qkey(pre, names[j]) + f"[{d}]",
                                    f"batch.posterior (draw {d})"))
     resolved = None
     if file is not None:

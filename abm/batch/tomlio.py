@@ -3,8 +3,9 @@
 The saved file is self-contained and loadable: the ``[batch]`` table with
 every key (the root seed included, also when it was drawn), the sweep, the
 population, the posterior draws (their values and file rows, inline: the
-calibration file is named but not needed again), and the run tables of the base config merged with the inline
-sections (as written, unresolved, so presets chosen per run still apply).
+calibration file is named but not needed again), and the run tables of the
+base config merged with the inline sections (as written, unresolved, so
+presets chosen per run still apply).
 """
 
 from __future__ import annotations
