@@ -12,7 +12,8 @@ written by older versions stay readable.
 Modules: :mod:`~analysis.io` (one file), :mod:`~analysis.batch` (a batch
 folder, lazy), :mod:`~analysis.endpoints` and :mod:`~analysis.accessor`
 (``ds.abm``), :mod:`~analysis.risk` (intervals, logistic curve, cumulative
-incidence), :mod:`~analysis.plots` (figures); for the reports
+incidence), :mod:`~analysis.uncertainty` (risk over posterior draws),
+:mod:`~analysis.plots` (figures); for the reports
 :mod:`~analysis.formatting`, :mod:`~analysis.notes`,
 :mod:`~analysis.calibration`, :mod:`~analysis.tables`,
 :mod:`~analysis.batch_info` and :mod:`~analysis.render` (templates in

@@ -11,6 +11,7 @@ testable on synthetic files:
 >>> ds.abm.peak("blood_cart_per_ul") # Dataset: value, day
 >>> ep = ds.abm.endpoints()          # every endpoint per run (computed once, cached)
 >>> ds.abm.risk(by="product")        # P(CRS >= k), P(ICANS >= k) with Wilson intervals
+>>> ds.abm.posterior_risk()          # over posterior draws: + parameter and total intervals
 >>> ds.abm.check_endpoints()         # computed vs the simulator's /endpoints
 
 Time-series variables relied on (each optional: an endpoint whose variable is
@@ -290,6 +291,13 @@ class AbmAccessor:
         ep = self.endpoints(kinds=kinds)
         outcomes = grade_outcomes(kinds) if outcomes is None else outcomes
         return risk_table(ep, outcomes, by=by, **kw)
+
+    def posterior_risk(self, by: str | None = None, **kw) -> xr.Dataset:
+        """Rates over posterior draws with sampling, parameter and total intervals
+        (:func:`analysis.uncertainty.posterior_risk` of the computed endpoints); the
+        batch needs posterior draws (a ``draw`` coordinate, ``[batch.posterior]``)."""
+        from analysis.uncertainty import posterior_risk
+        return posterior_risk(self.endpoints(), by=by, **kw)
 
     # -- one run, fields, cells ---------------------------------------------------------
     def patient(self, run) -> xr.Dataset:

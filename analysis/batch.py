@@ -35,7 +35,8 @@ a variable some runs lack (e.g. ``icans_grade`` in files written before the
 ICANS model) is NaN for them.
 
 Coordinates along ``run`` (the index holds run ids): ``path``, ``seed``,
-``replicate``, ``start_day``, ``end_day``, ``software_version``, and the
+``replicate``, ``start_day``, ``end_day``, ``software_version``, from the
+manifest ``member``, ``sweep_point`` and (with posterior draws) ``draw``, and the
 covariates and varied parameters under one name each, with the config key in
 ``attrs["config_key"]``: short names for those the reports use
 (:data:`COVARIATE_NAMES`: ``burden_cells``, ``product``, ``policy``,
@@ -585,7 +586,7 @@ def _run_coords(kept, scans, rows) -> dict:
         vals = [s["attrs"].get(key) for s in scans]
         if any(v is not None for v in vals):
             coords[key] = ("run", _coord_values(vals))
-    for key in ("member", "sweep_point"):
+    for key in ("member", "sweep_point", "draw"):   # draw: posterior draw ([batch.posterior])
         vals = [(c["manifest"] or {}).get(key) for c in kept]
         if any(v not in (None, "") for v in vals):
             coords[key] = ("run", np.array([int(v) if v not in (None, "") else -1 for v in vals]))

@@ -17,6 +17,9 @@ across figures.
   with the numbers at risk per group under each panel.
 * :func:`plot_cart_course`: blood CAR-T over time by group (median, IQR band)
   with reference points.
+* :func:`plot_posterior_risk`: risk over posterior draws: each draw's rate,
+  the pooled rate with its Wilson interval, the per-draw range and the total
+  interval.
 """
 
 from __future__ import annotations
@@ -617,6 +620,60 @@ def plot_cart_course(courses: dict, *, n_runs: dict | None = None, points=(),
     return fig
 
 
+def plot_posterior_risk(pr: xr.Dataset):
+    """Risk over posterior draws (:func:`analysis.uncertainty.posterior_risk`): per outcome,
+    each draw's rate as a point, the pooled rate with its Wilson interval, the range of the
+    per-draw rates (parameter uncertainty) and the total interval; one panel per group."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import PercentFormatter
+    groups = [str(g) for g in pr["group"].values]
+    outcomes = [str(o) for o, a in zip(pr["outcome"].values, pr["available"].values[0]) if a] \
+        or [str(pr["outcome"].values[0])]
+    conf = float(pr.attrs.get("conf", 0.95))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(max(6.4, 1.25 * len(outcomes) + 2.4),
+                                                      3.6 * len(groups)),
+                             squeeze=False, layout="constrained")
+    jitter = np.random.default_rng(0)
+    for ax, g in zip(axes[:, 0], groups):
+        sub = pr.sel(group=g)
+        for x, o in enumerate(outcomes):
+            r = sub.sel(outcome=o)
+            if not np.isfinite(float(r["p"])):
+                ax.text(x, 0.5, "n/a", ha="center", va="center", color="#777777")
+                continue
+            dp = np.asarray(r["draw_p"].values, float)
+            dp = dp[np.isfinite(dp)]
+            ax.add_patch(Rectangle(
+                (x - 0.32, float(r["param_lo"])), 0.64,
+                max(float(r["param_hi"]) - float(r["param_lo"]), 0.004),
+                color="#9ecae1", alpha=0.55, lw=0, label="per-draw range" if x == 0 else None))
+            ax.scatter(x - 0.18 + 0.36 * jitter.random(dp.size), dp, s=12, color="#4d4d4d",
+                       alpha=0.75, zorder=3, label="one draw" if x == 0 else None)
+            ax.errorbar(x + 0.42, float(r["p"]), yerr=[[float(r["p"] - r["total_lo"])],
+                                                       [float(r["total_hi"] - r["p"])]],
+                        fmt="none", ecolor="#d95f02", elinewidth=1.4, capsize=4, zorder=4,
+                        label="total" if x == 0 else None)
+            ax.errorbar(x, float(r["p"]), yerr=[[float(r["p"] - r["lo"])],
+                                                [float(r["hi"] - r["p"])]],
+                        fmt="o", color="black", ms=5, elinewidth=1.6, capsize=3, zorder=5,
+                        label="pooled (Wilson)" if x == 0 else None)
+        ax.set_xticks(range(len(outcomes)))
+        ax.set_xticklabels([o.replace(" (best response CR or PR)", "").replace(
+            " (best response)", "").replace(" grade", "\ngrade") for o in outcomes])
+        ax.set_xlim(-0.6, len(outcomes) - 0.3)
+        ax.set_ylim(-0.02, 1.02)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel("share of runs")
+        n_draws = int(np.max(sub["n_draws"].values)) if sub["n_draws"].size else 0
+        head = "all runs" if g == "all" else f"{pr.attrs.get('by') or 'group'} {g}"
+        ax.set_title(f"Risk over {_plural(n_draws, 'posterior draw')}: {head}")
+        ax.grid(axis="x", visible=False)
+        if ax is axes[0, 0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                      title=f"{100 * conf:g} % intervals")
+    return fig
+
+
 __all__ = ["plot_patient", "plot_field_snapshot", "plot_risk_vs_covariate",
-           "plot_grade_distribution", "plot_onset", "plot_cart_course", "save",
-           "group_colours", "GRADE_COLOURS"]
+           "plot_grade_distribution", "plot_onset", "plot_cart_course",
+           "plot_posterior_risk", "save", "group_colours", "GRADE_COLOURS"]

@@ -15,6 +15,10 @@ A batch report holds:
   (:func:`analysis.calibration.in_band`), the
   cross-check of computed against file endpoints, and the figures, with the
   trend test of risk versus tumour burden under the risk figure;
+* with posterior draws (``[batch.posterior]``), the rates over the draws: the
+  pooled rate with its Wilson interval beside the range of the per-draw rates
+  and a total interval (:mod:`analysis.uncertainty`), a figure of the
+  per-draw rates, ``posterior_risk.csv`` and ``posterior_draws.csv``;
 * ``endpoints.csv`` (one row per run), ``risk.csv``, ``trend.csv``,
   ``calibration.csv``, ``cross_check.csv``;
 * figures (PNG): risk versus tumour burden, grade distribution by group,
@@ -51,7 +55,8 @@ from analysis.notes import (BAND_PP, CALIBRATION, CALIBRATION_NOTE, CALIBRATION_
 from analysis.render import Figure, render_markdown, say, software_version, write_report
 from analysis.risk import (assign_bins, bin_labels, decade_bins, grade_outcomes, group_order,
                            median_iqr, risk_table, trend_table)
-from analysis.tables import calibration_markdown, trend_markdown
+from analysis.tables import calibration_markdown, posterior_markdown, trend_markdown
+from analysis.uncertainty import N_BOOT, draws_frame, posterior_frame, posterior_risk
 
 _log = logging.getLogger(__name__)
 
@@ -244,6 +249,12 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
     groupings = _groupings(ep, by)
     risk = risk_rows(ep, groupings, bootstrap)
     check = ds.abm.check_endpoints(ep)
+    posterior = None
+    if "draw" in ep.coords:   # a batch over posterior draws ([batch.posterior])
+        posterior = posterior_risk(ep, by="product" if "product" in groupings else None,
+                                   n_boot=N_BOOT, seed=0)
+        posterior_frame(posterior).to_csv(out / "posterior_risk.csv", index=False)
+        draws_frame(posterior).to_csv(out / "posterior_draws.csv", index=False)
 
     table = ep.reset_coords().to_dataframe()
     table.to_csv(out / "endpoints.csv")
@@ -274,6 +285,15 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
         plots.save(plots.plot_grade_distribution(ep, by=g), out / fname)
         figs.append(Figure(f"Maximal grade by {g or 'all runs'}", fname,
                            GRADE_CAPTION))
+    if posterior is not None:
+        fname = "risk_over_draws.png"
+        plots.save(plots.plot_posterior_risk(posterior), out / fname)
+        figs.append(Figure(
+            "Risk over posterior draws", fname,
+            "Each grey point is one posterior draw's rate (its virtual population); blue "
+            "band: the 2.5-97.5 % range of those rates (parameter uncertainty); black: the "
+            "pooled rate over all runs with its 95 % Wilson interval (sampling); orange: the "
+            "total 95 % interval (two-stage bootstrap: a random draw, then its patients)."))
     fname = f"onset_by_{main_group or 'all'}.png"
     plots.save(plots.plot_onset(ep, by=main_group), out / fname)
     figs.append(Figure("Time to onset", fname, ONSET_CAPTION))
@@ -308,7 +328,8 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
         "batch_report.md.j2", batch_name=ds.attrs["batch_name"], written=_utc_now(),
         folder=folder, n_loaded=n, n_runs=ds.attrs["n_runs"], n_failed=n_failed,
         n_other_skipped=len(skipped) - n_failed, info=info,
-        design=", ".join(x for x in (info.get("population"), info.get("sweep")) if x),
+        design=", ".join(x for x in (info.get("population"), info.get("posterior"),
+                                     info.get("sweep")) if x),
         varied=", ".join(f"`{c}`" for c in varied), t_first=f"{t[0]:g}", t_last=f"{t[-1]:g}",
         record_min=f"{ds.abm.record_interval_days * 24 * 60:.3g}",
         software_versions=ds.attrs["software_versions"],
@@ -320,6 +341,10 @@ def _write_batch_report(ds, folder, out, *, by, covariate, html_page, bootstrap,
         n_more_skipped=max(len(skipped) - 50, 0),
         batch_config=ds.attrs.get("batch_config", "").strip(), bootstrap=bootstrap,
         risk_table=_risk_markdown(risk), calibration_note=CALIBRATION_NOTE,
+        posterior_table="" if posterior is None else posterior_markdown(
+            posterior_frame(posterior), posterior.attrs["by"] or None),
+        n_draws=int(posterior.sizes["draw"]) if posterior is not None else 0,
+        posterior_by=posterior.attrs["by"] if posterior is not None else "",
         calibration_table=cal or "", summary_table=_summary_markdown(ep, main_group),
         response_day=_response_day(ep), has_trend=trend is not None,
         n_checked=len(check), n_bad=len(bad),

@@ -41,4 +41,27 @@ def trend_markdown(trend: pd.DataFrame, group_label: str | None = None) -> str:
     return md_table(header, [r + [""] * (len(header) - len(r)) for r in rows])
 
 
-__all__ = ["calibration_markdown", "trend_markdown"]
+def posterior_markdown(frame: pd.DataFrame, group_label: str | None = None,
+                       conf: float = 0.95) -> str:
+    """:func:`analysis.uncertainty.posterior_frame` as the report's table: the pooled rate
+    with its Wilson interval beside the per-draw range and the total interval."""
+    a = 100 * (1 - conf) / 2
+    pct = f"{100 * conf:g} %"
+    rows = []
+    for r in frame.itertuples():
+        first = [str(r.group)] if group_label else []
+        if not r.available or not r.n:
+            rows.append(first + [r.outcome] + ["not available"] + [""] * 3)
+            continue
+        rows.append(first + [
+            r.outcome, format_pct(r.p, r.lo, r.hi, int(r.k), int(r.n)),
+            f"{100 * r.draw_median:.0f} % ({100 * r.param_lo:.0f}-{100 * r.param_hi:.0f})",
+            f"{100 * r.total_lo:.0f}-{100 * r.total_hi:.0f} %", str(int(r.n_draws))])
+    header = ([group_label] if group_label else []) + [
+        "outcome", f"pooled % ({pct} Wilson) k/n",
+        f"per-draw rates: median ({a:g}-{100 - a:g} %)", f"total {pct} (two-stage bootstrap)",
+        "draws"]
+    return md_table(header, rows)
+
+
+__all__ = ["calibration_markdown", "trend_markdown", "posterior_markdown"]

@@ -1,4 +1,5 @@
-"""Batches: parameter sweeps, replicates and virtual populations from one TOML file.
+"""Batches: parameter sweeps, replicates, virtual populations and posterior draws from one
+TOML file.
 
 >>> from abm.batch import load_batch, expand_batch, run_batch
 >>> batch = load_batch("configs/batch_example.toml")          # doctest: +SKIP
@@ -14,7 +15,8 @@ Any single run can be re-created alone and matches its batch twin bit for bit::
 
 Modules: :mod:`~abm.batch.config` (the ``[batch]`` schema and loader),
 :mod:`~abm.batch.sampling` (covariate draws and Latin hypercubes on the
-counter-based RNG), :mod:`~abm.batch.expand` (runs and seeds),
+counter-based RNG), :mod:`~abm.batch.posterior` (the posterior draws of a
+calibration file), :mod:`~abm.batch.expand` (runs and seeds),
 :mod:`~abm.batch.manifest`, :mod:`~abm.batch.worker` (what a worker runs),
 :mod:`~abm.batch.executors` (local pool, Dask), :mod:`~abm.batch.runner`
 (plan, execute, resume) and :mod:`~abm.batch.cli` (``abm batch``).

@@ -20,8 +20,9 @@ from abm.logs import progress_mode, result
 _log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Expand a batch file ([batch] table: sweep, replicates, virtual population) into
-runs and execute them: on a local process pool (default, all cores) or on Dask
+Expand a batch file ([batch] table: sweep, replicates, virtual population,
+posterior draws of a calibration) into runs and execute them: on a local
+process pool (default, all cores) or on Dask
 (--scheduler tcp://host:port, or --dask-local N for a LocalCluster). Results go
 to OUT/<batch name>/: one <run-id>.h5 per run, manifest.csv (status, seed,
 parameters, errors, durations) and batch.toml (the resolved batch). A failing
@@ -68,11 +69,12 @@ def _dry_run(batch) -> int:
     from abm.batch.expand import expand_batch
     from abm.batch.manifest import _cell
     specs = expand_batch(batch)
-    cols = ["run_id", "seed", "replicate"] + batch.varied + ["config"]
+    draws = batch.posterior is not None
+    cols = ["run_id", "seed", "replicate"] + (["draw"] if draws else []) + batch.varied + ["config"]
     try:
         print("\t".join(cols))
         for s in specs:
-            vals = [s.run_id, str(s.seed), str(s.replicate)]
+            vals = [s.run_id, str(s.seed), str(s.replicate)] + ([str(s.draw)] if draws else [])
             vals += [_cell(s.params.get(p)) for p in batch.varied]
             vals.append("ok" if not s.error else s.error)
             print("\t".join(vals))

@@ -20,6 +20,15 @@ the batch file) and/or gives run sections inline (``[run]``, ``[lattice]``,
     size = 50
     "tumour.antigen_median_molecules" = {dist = "lognormal", median = 1e4, sigma = 0.5}
 
+    [batch.posterior]         # optional: parameter draws of a calibration
+    file = "calibration.nc"   # samples(draw, parameter), relative to the batch file
+    draws = 20                # rows used (default: all)
+    select = "first"          # "first" rows in file order, or a seeded "random" choice
+
+The runs are sweep points x posterior draws x virtual patients x replicates:
+every draw sets its parameters for a whole virtual population (see
+:mod:`abm.batch.posterior`).
+
 Parameter paths are checked against the real :class:`~abm.config.Config`
 (a misspelt path gets a did-you-mean hint); sweep values and ``choice``
 values are checked one by one against the parameter's type and range; every
@@ -45,6 +54,8 @@ import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from abm.config import Config, config_from_dict
 from abm.config.files import read_toml
@@ -149,13 +160,46 @@ class Population:
 
 
 @dataclass(frozen=True, eq=False)
+class Posterior:
+    """Posterior draws: ``values[d][j]`` is parameter ``parameters[j]`` in draw ``d``.
+
+    Attributes:
+        file: the calibration file (resolved path; None when the samples were
+            given inline only).
+        parameters: dotted config paths.
+        rows: the file row of each draw.
+        values: one tuple per draw (ints for integer parameters).
+        select: how the rows were chosen ("first" or "random").
+        n_rows: rows in the file (None when given inline).
+        source: every row of the file (to choose again when the root seed
+            changes; None when given inline).
+    """
+
+    file: str | None
+    parameters: tuple[str, ...]
+    rows: tuple[int, ...]
+    values: tuple[tuple, ...]
+    select: str = "first"
+    n_rows: int | None = None
+    source: object = field(default=None, repr=False)
+
+    @property
+    def n_draws(self) -> int:
+        return len(self.rows)
+
+    def draw(self, d: int) -> dict:
+        """``{path: value}`` of draw ``d``."""
+        return dict(zip(self.parameters, self.values[d]))
+
+
+@dataclass(frozen=True, eq=False)
 class BatchConfig:
     """A validated batch: its scalar keys, sweep, population and the base run tables.
 
     Attributes:
         file: the batch file (or None when built from a dict).
         params: ``[batch]`` scalar keys.
-        sweep, population: or None.
+        sweep, population, posterior: or None.
         base_data: the run tables every run starts from (base file merged with
             the inline sections), as parsed (unresolved, so a ``product.preset``
             covariate picks its preset's values).
@@ -173,6 +217,7 @@ class BatchConfig:
     root_seed: int
     root_seed_drawn: bool = False
     warnings: tuple[str, ...] = ()
+    posterior: Posterior | None = None
 
     @property
     def name(self) -> str:
@@ -191,13 +236,18 @@ class BatchConfig:
         return self.population.size if self.population else 1
 
     @property
+    def n_draws(self) -> int:
+        return self.posterior.n_draws if self.posterior else 1
+
+    @property
     def n_runs(self) -> int:
-        return self.n_points * self.n_members * self.replicates
+        return self.n_points * self.n_draws * self.n_members * self.replicates
 
     @property
     def varied(self) -> list[str]:
-        """Parameter paths set per run (sweep first, then covariates), in file order."""
+        """Parameter paths set per run (sweep, then posterior draws, then covariates)."""
         out = [p.path for p in self.sweep.params] if self.sweep else []
+        out += list(self.posterior.parameters) if self.posterior else []
         out += [c.path for c in self.population.covariates] if self.population else []
         return out
 
@@ -205,13 +255,21 @@ class BatchConfig:
         return config_from_dict(self.base_data, file=self.file)
 
     def with_root_seed(self, seed: int) -> "BatchConfig":
+        posterior = self.posterior
+        if posterior is not None and posterior.select == "random" and posterior.source is not None:
+            ctx = _Ctx(self.file, self.base_data)   # the rows follow the root seed
+            posterior = _take_draws(ctx, posterior, posterior.n_draws, int(seed))
+            ctx.check_conflicts(set(self.varied))
         return dataclasses.replace(self, root_seed=int(seed), root_seed_drawn=False,
-                                   params=self.params.replace(root_seed=int(seed)))
+                                   params=self.params.replace(root_seed=int(seed)),
+                                   posterior=posterior)
 
     def summary(self) -> str:
         parts = []
         if self.sweep:
             parts.append(f"{self.n_points} {self.sweep.method} sweep points")
+        if self.posterior:
+            parts.append(f"{self.n_draws} posterior draw{'s' if self.n_draws != 1 else ''}")
         if self.population:
             parts.append(f"{self.n_members} virtual patients")
         parts.append(f"{self.replicates} replicate{'s' if self.replicates != 1 else ''}")
@@ -267,6 +325,15 @@ def set_path(data: dict, path: str, value) -> None:
     d[last] = value
 
 
+def not_a_path(path: str) -> str:
+    """Why ``path`` is not a parameter: ``is not a parameter path ...; did you mean ...?
+    ('abm show-config CONFIG' lists every parameter`` (the caller closes the parenthesis)."""
+    close = difflib.get_close_matches(path, list(param_index()), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"is not a parameter path of the run config{hint} ('abm show-config CONFIG' lists "
+            "every parameter")
+
+
 class _Ctx:
     def __init__(self, file: str | None, base_data: dict):
         self.file = file
@@ -302,13 +369,9 @@ class _Ctx:
                 elif path in _section_paths() and isinstance(v, dict):
                     yield from walk(v, path)
                 else:
-                    known = list(param_index())
-                    close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
                     other = f"; the other keys of this table are {', '.join(reserved)}" \
                         if reserved else ""
-                    self.fail(key, f"is not a parameter path of the run config{hint} ('abm "
-                                   f"show-config CONFIG' lists every parameter{other})")
+                    self.fail(key, f"{not_a_path(path)}{other})")
 
         yield from walk(table, "")
 
@@ -597,6 +660,168 @@ def _freeze(x):
 
 
 # ----------------------------------------------------------------------------
+# posterior draws
+# ----------------------------------------------------------------------------
+
+POSTERIOR_KEYS = ("file", "draws", "select", "rows", "samples")
+
+
+def _parse_posterior(ctx: _Ctx, table, root, root_seed: int) -> Posterior:
+    """``[batch.posterior]``: a calibration file (``file``, ``draws``, ``select``), or the
+    draws themselves (``samples``, ``rows``: the form a resolved ``batch.toml`` records)."""
+    from abm.batch.posterior import SELECT, read_samples
+    pre = "batch.posterior"
+    if not isinstance(table, dict):
+        ctx.fail(pre, f"must be a table (got {table!r})")
+    _check_keys(ctx, table, pre, POSTERIOR_KEYS)
+    file = table.get("file")
+    if file is not None and (not isinstance(file, str) or not file.strip()):
+        ctx.fail(f"{pre}.file", f"must be a file name, relative to the batch file (got {file!r})")
+    select = table.get("select", "first")
+    if select not in SELECT:
+        ctx.fail(f"{pre}.select", f"must be one of {', '.join(map(repr, SELECT))} (got "
+                                  f"{select!r})")
+    draws = table.get("draws")
+    if draws is not None:
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            ctx.fail(f"{pre}.draws", f"must be an integer >= 1 (got {draws!r})")
+        if draws > MAX_RUNS:
+            ctx.fail(f"{pre}.draws", f"must be at most {MAX_RUNS} (got {draws!r})")
+    if "samples" in table:
+        return _inline_posterior(ctx, table, file, select, draws, root)
+    if "rows" in table:
+        ctx.fail(f"{pre}.rows", "is only used with batch.posterior.samples (draws given "
+                                "inline); with a file, give draws and select")
+    if file is None:
+        ctx.fail(f"{pre}.file", "is required: the calibration file holding samples(draw, "
+                                "parameter), relative to the batch file")
+    path = Path(root or ".") / file
+    key = f"{pre}.file"
+    names, values = read_samples(path, key=key, owner=ctx.file)
+    _check_posterior_paths(ctx, names, key, lambda name: f"= {file!r}: parameter {name!r}")
+    n_rows = int(values.shape[0])
+    if draws is None:
+        draws = n_rows
+    elif draws > n_rows:
+        ctx.fail(f"{pre}.draws", f"= {draws} is more than the {n_rows} draws in {file}")
+    post = Posterior(file=str(path.resolve()), parameters=names, rows=(), values=(),
+                     select=select, n_rows=n_rows, source=values)
+    return _take_draws(ctx, post, draws, root_seed)
+
+
+def _check_posterior_paths(ctx: _Ctx, names, key: str, what) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name not in param_index():
+            ctx.fail(key, f"{what(name)} {not_a_path(name)})")
+        if name in BATCH_OWNED:
+            ctx.fail(key, f"{what(name)} cannot be varied: run config key {name} "
+                          f"{BATCH_OWNED[name]}")
+        if name in seen:
+            ctx.fail(key, f"{what(name)} is given twice")
+        seen.add(name)
+        kind = param_kind(name)
+        if kind not in ("float", "int"):
+            ctx.fail(key, f"{what(name)} is a {kind} parameter; posterior draws set numbers "
+                          "only (vary it in [batch.sweep] or [batch.population])")
+
+
+def _take_draws(ctx: _Ctx, post: Posterior, draws: int, root_seed: int) -> Posterior:
+    """``post`` with the rows of ``draws`` draws chosen from its file rows and checked."""
+    from abm.batch.posterior import select_rows
+    rows = select_rows(post.n_rows, draws, post.select, root_seed)
+    name = Path(post.file).name
+    values = []
+    for d, r in enumerate(rows):
+        where = f"batch.posterior.file = {name!r}, row {r} (draw {d})"
+        values.append(_draw_values(ctx, post.parameters, post.source[r], "batch.posterior.file",
+                                   lambda j, where=where: where,
+                                   f"batch.posterior (draw {d}: row {r} of {name})"))
+    return dataclasses.replace(post, rows=rows, values=tuple(values))
+
+
+def _inline_posterior(ctx: _Ctx, table: dict, file, select: str, draws, root) -> Posterior:
+    pre = "batch.posterior.samples"
+    samples = table["samples"]
+    if not isinstance(samples, dict):
+        ctx.fail(pre, "must be a table of parameter paths, each with one value per draw "
+                      f"(got {samples!r})")
+    items = list(ctx.paths(samples, pre, ()))
+    if not items:
+        ctx.fail(pre, "lists no parameter")
+    n = None
+    for path, v, key in items:
+        if not isinstance(v, list) or not v:
+            ctx.fail(key, f"must be a non-empty array, one value per draw (got {v!r})")
+        _check_length(ctx, v, key)
+        if n is not None and len(v) != n:
+            ctx.fail(key, f"has {len(v)} values but {items[0][2]} has {n}; give one value per "
+                          "draw for every parameter")
+        n = len(v)
+    names = tuple(path for path, _, _ in items)
+    _check_posterior_paths(ctx, names, pre, lambda name: f"parameter {name!r}")
+    if draws is not None and draws != n:
+        ctx.fail("batch.posterior.draws", f"= {draws} but {pre} holds {n} draws")
+    rows = table.get("rows", list(range(n)))
+    if not isinstance(rows, list) or len(rows) != n or any(
+            isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in rows):
+        ctx.fail("batch.posterior.rows", f"must be an array of {n} integers >= 0, the file row "
+                                         f"of each draw (got {rows!r})")
+    if len(set(rows)) != n:
+        ctx.fail("batch.posterior.rows", f"lists a row twice (got {rows!r})")
+    values = []
+    for d in range(n):
+        row = [items[j][1][d] for j in range(len(items))]
+        values.append(_draw_values(ctx, names, row, pre,
+                                   lambda j, d=d: qkey(pre, names[j]) + f"[{d}]",
+                                   f"batch.posterior (draw {d})"))
+    resolved = None
+    if file is not None:
+        resolved = str(Path(file) if Path(file).is_absolute() else (Path(root or ".") / file))
+    return Posterior(file=resolved, parameters=names, rows=tuple(rows), values=tuple(values),
+                     select=select)
+
+
+def _fail_at(ctx: _Ctx, key: str, message: str):
+    raise ConfigError(message, path=ctx.file, key=key)
+
+
+def _draw_values(ctx: _Ctx, names, row, key: str, where, label: str) -> tuple:
+    """One draw's values, cast to each parameter's type and checked on top of the base.
+
+    ``where(j)`` is the text naming value ``j`` at the start of a message (``key``
+    is the error's key);
+    ``label`` names the draw when it conflicts with a base key.
+    """
+    out = []
+    for j, (name, v) in enumerate(zip(names, row)):
+        here = where(j)
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(float(v)):
+            _fail_at(ctx, key, f"{here}: {name} = {v!r} is not a finite number")
+        v = float(v)
+        if param_kind(name) == "int":
+            if v != math.floor(v):
+                _fail_at(ctx, key, f"{here}: {name} = {v!r} must be a whole number (an "
+                                   "integer parameter)")
+            v = int(v)
+        out.append(v)
+    data = copy.deepcopy(ctx.base_data)
+    for name, v in zip(names, out):
+        set_path(data, name, v)
+    try:
+        config_from_dict(data)
+    except ConfigError as exc:
+        for j, name in enumerate(names):
+            if _concerns(exc.key, name):
+                _fail_at(ctx, key, f"{where(j)}: {name} = {out[j]!r} is not allowed: {exc}")
+        ctx.conflicts.append((label, dict(zip(names, out)), exc, False))
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------
 # loaders
 # ----------------------------------------------------------------------------
 
@@ -646,8 +871,9 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
     table = data["batch"]
     if not isinstance(table, dict):
         raise ConfigError(f"batch must be a table (got {table!r})", path=file, key="batch")
-    scalars = {k: v for k, v in table.items() if k not in ("sweep", "population")}
-    known = [f.name for f in dataclasses.fields(BatchParams)] + ["sweep", "population"]
+    tables = ("sweep", "population", "posterior")
+    scalars = {k: v for k, v in table.items() if k not in tables}
+    known = [f.name for f in dataclasses.fields(BatchParams)] + list(tables)
     for k in scalars:
         if k not in known:
             close = difflib.get_close_matches(k, known, n=1)
@@ -673,6 +899,8 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
         base_data = inline
     config_from_dict(base_data, file=file)
 
+    drawn = params.root_seed is None
+    root_seed = int(secrets.randbits(63) if drawn else params.root_seed)
     ctx = _Ctx(file, base_data)
     sweep = _parse_sweep(ctx, table["sweep"]) if "sweep" in table else None
     population = _parse_population(ctx, table["population"]) if "population" in table else None
@@ -682,22 +910,33 @@ def batch_from_dict(data: dict, *, file: str | None = None, root=None) -> BatchC
             p = sorted(both)[0]
             ctx.fail(qkey("batch.population", p), f"is also swept in [batch.sweep]; vary a "
                                                   "parameter in one of them only")
+    posterior = _parse_posterior(ctx, table["posterior"], root, root_seed) \
+        if "posterior" in table else None
+    if posterior:
+        for other, paths in (("swept in [batch.sweep]", [p.path for p in sweep.params]
+                              if sweep else []),
+                             ("a covariate of [batch.population]",
+                              [c.path for c in population.covariates] if population else [])):
+            both = sorted(set(posterior.parameters) & set(paths))
+            if both:
+                ctx.fail("batch.posterior", f"sets {both[0]}, which is also {other}; vary a "
+                                            "parameter in one place only")
     varied = set(p.path for p in sweep.params) if sweep else set()
     varied |= set(c.path for c in population.covariates) if population else set()
+    varied |= set(posterior.parameters) if posterior else set()
     ctx.check_conflicts(varied)
-    n_runs = (sweep.n_points if sweep else 1) * (population.size if population else 1) \
-        * params.replicates
+    n_runs = (sweep.n_points if sweep else 1) * (posterior.n_draws if posterior else 1) \
+        * (population.size if population else 1) * params.replicates
     if n_runs > MAX_RUNS:
-        raise ConfigError(f"batch has {n_runs} runs (sweep points x virtual patients x "
-                          f"replicates), more than {MAX_RUNS}; split it into several batches",
-                          path=file, key="batch")
-    drawn = params.root_seed is None
-    root_seed = secrets.randbits(63) if drawn else params.root_seed
+        raise ConfigError(f"batch has {n_runs} runs (sweep points x posterior draws x virtual "
+                          f"patients x replicates), more than {MAX_RUNS}; split it into several "
+                          "batches", path=file, key="batch")
     return BatchConfig(file=file, params=params, sweep=sweep, population=population,
-                       base_data=base_data, base_file=base_file, root_seed=int(root_seed),
-                       root_seed_drawn=drawn, warnings=tuple(ctx.warnings))
+                       base_data=base_data, base_file=base_file, root_seed=root_seed,
+                       root_seed_drawn=drawn, warnings=tuple(ctx.warnings), posterior=posterior)
 
 
 __all__ = ["BatchConfig", "BatchParams", "Sweep", "SweepParam", "Population", "Covariate",
+           "Posterior", "POSTERIOR_KEYS", "not_a_path",
            "DISTRIBUTIONS", "SWEEP_METHODS", "BATCH_OWNED", "MAX_RUNS", "load_batch", "batch_from_dict",
            "is_batch_file", "param_index", "param_kind", "set_path", "qkey"]

@@ -1,18 +1,24 @@
-"""Expand a batch into runs: one :class:`RunSpec` per (replicate, sweep point, patient).
+"""Expand a batch into runs: one :class:`RunSpec` per (replicate, sweep point, draw, patient).
 
 Run order and ids::
 
-    index = (replicate * n_points + sweep_point) * n_members + member
+    index = ((replicate * n_points + sweep_point) * n_draws + draw) * n_members + member
     run_id = f"{batch.name}_{index:05d}"        (more digits when needed)
+
+``draw`` is the posterior draw of ``[batch.posterior]`` (``n_draws = 1``
+without one, which leaves the indices of such batches as they were). Every
+draw gets the same virtual patients: a member's covariates depend on the root
+seed and the member index only.
 
 Replicates are the outermost loop, so growing ``replicates`` keeps every
 existing run (same index, id and seed): ``abm batch CONFIG --resume`` then
 runs only the new ones.
 
 Seeds: ``seed = run_seed(root_seed, index)`` -- ``np.random.SeedSequence([root,
-index])`` -> 63 bits. With ``common_seeds = true`` the sweep point is left out
-(``index' = replicate * n_members + member``), so every sweep point sees the
-same virtual patients with the same random numbers (a paired design).
+index])`` -> 63 bits. With ``common_seeds = true`` the sweep point and the
+draw are left out (``index' = replicate * n_members + member``), so every
+sweep point and posterior draw sees the same virtual patients with the same
+random numbers (a paired design).
 
 A spec's ``config`` holds the run tables (base + sweep values + covariates,
 with ``run.name = run_id``, ``run.seed``, ``run.replicate`` set): any run can
@@ -29,6 +35,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,6 +65,7 @@ class RunSpec:
         index: run index in the batch (0-based).
         run_id: ``<batch>_<index>``; the file is ``<run_id>.h5``.
         sweep_point, member, replicate: its coordinates in the batch.
+        draw: its posterior draw (None when the batch has no ``[batch.posterior]``).
         seed: run seed.
         params: values of the varied parameters (sweep and covariates) by path.
         config: the run's config tables (validate with :meth:`resolve`).
@@ -74,6 +82,7 @@ class RunSpec:
     config: dict = field(default_factory=dict)
     error: str | None = None
     source: str | None = None
+    draw: int | None = None
 
     @property
     def config_hash(self) -> str:
@@ -106,11 +115,22 @@ def _id_width(n_runs: int) -> int:
     return max(5, len(str(max(0, n_runs - 1))))
 
 
-def run_coords(batch: BatchConfig, index: int) -> tuple[int, int, int]:
-    """``(sweep_point, member, replicate)`` of run ``index``."""
+class RunCoords(NamedTuple):
+    """Where a run sits in its batch (``draw`` is 0 without posterior draws)."""
+
+    sweep_point: int
+    member: int
+    replicate: int
+    draw: int = 0
+
+
+def run_coords(batch: BatchConfig, index: int) -> RunCoords:
+    """``(sweep_point, member, replicate, draw)`` of run ``index``."""
     m = batch.n_members
+    d = batch.n_draws
     p = batch.n_points
-    return (index // m) % p, index % m, index // (m * p)
+    return RunCoords(sweep_point=(index // (m * d)) % p, member=index % m,
+                     replicate=index // (m * d * p), draw=(index // m) % d)
 
 
 def expand_batch(batch: BatchConfig, indices=None, *, validate: bool = True) -> list[RunSpec]:
@@ -132,9 +152,10 @@ def expand_batch(batch: BatchConfig, indices=None, *, validate: bool = True) -> 
     members = population_members(batch, {c[1] for c in coords.values()})
     width = _id_width(n)
     specs = []
+    post = batch.posterior
     for i in wanted:
-        s, m, r = coords[i]
-        params = {**points[s], **members[m]}
+        s, m, r, d = coords[i]
+        params = {**points[s], **(post.draw(d) if post else {}), **members[m]}
         seed_index = r * batch.n_members + m if batch.params.common_seeds else i
         seed = run_seed(batch.root_seed, seed_index)
         run_id = f"{batch.name}_{i:0{width}d}"
@@ -145,11 +166,12 @@ def expand_batch(batch: BatchConfig, indices=None, *, validate: bool = True) -> 
         set_path(data, "run.seed", seed)
         set_path(data, "run.replicate", r)
         spec = RunSpec(index=i, run_id=run_id, sweep_point=s, member=m, replicate=r, seed=seed,
-                       params=params, config=data, source=batch.file)
+                       params=params, config=data, source=batch.file,
+                       draw=d if post else None)
         if validate:
             object.__setattr__(spec, "error", spec.validate())
         specs.append(spec)
     return specs
 
 
-__all__ = ["RunSpec", "expand_batch", "run_seed", "run_coords", "config_hash"]
+__all__ = ["RunSpec", "RunCoords", "expand_batch", "run_seed", "run_coords", "config_hash"]

@@ -12,6 +12,8 @@ run_id          ``<batch>_<index>``; the file is ``<run_id>.h5``
 index           run index (0-based)
 sweep_point     sweep point index (0 without a sweep)
 member          virtual patient index (0 without a population)
+draw            posterior draw index (only in batches with ``[batch.posterior]``;
+                written after ``member``)
 replicate       replicate index
 seed            run seed
 status          pending, running, done or failed
@@ -44,7 +46,9 @@ STATUSES = ("pending", "running", "done", "failed")
 COLUMNS = ("run_id", "index", "sweep_point", "member", "replicate", "seed", "status",
            "attempts", "error", "duration_s", "cpu_s", "file", "started", "finished", "worker",
            "config_hash")
-_INT = ("index", "sweep_point", "member", "replicate", "seed", "attempts")
+#: Column of the posterior draw, present only when the batch has posterior draws.
+DRAW = "draw"
+_INT = ("index", "sweep_point", "member", DRAW, "replicate", "seed", "attempts")
 _REQUIRED = ("run_id", "index", "seed", "status", "config_hash")
 
 
@@ -75,12 +79,14 @@ class Manifest:
     Args:
         folder: the batch folder.
         params: varied parameter paths (extra columns).
+        draws: write the ``draw`` column (a batch with posterior draws).
     """
 
-    def __init__(self, folder, params=()):
+    def __init__(self, folder, params=(), draws: bool = False):
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST
         self.params = list(params)
+        self.draws = bool(draws)
         self.rows: dict[int, dict] = {}
         self._saved_at = 0.0
         self._save_cost = 0.0
@@ -88,7 +94,8 @@ class Manifest:
 
     @classmethod
     def from_specs(cls, folder, specs, params) -> "Manifest":
-        m = cls(folder, params)
+        specs = list(specs)
+        m = cls(folder, params, draws=any(getattr(s, "draw", None) is not None for s in specs))
         for s in specs:
             m.add(s)
         return m
@@ -99,6 +106,8 @@ class Manifest:
                "status": "pending", "attempts": 0, "error": "", "duration_s": "", "cpu_s": "",
                "file": f"{spec.run_id}.h5", "started": "", "finished": "", "worker": "",
                "config_hash": spec.config_hash}
+        if self.draws:
+            row[DRAW] = spec.draw
         for p in self.params:
             row[p] = spec.params.get(p, "")
         self.rows[spec.index] = row
@@ -131,7 +140,8 @@ class Manifest:
             if missing:
                 raise bad(f"no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
                           "(not a manifest written by abm batch, or damaged)")
-            m.params = [c for c in names if c not in COLUMNS]
+            m.params = [c for c in names if c not in COLUMNS and c != DRAW]
+            m.draws = DRAW in names
             for raw in reader:
                 line = reader.line_num
                 row = dict(raw)
@@ -171,10 +181,17 @@ class Manifest:
             out[r["status"]] = out.get(r["status"], 0) + 1
         return out
 
+    @property
+    def columns(self) -> list[str]:
+        cols = list(COLUMNS)
+        if self.draws:
+            cols.insert(cols.index("member") + 1, DRAW)
+        return cols + self.params
+
     def text(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        cols = list(COLUMNS) + self.params
+        cols = self.columns
         w.writerow(cols)
         for i in sorted(self.rows):
             row = self.rows[i]
@@ -243,5 +260,5 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Manifest", "ManifestError", "MANIFEST", "COLUMNS", "STATUSES", "one_line",
+__all__ = ["Manifest", "ManifestError", "MANIFEST", "COLUMNS", "DRAW", "STATUSES", "one_line",
            "write_atomic"]

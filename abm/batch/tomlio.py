@@ -1,9 +1,11 @@
 """TOML text for a resolved batch (``<batch folder>/batch.toml``).
 
 The saved file is self-contained and loadable: the ``[batch]`` table with
-every key (the root seed included, also when it was drawn), the sweep and the
-population, and the run tables of the base config merged with the inline
-sections (as written, unresolved, so presets chosen per run still apply).
+every key (the root seed included, also when it was drawn), the sweep, the
+population, the posterior draws (their values and file rows, inline: the
+calibration file is named but not needed again), and the run tables of the
+base config merged with the inline sections (as written, unresolved, so
+presets chosen per run still apply).
 """
 
 from __future__ import annotations
@@ -91,6 +93,16 @@ def batch_toml(batch: BatchConfig, header: str = "") -> str:
                 if x is not None:
                     args[k] = list(x) if isinstance(x, tuple) else x
             lines.append(f"{json.dumps(c.path)} = {value(args)}")
+        lines.append("")
+    if batch.posterior:
+        post = batch.posterior
+        lines.append("[batch.posterior]")
+        if post.file:
+            lines.append(f"file = {value(post.file)}")
+        lines += [f"select = {value(post.select)}", f"draws = {post.n_draws}",
+                  f"rows = {value(list(post.rows))}", "", "[batch.posterior.samples]"]
+        for j, path in enumerate(post.parameters):
+            lines.append(f"{json.dumps(path)} = {value([v[j] for v in post.values])}")
         lines.append("")
     lines += tables(batch.base_data)
     return "\n".join(lines).rstrip() + "\n"
