@@ -245,6 +245,18 @@ def test_config_errors_are_one_line(tmp_path, edit, fragment):
     assert fragment in msg and "\n" not in msg and msg.startswith(str(path)), msg
 
 
+def test_shipped_study_validates():
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_sensitivity(root / "configs" / "sensitivity_risk.toml")
+    assert (cfg.study.method, cfg.mode, cfg.study.k) == ("morris", "population", 15)
+    assert cfg.n_runs == 512 and cfg.study.n_points == 64     # the size its comment states
+    assert [o.name for o in cfg.outputs][:2] == ["crs3", "icans3"]
+    batch = cfg.batch()
+    n = batch.n_runs
+    specs = expand_batch(batch, indices=[0, 1, n // 2, n - 1])
+    assert all(s.error is None for s in specs), [s.error for s in specs]
+
+
 def test_sobol_sample_size_must_be_a_power_of_two(tmp_path):
     path = write_study(tmp_path, **{'method = "morris"': 'method = "sobol"',
                                     "trajectories = 2\nlevels = 4": "samples = 48"})
