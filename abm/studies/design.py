@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from abm.batch.config import (MAX_RUNS, BatchConfig, Sweep, SweepParam, _Ctx,
-                              batch_from_dict, load_batch, param_kind, qkey)
+                              batch_from_dict, load_batch, param_kind)
 from abm.config import apply_overrides, config_from_dict
 from abm.config.files import read_toml
 from abm.errors import AbmError, ConfigError
@@ -492,4 +492,4 @@ def run_design(batch: BatchConfig, out, *, executor=None, resume: bool = False,
 
 __all__ = ["Range", "parse_ranges", "Base", "load_base", "design_batch", "PointRuns",
            "point_endpoints", "provenance", "add_executor_options", "executor_from_args",
-           "check_start", "run_design", "DESIGN_BATCH", "SCALES", "qkey"]
+           "check_start", "run_design", "DESIGN_BATCH", "SCALES"]

@@ -46,7 +46,6 @@ tests check it against the Ishigami function.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import logging
 import math

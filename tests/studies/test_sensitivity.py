@@ -60,6 +60,32 @@ def test_sobol_indices_of_ishigami_match_the_analytic_values():
     assert np.array_equal(again["S1"].values, ds["S1"].values)
 
 
+def test_sobol_second_order_of_ishigami():
+    """The only interaction of Ishigami is x1-x3: S13 = ST3 = 0.2437, S12 = S23 = 0."""
+    ranges = tuple(Range(f"x{i}", -math.pi, math.pi) for i in (1, 2, 3))
+    study = Study("sobol", ranges, ("y",), seed=7, samples=4096, second_order=True,
+                  bootstrap=100)
+    ds = analyse_function(study, ishigami)
+    assert ds.sizes["point"] == 4096 * 8
+    s2 = ds["S2"].values[0]
+    assert s2[0, 2] == pytest.approx(0.2437, abs=0.03)
+    assert abs(s2[0, 1]) < 0.03 and abs(s2[1, 2]) < 0.03
+
+
+def test_sobol_figures_and_summary(tmp_path):
+    from abm.studies.sensitivity_report import write_figures, write_summary
+    ranges = tuple(Range(f"x{i}", -math.pi, math.pi) for i in (1, 2, 3))
+    ds = analyse_function(Study("sobol", ranges, ("y", "y2"), seed=1, samples=256,
+                                bootstrap=50),
+                          lambda x: np.column_stack([ishigami(x), x[:, 0]]))
+    figs = write_figures(ds, tmp_path)
+    assert [f.name for f in figs] == ["sobol_y.png", "sobol_y2.png"]
+    text = write_summary(ds, tmp_path / "summary.md", figures=figs).read_text()
+    assert "| rank | parameter | ST | interval | S1 | interval |" in text
+    assert "| 1 | `x1` |" in text.split("## Output `y2`")[1]
+    assert "![y2](sobol_y2.png)" in text
+
+
 def test_morris_ranks_inert_inputs_last():
     def f(x):   # x5 and x6 unused
         return 3 * x[:, 0] + 2 * x[:, 1] ** 2 + x[:, 2] * x[:, 3]
@@ -255,6 +281,23 @@ def test_shipped_study_validates():
     n = batch.n_runs
     specs = expand_batch(batch, indices=[0, 1, n // 2, n - 1])
     assert all(s.error is None for s in specs), [s.error for s in specs]
+
+
+def test_sobol_study_design(tmp_path):
+    path = write_study(tmp_path, **{'method = "morris"': 'method = "sobol"',
+                                    "trajectories = 2\nlevels = 4": "samples = 4"})
+    cfg = load_sensitivity(path)
+    assert cfg.study.n_points == 4 * (3 + 2) and cfg.n_runs == 20
+    u = cfg.study.unit_sample()
+    assert u.shape == (20, 3) and np.all((u >= 0) & (u <= 1))
+    specs = expand_batch(cfg.batch(u))
+    assert [s.sweep_point for s in specs] == list(range(20))
+    kill = np.array([s.params["product.kill_rate_per_h"] for s in specs])
+    assert np.allclose(np.log(kill / 0.5) / np.log(3.0 / 0.5), u[:, 0])
+    second = load_sensitivity(write_study(tmp_path, **{
+        'method = "morris"': 'method = "sobol"',
+        "trajectories = 2\nlevels = 4": "samples = 4\nsecond_order = true"}))
+    assert second.study.n_points == 4 * (2 * 3 + 2)
 
 
 def test_sobol_sample_size_must_be_a_power_of_two(tmp_path):
