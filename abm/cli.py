@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from abm.batch.cli import add_parser as add_batch_parser
     add_batch_parser(sub)   # abm batch (implementation in abm/batch/cli.py)
+    from abm.studies.calibrate_cli import add_parser as add_calibrate_parser
+    add_calibrate_parser(sub)   # abm calibrate (implementation in abm/studies/calibrate_cli.py)
 
     a = sub.add_parser("analyze", help="report (figures, risk table) for a batch folder or a "
                                        "run, or a comparison of batches",
