@@ -252,3 +252,32 @@ def test_run_endpoints_match_the_analysis_accessor(calibrated):
     for k in ENDPOINTS:
         a, b = mine[k], theirs[k]
         assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), k
+
+
+# -- summaries ------------------------------------------------------------------------------
+
+def test_summaries_rates_and_log_medians():
+    import math
+
+    from abm.studies.calibrate_targets import SUMMARIES, default_target, summarise
+    grades = [0.0, 1.0, 3.0, float("nan"), 2.0]
+    p, var, n = summarise(SUMMARIES["crs_any"], grades)
+    assert (p, n) == (0.75, 4) and var == pytest.approx(0.75 * 0.25 / 4)
+    assert summarise(SUMMARIES["crs_ge3"], grades)[0] == 0.25
+    best = ["CR", "PR", "SD", "", "PD"]
+    assert summarise(SUMMARIES["orr"], best)[:2] == (0.5, 0.0625)
+    assert summarise(SUMMARIES["cr"], best)[0] == 0.25
+    value, var, n = summarise(SUMMARIES["cart_day7"], [1.0, 10.0, 100.0, float("nan")])
+    assert (value, n) == (1.0, 3) and var > 0          # log10 of the median
+    assert summarise(SUMMARIES["cart_day7"], [0.0])[0] == -3.0   # floored at 1e-3 cells/uL
+    assert math.isnan(summarise(SUMMARIES["cart_day7"], [float("nan")])[0])
+    assert default_target("4-1BB", "orr") == {"observed": 0.52, "n": 93,
+                                              "source": "JULIET tisa-cel (4-1BB), n ~ 110"}
+    assert default_target("CD28", "cart_day14")["observed"] == 9.1
+    assert default_target("CD28", "cart_tmax") is None and default_target(None, "crs_any") is None
+
+
+def test_the_shipped_calibration_config_validates(capsys):
+    assert cli_main(["calibrate", str(ROOT / "configs" / "calibration.toml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "400 runs + 100 for the check" in out and "16 targets" in out
