@@ -15,7 +15,7 @@ Folder ``<out>/<name>/``::
     wave<k>/design.csv      the wave's design points (written before its runs)
     wave<k>/wave<k>_<arm>/  the wave's batch folder per arm (abm batch layout)
     wave<k>/endpoints.csv   per-run endpoints; wave<k>/summaries.csv: per point and target
-    check/...               the posterior predictive check (same layout)
+    check_wave<k>/...       the posterior predictive check after wave k (same layout)
     calibration.nc          the dataset (design, summaries, implausibility, samples, ...)
     summary.md, figures/    the report
 
@@ -422,13 +422,14 @@ def _run_check(cfg, folder, samples, *, get_executor, progress, verbose, say, re
     """Re-simulate the first ``check.draws`` NROY draws with fresh virtual patients."""
     k = min(cfg.check.draws, len(samples))
     values = samples[:k]
-    cdir = folder / "check"
+    cdir = folder / f"check_wave{result.waves_done}"
     dpath = cdir / "design.csv"
     if dpath.exists():
         old = read_design(dpath, cfg)
         if old.shape != values.shape or not np.allclose(old, values, rtol=1e-12, atol=0):
             raise AbmError(f"{dpath}: the check's draws differ from this calibration's NROY "
-                           f"sample (the waves changed); delete {cdir} to re-run the check")
+                           f"sample (cutoff, measure or candidates changed); delete {cdir} to "
+                           "re-run the check")
     else:
         cdir.mkdir(parents=True, exist_ok=True)
         write_design(dpath, cfg, values)

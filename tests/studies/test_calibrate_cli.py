@@ -233,7 +233,7 @@ def test_resume_reuses_finished_waves_and_refuses_without_it(calibrated, capsys)
 
 def test_the_check_reuses_its_runs_too(calibrated):
     _, out, _ = calibrated
-    rows = list(csv.DictReader(open(out / "tiny" / "check" / "check_cd28" / "manifest.csv")))
+    rows = list(csv.DictReader(open(out / "tiny" / "check_wave1" / "check_cd28" / "manifest.csv")))
     assert len(rows) == 2 and {r["status"] for r in rows} == {"done"}
 
 
