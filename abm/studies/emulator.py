@@ -354,21 +354,26 @@ class HistoryMatching:
         return np.column_stack([p.to_unit(x[:, i]) for i, p in enumerate(self.parameters)])
 
     # -- implausibility ----------------------------------------------------------
+    def target_implausibility(self, wave: Wave, j: int, u) -> np.ndarray:
+        """Implausibility of target ``j`` at ``u`` under ``wave``'s emulator (NaN: none)."""
+        u = np.atleast_2d(u)
+        t, em = self.targets[j], wave.emulators[j]
+        if em is None:
+            return np.full(u.shape[0], np.nan)
+        m, var = em.predict(u)
+        if t.rate_n:
+            mt = (t.rate_n * np.clip(m, 0.0, 1.0) + 1.0) / (t.rate_n + 2.0)
+            pv = mt * (1.0 - mt) / t.rate_n
+        else:
+            pv = wave.pop_var[j] if wave.pop_var is not None else 0.0
+        return implausibility(m, var, t, pv)
+
     def wave_implausibility(self, wave: Wave, u) -> np.ndarray:
         """Per-target implausibility (n, targets) of ``u`` under ``wave``'s emulators (NaN: none)."""
         u = np.atleast_2d(u)
-        out = np.full((u.shape[0], len(self.targets)), np.nan)
-        for j, (t, em) in enumerate(zip(self.targets, wave.emulators)):
-            if em is None:
-                continue
-            m, var = em.predict(u)
-            if t.rate_n:
-                mt = (t.rate_n * np.clip(m, 0.0, 1.0) + 1.0) / (t.rate_n + 2.0)
-                pv = mt * (1.0 - mt) / t.rate_n
-            else:
-                pv = wave.pop_var[j] if wave.pop_var is not None else 0.0
-            out[:, j] = implausibility(m, var, t, pv)
-        return out
+        return np.column_stack([self.target_implausibility(wave, j, u)
+                                for j in range(len(self.targets))]) if self.targets else \
+            np.zeros((u.shape[0], 0))
 
     def measure(self, u, waves: Sequence[Wave] | None = None) -> np.ndarray:
         """The implausibility measure of ``u``: the largest over ``waves`` (default all) of
@@ -381,7 +386,25 @@ class HistoryMatching:
         return out
 
     def nroy_mask(self, u, waves: Sequence[Wave] | None = None) -> np.ndarray:
-        return self.measure(u, waves) <= self.settings.cutoff
+        """``measure(u) <= cutoff``, computed target by target for the points still in:
+        a point is out once ``k`` of one wave's targets exceed the cut-off (``k`` the
+        measure's rank, at most the number of emulated targets)."""
+        u = np.atleast_2d(u)
+        waves = self.waves if waves is None else waves
+        alive = np.ones(u.shape[0], bool)
+        for w in waves:
+            js = [j for j, e in enumerate(w.emulators) if e is not None]
+            if not js:
+                continue
+            k = min(MEASURES[self.settings.measure], len(js))
+            count = np.zeros(u.shape[0], int)
+            for j in js:
+                idx = np.flatnonzero(alive)
+                if idx.size == 0:
+                    return alive
+                count[idx] += self.target_implausibility(w, j, u[idx]) > self.settings.cutoff
+                alive[idx[count[idx] >= k]] = False
+        return alive
 
     # -- waves ----------------------------------------------------------------------
     def add_wave(self, u, y, v=None) -> Wave:

@@ -164,3 +164,12 @@ def test_an_unreachable_target_empties_the_region():
     assert len(hm.design(5)) == 0
     draws, frac = hm.nroy_sample(10)
     assert draws.shape == (0, 1) and frac == 0
+
+
+@pytest.mark.parametrize("measure", ["max", "second_max", "third_max"])
+def test_the_early_exit_mask_equals_the_measure(matched, measure):
+    hm, _, _ = matched
+    hm2 = HistoryMatching(hm.parameters, hm.targets, Settings(seed=3, measure=measure))
+    hm2.waves = hm.waves
+    c = np.random.default_rng(4).random((3000, 2))
+    np.testing.assert_array_equal(hm2.nroy_mask(c), hm2.measure(c) <= hm2.settings.cutoff)
