@@ -196,6 +196,14 @@ def _table(file, v, key) -> dict:
     return v
 
 
+def is_calibration_file(path) -> bool:
+    """True if ``path`` is a readable TOML file with a top-level ``[calibration]`` table."""
+    try:
+        return isinstance(read_toml(Path(path)).get("calibration"), dict)
+    except ConfigError:
+        return False
+
+
 def load_calibration(path) -> CalibrationConfig:
     """Read and validate a calibration file (its arms' batch files included)."""
     path = Path(path)
@@ -440,5 +448,6 @@ def _check(file, cal, arms: list[Arm]) -> CheckSpec | None:
     return CheckSpec(draws=draws, patients=per)
 
 
-__all__ = ["Arm", "TargetSpec", "CheckSpec", "CalibrationConfig", "load_calibration",
+__all__ = ["Arm", "TargetSpec", "CheckSpec", "CalibrationConfig", "is_calibration_file",
+           "load_calibration",
            "calibration_from_dict"]

@@ -214,12 +214,16 @@ def write_summary(ds, path: Path, figures: dict | None = None, *, folder: Path |
                                     f"point, {v['batch']})" for k, v in arms.items()) + ".", ""]
     lines += ["## Parameters", ""]
     rows = []
+    def span(a, b):
+        a, b = float(a), float(b)
+        return f"{_g(a)} - {_g(b)}" if math.isfinite(a) else "-"
+
     for j, p in enumerate(params):
-        rows.append([f"`{p}`", f"{_g(float(ds['prior_low'][j]))} - {_g(float(ds['prior_high'][j]))}"
+        rows.append([f"`{p}`", f"{span(ds['prior_low'][j], ds['prior_high'][j])}"
                      f" ({str(ds['parameter_scale'].values[j])})",
-                     f"{_g(float(ds['nroy_min'][j]))} - {_g(float(ds['nroy_max'][j]))}",
+                     span(ds["nroy_min"][j], ds["nroy_max"][j]),
                      _g(float(ds["nroy_median"][j])),
-                     f"{_g(float(ds['nroy_q05'][j]))} - {_g(float(ds['nroy_q95'][j]))}"])
+                     span(ds["nroy_q05"][j], ds["nroy_q95"][j])])
     lines += [f"NROY sample: {len(s)} draws, {_g(100 * frac)} % of the parameter box.", "",
               _table(["parameter", "prior range", "range kept", "median", "5-95 %"], rows), ""]
     lines += ["## Targets", ""]

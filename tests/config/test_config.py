@@ -178,5 +178,9 @@ def test_every_parameter_has_a_unit():
 
 def test_all_shipped_configs_validate():
     from abm.batch import is_batch_file, load_batch
+    from abm.studies.calibrate_config import is_calibration_file, load_calibration
     for p in sorted((ROOT / "configs").glob("*.toml")):
+        if is_calibration_file(p):   # calibration.toml: abm calibrate
+            load_calibration(p)
+            continue
         load_batch(p) if is_batch_file(p) else load_config(p)   # batch_*.toml: abm batch
