@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)   # abm batch (implementation in abm/batch/cli.py)
     from abm.studies.sensitivity_cli import add_parser as add_sensitivity_parser
     add_sensitivity_parser(sub)   # abm sensitivity (abm/studies/sensitivity_cli.py)
+    from abm.studies.calibrate_cli import add_parser as add_calibrate_parser
+    add_calibrate_parser(sub)   # abm calibrate (implementation in abm/studies/calibrate_cli.py)
 
     a = sub.add_parser("analyze", help="report (figures, risk table) for a batch folder or a "
                                        "run, or a comparison of batches",
