@@ -200,7 +200,8 @@ def run(quick: bool) -> dict:
             pairs = [a.runs_per_min / b.runs_per_min if b.runs_per_min else None
                      for a, b in zip(results[key], results[ref_key])]
             ratio = _stats(pairs)
-            ratios[f"{key} / {ref_key}"] = {**ratio, "pairs": pairs}
+            if key != ref_key:
+                ratios[f"{key} / {ref_key}"] = {**ratio, "pairs": pairs}
             if ref_folder is None:
                 ref_folder = res.folder
                 identical = "reference"
