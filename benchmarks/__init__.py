@@ -29,10 +29,14 @@ REGISTRY: dict[str, str] = {
     "cache": "benchmarks.bench_cache",
     "diffusion": "benchmarks.bench_diffusion",
     "patient": "benchmarks.bench_patient",
+    "trial": "benchmarks.bench_trial",
 }
 
 #: Order of the default run (fast kernels first; the cold-compile benchmark last).
 DEFAULT_ORDER = ("diffusion", "agents", "patient", "batch", "cache")
+
+#: Run only when named (minutes per patient: ``python -m benchmarks trial --patients N``).
+ON_REQUEST = frozenset({"trial"})
 
 
 def time_call(fn: Callable[[], object], reps: int, warmup: int = 1) -> dict:
@@ -114,4 +118,4 @@ def markdown_table(columns: list[str], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["REGISTRY", "DEFAULT_ORDER", "time_call", "machine_info", "markdown_table"]
+__all__ = ["REGISTRY", "DEFAULT_ORDER", "ON_REQUEST", "time_call", "machine_info", "markdown_table"]

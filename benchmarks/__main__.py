@@ -1,7 +1,9 @@
 """Benchmark runner: ``python -m benchmarks [names...] [--quick] [--out DIR]`` (also ``abm bench``).
 
-Runs the registered benchmark modules (all of them by default, in
-:data:`benchmarks.DEFAULT_ORDER`), writes ``<out>/<name>.json`` (default
+Runs the registered benchmark modules (all of them but those of
+:data:`benchmarks.ON_REQUEST` by default, in :data:`benchmarks.DEFAULT_ORDER`;
+``--patients N`` / ``--workers N`` go to the benchmarks that take them, e.g.
+``python -m benchmarks trial --patients 100``), writes ``<out>/<name>.json`` (default
 ``benchmarks/results``) and ``<out>/RESULTS.md`` (every table, the machine
 and its load average), and prints the tables. A benchmark that fails is
 reported in both and the others still run; the exit status is then 1.
@@ -11,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from benchmarks import DEFAULT_ORDER, REGISTRY, machine_info, markdown_table
+from benchmarks import DEFAULT_ORDER, ON_REQUEST, REGISTRY, machine_info, markdown_table
 
 
 def _section(result: dict) -> str:
@@ -56,13 +59,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions (smoke run)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"),
                         help="folder for <name>.json and RESULTS.md (default: benchmarks/results)")
+    parser.add_argument("--patients", type=int, metavar="N",
+                        help="virtual patients of the trial benchmark (default 10)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="local workers of the trial benchmark (default 2)")
     parser.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(sorted(REGISTRY)))
         return 0
     names = args.names or [n for n in DEFAULT_ORDER if n in REGISTRY] + sorted(
-        set(REGISTRY) - set(DEFAULT_ORDER))
+        set(REGISTRY) - set(DEFAULT_ORDER) - ON_REQUEST)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {sorted(REGISTRY)}")
@@ -77,7 +84,10 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         try:
             module = importlib.import_module(REGISTRY[name])
-            result = module.run(quick=args.quick)
+            takes = inspect.signature(module.run).parameters
+            extra = {k: getattr(args, k) for k in ("patients", "workers")
+                     if k in takes and getattr(args, k) is not None}
+            result = module.run(quick=args.quick, **extra)
         except Exception:  # report and go on with the other benchmarks
             result = {"title": name, "error": traceback.format_exc(), "columns": [], "rows": []}
             failed.append(name)

@@ -13,9 +13,23 @@ share a small interface used by :func:`abm.batch.runner.run_batch`:
 Local pool: ``workers`` processes started with the ``spawn`` method (no
 inherited threads or open HDF5 handles; default: all cores), each with its own
 pipe, each running one run at a time with ``threads`` Numba threads (default:
-the run config's ``run.threads``, 1 unless set). Exactly ``workers`` tasks are
-in flight, so a run marked ``running`` in the manifest is really running. A
-worker that dies fails only its own run, and a fresh one takes its place.
+the run config's ``run.threads``, 1 unless set; capped at ``cores // workers``
+so that workers x threads never oversubscribe the cores). The workers live
+for the whole batch: imports and the Numba cache load happen once per worker,
+not per run (:meth:`LocalPool.warm_up` does both ahead of time). Exactly
+``workers`` tasks are in flight, so a run marked ``running`` in the manifest
+is really running. A worker that dies fails only its own run, and a fresh one
+takes its place.
+
+Each local worker starts its own session (``os.setsid``; ``own_session=False``
+keeps them in the caller's). On Linux with ``sched_autogroup`` (the default of
+most distributions) the scheduler shares the CPU fairly between *sessions*
+first, so on a busy machine N workers in the terminal's session get together
+the CPU share of one process, and a 2-worker pool is no faster (slower, by its
+overheads) than a 1-worker one. In sessions of their own they get a share each,
+as processes do without autogroup. Ctrl-C in the terminal then reaches the
+batch process only, which passes it on to the workers (:meth:`interrupt`); a
+worker whose batch process dies stops by itself (its watchdog).
 
 Dask: ``DaskExecutor(address="tcp://host:8786")`` connects to a running
 scheduler (a SLURM cluster from dask-jobqueue, Kubernetes, ``dask scheduler`` +
@@ -32,7 +46,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import time
+import threading
 import uuid
 
 _log = logging.getLogger(__name__)
@@ -45,11 +59,11 @@ class WorkerDied(RuntimeError):
 class _Worker:
     """One worker process and the pipe its tasks and results go through."""
 
-    def __init__(self, ctx, threads):
+    def __init__(self, ctx, threads, max_threads=None, own_session=True):
         from abm.batch.worker import serve
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, threads), daemon=True,
-                                name="abm-batch-worker")
+        self.proc = ctx.Process(target=serve, args=(child, threads, max_threads, own_session),
+                                daemon=True, name="abm-batch-worker")
         self.proc.start()
         child.close()
         self.future: cf.Future | None = None
@@ -89,25 +103,38 @@ class LocalPool:
     instead breaks as a whole and fails every run in flight.)
 
     Args:
-        workers: processes (default: ``os.cpu_count()``).
-        threads: Numba threads per run (default: the run config's ``run.threads``).
+        workers: processes (default: the cores this process may use).
+        threads: Numba threads per run (default: the run config's ``run.threads``);
+            at most ``cores // workers`` (at least 1), whatever asks for more.
         context: multiprocessing start method (``"spawn"`` or ``"forkserver"``).
+        own_session: start each worker in a session of its own (see the module
+            docstring: on a busy Linux machine with autogroup scheduling the
+            workers otherwise share one process's CPU share).
     """
 
     kind = "local"
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
-                 context: str = "spawn"):
-        cores = os.cpu_count() or 1
+                 context: str = "spawn", own_session: bool = True):
+        cores = usable_cores()
         self.workers = max(1, int(workers or cores))
+        #: Numba threads a run may use in a worker (workers x threads <= cores)
+        self.max_threads = max(1, cores // self.workers)
         self.threads = int(threads) if threads else None
+        if self.threads and self.threads > self.max_threads:
+            _log.info("%d Numba threads per run x %d workers would oversubscribe the %d cores: "
+                      "%d thread%s per run", self.threads, self.workers, cores,
+                      self.max_threads, "s" if self.max_threads != 1 else "")
+            self.threads = self.max_threads
+        self.own_session = bool(own_session)
         self._ctx = mp.get_context(context)
         self._procs: list[_Worker] = []   # started on first use
 
     def _fill(self) -> None:
         self._procs = [w for w in self._procs if w.proc.is_alive() or w.future is not None]
         while len(self._procs) < self.workers:
-            self._procs.append(_Worker(self._ctx, self.threads))
+            self._procs.append(_Worker(self._ctx, self.threads, self.max_threads,
+                                       self.own_session))
 
     def restart(self) -> None:
         """Replace every worker by a fresh one (after Ctrl-C reached them)."""
@@ -124,10 +151,11 @@ class LocalPool:
         return f"local pool of {self.workers} process{'es' if self.workers != 1 else ''}{threads}"
 
     def warm_up(self) -> None:
-        """Start every worker process (so that timing excludes process start-up)."""
+        """Start every worker process and load the compiled kernels in each (a tiny run), so
+        that timing excludes process start-up and the Numba cache load."""
         self._fill()
         for w in self._procs:
-            w.send(("ping", None))
+            w.send(("ping", {"prime": True}))
         for w in self._procs:
             w.conn.recv()
 
@@ -302,6 +330,7 @@ class DaskExecutor:
         else:
             raise ValueError("DaskExecutor needs address, local_workers or client")
         self._token = uuid.uuid4().hex[:8]
+        self._finished = threading.Event()   # set by every task that ends
 
     @property
     def capacity(self) -> int:
@@ -317,22 +346,25 @@ class DaskExecutor:
 
     def warm_up(self) -> None:
         from abm.batch.worker import ping
-        self.client.run(ping)
+        self.client.run(ping, prime=True)
 
     def submit(self, task: dict):
         from abm.batch.worker import execute
-        return self.client.submit(execute, task, pure=False, retries=0,
-                                  key=f"abm-run-{task['run_id']}-{self._token}")
+        fut = self.client.submit(execute, task, pure=False, retries=0,
+                                 key=f"abm-run-{task['run_id']}-{self._token}")
+        fut.add_done_callback(lambda _: self._finished.set())
+        return fut
 
     def wait(self, futures, timeout: float):
-        """Futures of ``futures`` that are finished, waiting up to ``timeout`` for one."""
+        """Futures of ``futures`` that are finished, waiting up to ``timeout`` for one
+        (blocking on an event that every submitted future sets when it ends, not polling)."""
         futures = list(futures)
-        deadline = time.monotonic() + timeout
-        while True:
-            done = {f for f in futures if f.done()}
-            if done or not futures or time.monotonic() >= deadline:
-                return done
-            time.sleep(0.02)
+        self._finished.clear()
+        done = {f for f in futures if f.done()}
+        if done or not futures:
+            return done
+        self._finished.wait(timeout)
+        return {f for f in futures if f.done()}
 
     def result(self, future) -> dict:
         return future.result()
@@ -359,6 +391,14 @@ class DaskExecutor:
         self.close()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def make_executor(workers: int | None = None, scheduler: str | None = None,
                   dask_local: int | None = None, threads: int | None = None):
     """The executor for CLI-style options (a local pool unless a Dask option is given)."""
@@ -371,4 +411,5 @@ def make_executor(workers: int | None = None, scheduler: str | None = None,
     return LocalPool(workers=workers, threads=threads)
 
 
-__all__ = ["LocalPool", "WorkerDied", "InProcess", "DaskExecutor", "make_executor"]
+__all__ = ["LocalPool", "WorkerDied", "InProcess", "DaskExecutor", "make_executor",
+           "usable_cores"]

@@ -389,8 +389,8 @@ def _run_locked(batch, folder, *, out, executor, resume, only, progress, verbose
 
 
 def _cores() -> int:
-    import os
-    return os.cpu_count() or 1
+    from abm.batch.executors import usable_cores
+    return usable_cores()
 
 
 def _submit(executor, task):

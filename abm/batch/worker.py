@@ -9,7 +9,13 @@ stays correct (use one thread per worker process for speed).
 
 Local process-pool workers also get :func:`init_local_worker`:
 
-* SIGINT (Ctrl-C in the terminal reaches the whole process group) only sets a
+* a session of their own (``os.setsid``, unless the pool says otherwise), so
+  that Linux's autogroup scheduling gives each worker its own CPU share on a
+  busy machine instead of one share for the whole pool (see
+  :mod:`abm.batch.executors`);
+* a cap on Numba threads (``cores // workers``), whatever a task asks for;
+* SIGINT (Ctrl-C in the terminal, which reaches the workers through the batch
+  process, or the whole process group without their own session) only sets a
   stop flag; the run in progress checks it after every step (a writer added
   through ``run_to_file(extra_writers=...)``) and stops there, so the writer
   closes the ``.part`` cleanly and ``--resume`` continues it from its last
@@ -36,7 +42,7 @@ from abm.batch.manifest import one_line
 _log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
-_STATE = {"active": False, "stop": False}
+_STATE = {"active": False, "stop": False, "max_threads": None}
 
 #: Seconds to keep retrying a file that another (dying) process still holds open.
 LOCK_RETRY_S = 20.0
@@ -105,7 +111,10 @@ def _run(task: dict, messages: list) -> dict:
     cfg = config_from_dict(task["config"], file=f"run {task['run_id']}")
     if cfg.run.seed != task["seed"]:
         raise RuntimeError(f"task seed {task['seed']} differs from config run.seed {cfg.run.seed}")
-    set_threads(task.get("threads") or cfg.run.threads)
+    threads = task.get("threads") or cfg.run.threads
+    if _STATE["max_threads"]:   # a local pool worker: workers x threads <= cores
+        threads = min(threads, _STATE["max_threads"])
+    set_threads(threads)
     path = Path(task["path"])
     log = messages.append
     stop = [(1, _stop_if_asked)]   # checked after every step
@@ -161,8 +170,18 @@ def _watch_parent(ppid: int, poll_s: float = 0.2) -> None:
     os._exit(1)
 
 
-def init_local_worker(threads: int | None = None) -> None:
-    """Initializer of local pool processes: SIGINT handling, parent watchdog, threads."""
+def init_local_worker(threads: int | None = None, max_threads: int | None = None,
+                      own_session: bool = False) -> None:
+    """Initializer of local pool processes: session, SIGINT handling, parent watchdog,
+    threads (``threads`` now, at most ``max_threads`` for every run)."""
+    if own_session and hasattr(os, "setsid"):
+        try:
+            os.setsid()
+        except OSError:   # already a session or group leader: keep the caller's
+            pass
+    _STATE["max_threads"] = int(max_threads) if max_threads else None
+    if threads and max_threads:
+        threads = min(int(threads), int(max_threads))
     signal.signal(signal.SIGINT, _on_sigint)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True,
                      name="abm-parent-watchdog").start()
@@ -171,10 +190,11 @@ def init_local_worker(threads: int | None = None) -> None:
         set_threads(threads)
 
 
-def serve(conn, threads: int | None = None) -> None:
-    """Main loop of a local pool worker: ``("execute", task)`` / ``("ping", None)`` messages
-    in, results out, until ``None`` or the pipe closes."""
-    init_local_worker(threads)
+def serve(conn, threads: int | None = None, max_threads: int | None = None,
+          own_session: bool = False) -> None:
+    """Main loop of a local pool worker: ``("execute", task)`` / ``("ping", options)``
+    messages in, results out, until ``None`` or the pipe closes."""
+    init_local_worker(threads, max_threads, own_session)
     while True:
         try:
             msg = conn.recv()
@@ -183,7 +203,7 @@ def serve(conn, threads: int | None = None) -> None:
         if msg is None:
             return
         kind, arg = msg
-        result = execute(arg) if kind == "execute" else ping()
+        result = execute(arg) if kind == "execute" else ping(**(arg or {}))
         # after a failed write HDF5 may hold the file it could not flush in a broken
         # state: this process retires and the pool starts a fresh one
         retire = kind == "execute" and "StorageError" in str(result.get("error", ""))
@@ -194,12 +214,51 @@ def serve(conn, threads: int | None = None) -> None:
             os._exit(0)
 
 
-def ping(_=None) -> int:
-    """Import what a run needs and return the pid (executors use it to start workers)."""
+#: The run :func:`prime_kernels` makes: a few steps over day 0 (infusion) on a tiny
+#: patch, with snapshots and checkpoints, so that every kernel of a full run is loaded.
+_PRIME_RUN = {
+    "run": {"seed": 1, "start_day": -0.05, "end_day": 0.05, "snapshot_every_h": 1.0,
+            "checkpoint_every_h": 1.0},
+    "lattice": {"shape": [16, 16]},
+    "tumour": {"initial_cells": 20},
+}
+
+
+def prime_kernels() -> float:
+    """Load the compiled kernels (from the Numba cache) with a tiny run; return its seconds.
+
+    A fresh process loads each kernel on its first call, about a second of
+    CPU in all; doing it here keeps that out of the first real run. Best
+    effort: a failure only means the first run pays instead.
+    """
+    import tempfile
+    t0 = time.perf_counter()
+    try:
+        from abm.config import config_from_dict
+        from abm.io.run import run_to_file
+        from abm.kernels.jit import set_threads
+        before = set_threads(None)
+        set_threads(1)
+        try:
+            with tempfile.TemporaryDirectory(prefix="abm-prime-") as tmp:
+                run_to_file(config_from_dict(_PRIME_RUN), path=Path(tmp) / "prime.h5",
+                            log=lambda m: None)
+        finally:
+            set_threads(before)
+    except Exception as exc:  # noqa: BLE001 - best effort
+        _log.debug("priming the kernels failed: %s", _error_text(exc))
+    return time.perf_counter() - t0
+
+
+def ping(_=None, prime: bool = False) -> int:
+    """Import what a run needs (``prime``: and load its kernels) and return the pid
+    (executors use it to start workers)."""
     import abm.io.run  # noqa: F401
     import abm.simulation  # noqa: F401
+    if prime:
+        prime_kernels()
     time.sleep(0.2)   # so that each of several pings lands on its own worker
     return os.getpid()
 
 
-__all__ = ["execute", "init_local_worker", "ping", "serve"]
+__all__ = ["execute", "init_local_worker", "ping", "prime_kernels", "serve"]
