@@ -234,7 +234,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         warmup: on an empty Numba cache, compile kernels in helper processes
             while this one builds the simulation and takes its first step
             (:mod:`abm.io.warmup`; `abm run` sets it): True for one helper per
-            CPU beyond the first (at most 3), or the number of helpers.
+            idle CPU beyond the first (at most 3), or the number of helpers.
     """
     say = Say(_log, log)
     t_start = time.perf_counter()

@@ -5,22 +5,23 @@ cache folder is keyed by a hash of the kernel sources, see
 :mod:`abm.kernels.jit`), compiles every kernel its first step needs before
 that step can start. :func:`start` lets helper processes share that work:
 each builds the same simulation and steps every process once on its own
-throwaway state, in an order of its own (the reverse of the run's phase order,
-rotated per helper; the first helper starts with the agent phase), so the
-helpers start on other kernels than the main process, which runs its first
-step as usual. In the helpers the agent step only compiles its tile kernels
-(most of its code) and leaves the rest of the agent step to the main
-process, so that the largest compile is split in two. Everything compiled lands in
-the shared on-disk cache, and no kernel is compiled twice: a process that
-reaches a kernel another one is compiling waits for it and loads it (the
-kernel's file lock in :mod:`abm.kernels.jit`).
+throwaway state, in an order of its own (the first helper starts with the
+agent phase, the others go through the phases in reverse, from different
+places), so the helpers start on other kernels than the main process, which
+runs its first step as usual. In the helpers the agent step only compiles
+its tile update (most of its code) and leaves the rest of the agent step to
+the main process, so that the largest compile is split in two. Everything
+compiled lands in the shared on-disk cache, and no kernel is compiled twice:
+a process that reaches a kernel another one is compiling waits for it and
+loads it (the kernel's file lock in :mod:`abm.kernels.jit`).
 
 Helpers start only when the cache folder holds no compiled kernel yet, the
-JIT is on and there is more than one CPU; they use the main process's thread
-count, so they compile the same kernel variants. A helper that fails (for
-example a process whose step needs the state of an earlier phase) just stops:
-its kernels are then compiled by whoever needs them. :meth:`Warmup.stop`
-ends the helpers once the main process has taken its first step.
+JIT is on and another CPU is idle (:func:`default_helpers`); they use the
+main process's thread count, so they compile the same kernel variants. A
+helper that fails (for example a process whose step needs the state of an
+earlier phase) just stops: its kernels are then compiled by whoever needs
+them. :meth:`Warmup.stop` ends the helpers once the main process has taken
+its first step.
 """
 
 from __future__ import annotations
@@ -55,8 +56,18 @@ def available_cpus() -> int:
 
 
 def default_helpers() -> int:
-    """Helper processes for this machine: one per CPU beyond the first, at most :data:`MAX_HELPERS`."""
-    return max(0, min(MAX_HELPERS, available_cpus() - 1))
+    """Helper processes for this machine: one per idle CPU beyond the first, at most :data:`MAX_HELPERS`.
+
+    Idle CPUs are the CPUs less the 1-minute load average (rounded): on a
+    machine whose cores are all busy, a helper would only take CPU time from
+    the main process (measured: no gain at a load of 9 on 2 CPUs).
+    """
+    cpus = available_cpus()
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):   # no load average (Windows)
+        idle = cpus
+    return max(0, min(MAX_HELPERS, cpus - 1, round(idle)))
 
 
 def phase_order(processes) -> list:
@@ -68,29 +79,32 @@ def phase_order(processes) -> list:
 def helper_order(processes, helper: int, helpers: int) -> list:
     """The order in which helper ``helper`` (0-based) of ``helpers`` steps the processes.
 
-    The reverse of the phase order (the main process goes forward, so they
-    meet in the middle), rotated by ``helper / helpers`` of its length; the
-    first helper takes the agent phase first (its kernels are the largest).
+    The first helper takes the agent phase first (its kernels are the
+    largest, and the main process needs them early), then the phases after
+    it in step order, then those before it. The others go through the
+    reverse of the phase order (the main process goes forward, so they meet
+    in the middle), rotated by ``helper / helpers`` of its length.
     """
-    rev = phase_order(processes)[::-1]
-    k = (helper * len(rev)) // max(1, helpers)
-    order = rev[k:] + rev[:k]
+    order = phase_order(processes)
     if helper == 0:
-        order = [p for p in order if p.phase == "agents"] + [p for p in order if p.phase != "agents"]
-    return order
+        first = next((i for i, p in enumerate(order) if p.phase == "agents"), 0)
+        return order[first:] + order[:first]
+    rev = order[::-1]
+    k = (helper * len(rev)) // max(1, helpers)
+    return rev[k:] + rev[:k]
 
 
-class _TileKernelsOnly:
-    """Stands in for the agent-step kernel in a helper: compiles the tile kernels, runs nothing.
+class _TileUpdateOnly:
+    """Stands in for the agent-step kernel in a helper: compiles the tile update, runs nothing.
 
-    The tile kernels hold most of the agent step's code; the main process
-    compiles the agent step itself meanwhile and finds them in the cache
-    (:func:`abm.kernels.cells_step.compile_tile_kernels`).
+    The tile update holds most of the agent step's code; the main process
+    compiles the rest of the agent step meanwhile and finds it in the cache
+    (:func:`abm.kernels.cells_step.compile_tile_update`).
     """
 
     def __call__(self, *args):
         from abm.kernels import cells_step
-        cells_step.compile_tile_kernels(args)
+        cells_step.compile_tile_update(args)
         return args[2]   # the row count, unchanged
 
 
@@ -100,11 +114,11 @@ def _helper(config, seed, threads: int, helper: int, helpers: int) -> None:
     from abm.kernels import cells_step
 
     set_threads(threads)
-    stand_in = _TileKernelsOnly()
+    stand_in = _TileUpdateOnly()
     cells_step.agent_step_kernel = lambda threads=None: stand_in   # this process only
     sim = build_simulation(config, seed=seed)
     # from step 1: the agent phase then skips its periodic table sort (done at step 0), whose
-    # kernels the main process compiles while this one compiles the tile kernels
+    # kernels the main process compiles while this one compiles the tile update
     sim.state.step = 1
     for proc in helper_order(sim.processes, helper, helpers):
         try:

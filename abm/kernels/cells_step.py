@@ -663,39 +663,28 @@ agent_step = pjit(_agent_step)
 agent_step_serial = jit(_serial_variant(_agent_step, "agent_step_serial"))
 
 
-def tile_kernel_signatures(args) -> tuple:
-    """Signatures of :func:`_tile_update`, :func:`_tile_move` and :func:`_endothelial_range`
-    as :func:`agent_step` calls them when called with ``args``."""
+def tile_update_signature(args) -> tuple:
+    """The signature of :func:`_tile_update` as :func:`agent_step` (either variant) calls it
+    when called with ``args``."""
     from numba import typeof
     from numba.core import types as nt
 
-    (seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fld, params, tgroups,
-     scratch, tallies) = args
-    i64, u64 = nt.int64, nt.uint64
-    update = (i64, i64, nt.UniTuple(u64, len(KEY_STREAMS)), u64, u64, typeof(cells),
-              typeof(sites), typeof(fld), typeof(params), typeof(tgroups), typeof(scratch),
-              typeof(tallies))
-    move = (i64, i64, typeof(scratch.class_order), typeof(scratch.start), typeof(scratch.rows),
-            i64, u64, u64, typeof(cells.ids), typeof(cells.kind), typeof(cells.site),
-            typeof(sites.occ), typeof(sites.neighbours), typeof(sites.vessel),
-            typeof(sites.occ_rows))
-    endothelial = (i64, i64, typeof(erows), u64, typeof(cells), typeof(fld), typeof(params.ep),
-                   typeof(params.env), typeof(tallies.vwf_out), typeof(tallies.ang2_out))
-    return update, move, endothelial
+    cells, sites, fld, params, tgroups, scratch, tallies = args[7:14]
+    return (nt.int64, nt.int64, nt.UniTuple(nt.uint64, len(KEY_STREAMS)), nt.uint64, nt.uint64,
+            typeof(cells), typeof(sites), typeof(fld), typeof(params), typeof(tgroups),
+            typeof(scratch), typeof(tallies))
 
 
-def compile_tile_kernels(args) -> None:
-    """Compile (or load) the kernels of :func:`tile_kernel_signatures` for ``args``, not :func:`agent_step`.
+def compile_tile_update(args) -> None:
+    """Compile (or load) :func:`_tile_update` for the agent-step arguments ``args``, not the step.
 
-    They hold most of the agent step's code: a warm-up helper process
-    (:mod:`abm.io.warmup`) compiles them while the main process compiles the
-    rest of the agent step, which then loads them from the shared cache.
+    The tile update holds most of the agent step's code: a warm-up helper
+    process (:mod:`abm.io.warmup`) compiles it while the main process
+    compiles the rest of the agent step, which then loads it from the shared
+    cache.
     """
-    if JIT_DISABLED:
-        return
-    for kernel, sig in zip((_tile_update, _tile_move, _endothelial_range),
-                           tile_kernel_signatures(args)):
-        kernel.compile(sig)
+    if not JIT_DISABLED:
+        _tile_update.compile(tile_update_signature(args))
 
 
 def agent_step_kernel(threads: int | None = None):
@@ -709,6 +698,6 @@ def agent_step_kernel(threads: int | None = None):
     return agent_step if threads > 1 else agent_step_serial
 
 
-__all__ = ["agent_step", "agent_step_serial", "agent_step_kernel", "tile_kernel_signatures",
-           "compile_tile_kernels", "append_births", "sort_by_id",
+__all__ = ["agent_step", "agent_step_serial", "agent_step_kernel", "tile_update_signature",
+           "compile_tile_update", "append_births", "sort_by_id",
            "tally", "make_keys", "birth_parents", "KEY_STREAMS", "N_COUNTS", "N_SUMS", "PAR_MIN", "CHUNK"]

@@ -28,8 +28,7 @@ def test_phase_order_follows_the_step():
 def test_helpers_start_elsewhere_and_the_first_with_the_agents():
     procs = _procs()
     first = warmup.helper_order(procs, 0, 2)
-    assert [p.phase for p in first[:2]] == ["agents", "agents"]
-    assert [p.i for p in first[2:]] == [0, 4, 3, 2]          # the rest in reverse phase order
+    assert [p.i for p in first] == [1, 5, 3, 4, 0, 2]        # agents on, then the phases before
     second = warmup.helper_order(procs, 1, 2)
     assert [p.i for p in second] == [5, 1, 2, 0, 4, 3]       # reverse order, rotated by half
     for order in (first, second):
