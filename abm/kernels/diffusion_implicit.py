@@ -180,7 +180,7 @@ def _x_row(src, dst, r, P, Q, g0, g1):
         dst[r, i] = a
 
 
-@jit
+@jit(inline="always")   # one call site; saves compiling (and re-optimising) a level
 def _x_sweep(src, dst, P, Q, g0, g1):
     """x solve of every row of ``src`` (``(rows, nx)``) into ``dst``: blocks of 8 rows, then the rest."""
     nrows = src.shape[0]

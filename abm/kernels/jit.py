@@ -39,6 +39,7 @@ here, so a test can assert that a second process does not recompile.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -113,8 +114,11 @@ def _compile_lock(name: str):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 locked = True
                 break
-            except OSError:
-                if time.monotonic() > deadline:
+            except OSError as exc:
+                # held by another process: wait; any other error (a file system without
+                # locks): compile without
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES) \
+                        or time.monotonic() > deadline:
                     break
                 time.sleep(_LOCK_POLL_S)
         _HELD_LOCKS.add(path)
