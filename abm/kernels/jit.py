@@ -136,7 +136,7 @@ class Dispatcher(CPUDispatcher):
     """Numba's CPU dispatcher with one specialisation per call signature and a compile lock.
 
     A call from compiled code whose argument is a constant (``uniform(key,
-    id, 0)``) types that argument as a literal (``Literal[int](0)``), and
+    id, 0)``) types that argument as a literal (a ``Literal[int]`` of value 0), and
     Numba's dispatcher compiles a separate specialisation for every distinct
     constant: the same helper was compiled up to six times for one step.
     Here literal argument types are widened to their base types before the
@@ -154,11 +154,16 @@ class Dispatcher(CPUDispatcher):
         kws = {k: _types.unliteral(v) for k, v in kws.items()}
         return super().get_call_template(args, kws)
 
+    #: Name of the kernel's compile lock (None: no cache, no lock; also for a dispatcher
+    #: rebuilt from a pickle).
+    _cache_lock = None
+
     def compile(self, sig):
-        if self._cache_lock is None or tuple(sigutils.normalize_signature(sig)[0]) in self.overloads:
+        lock = self._cache_lock
+        if lock is None or tuple(sigutils.normalize_signature(sig)[0]) in self.overloads:
             return super().compile(sig)
         # Numba's own lock first, so one thread of this process holds file locks at a time
-        with global_compiler_lock, _compile_lock(self._cache_lock):
+        with global_compiler_lock, _compile_lock(lock):
             return super().compile(sig)
 
 
@@ -170,7 +175,6 @@ def _wrap(fn: Callable | None, parallel: bool, cache: bool = True, **extra):
         if JIT_DISABLED:
             return f
         dispatcher = Dispatcher(py_func=f, locals={}, targetoptions=dict(options))
-        dispatcher._cache_lock = None
         if cache:
             dispatcher.enable_caching()
             dispatcher._cache_lock = f"{f.__module__}.{f.__qualname__}"
