@@ -70,7 +70,7 @@ def _cmd_run(args) -> int:
     try:
         res = run_to_file(cfg, out_dir=args.out, resume=args.resume, from_step=args.from_step,
                           keep_checkpoints=args.keep_checkpoints,
-                          progress=progress_mode(args.quiet, args.log_file))
+                          progress=progress_mode(args.quiet, args.log_file), warmup=True)
     except RunInterrupted as stop:
         _log.error(f"stopped by {stop.signal_name} at step {stop.step} (day {stop.day:g}); "
                    f"checkpoint written; continue with: abm run {args.config} --resume"

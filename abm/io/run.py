@@ -30,6 +30,7 @@ from abm.errors import ConfigError, FileFormatError
 from abm.io import checkpoint as ck
 from abm.io.h5file import (PART_SUFFIX, is_storage_failure, part_path, quiet_failed_deallocs,
                            storage_error)
+from abm.io.warmup import start as start_warmup
 from abm.io.writer import DamagedRunError, RunWriter
 from abm.kernels.jit import compile_stats
 from abm.logs import Say
@@ -210,7 +211,8 @@ def _open(config, *, out_dir, path, seed, resume, from_step, keep_checkpoints, p
 def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = None,
                 resume: bool = False, from_step: int | None = None,
                 keep_checkpoints: bool = False, processes=None, progress: bool | str = False,
-                flush_every_s: float = 10.0, extra_writers=(), log=None) -> RunResult:
+                flush_every_s: float = 10.0, extra_writers=(), log=None,
+                warmup: bool | int = False) -> RunResult:
     """Simulate one run to ``path`` (default :func:`output_path`), or resume one.
 
     Args:
@@ -229,10 +231,18 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         flush_every_s: see :class:`~abm.io.writer.RunWriter`.
         extra_writers: ``(trigger, fn)`` pairs added after the file writers.
         log: callable for one-line messages (default: the ``abm.io.run`` logger).
+        warmup: on an empty Numba cache, compile kernels in helper processes
+            while this one builds the simulation and takes its first step
+            (:mod:`abm.io.warmup`; `abm run` sets it): True for one helper per
+            idle CPU beyond the first (at most 3), or the number of helpers.
     """
     say = Say(_log, log)
     t_start = time.perf_counter()
     quiet_failed_deallocs()
+    # helpers end after the first step; if this call fails they finish their one step (or die
+    # with this process: they are daemonic)
+    warm = (start_warmup(config, seed, helpers=None if warmup is True else int(warmup))
+            if warmup else None)
     try:
         writer, sim, final, resumed_from = _open(
             config, out_dir=out_dir, path=path, seed=seed, resume=resume, from_step=from_step,
@@ -256,12 +266,16 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
             sim.step()
             compile_s = time.perf_counter() - t0
             _log.debug("first step (Numba compile or cache load included) took %.1f s", compile_s)
+            if warm is not None:
+                warm.stop()
             sim.fire_writers()
             sim.run(progress=progress)
     except RunInterrupted:
         _checkpoint_and_close(writer, sim)
         raise
     except BaseException as exc:
+        if warm is not None:
+            warm.stop()
         writer.close(quiet=True)
         if isinstance(exc, Exception) and is_storage_failure(exc):
             raise storage_error(exc, writer.tmp) from None

@@ -38,6 +38,9 @@ fewer than ``par_min`` cells runs serially (same result).
 
 from __future__ import annotations
 
+import types
+
+import numba
 import numpy as np
 from numba import prange
 
@@ -52,7 +55,7 @@ from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
 from abm.kernels.cells_tumour import TC_DIED, TC_LYSED, tumour_update
-from abm.kernels.jit import jit, pjit
+from abm.kernels.jit import JIT_DISABLED, jit, pjit
 
 #: Stream of each key in the tuple built by :func:`make_keys` (positions are the
 #: ``K_*`` constants of the rule modules).
@@ -266,6 +269,41 @@ def birth_parents(n, birth_site, out):
     return m
 
 
+@jit(inline="always")
+def _sift_down(rows, ids, i, n):
+    """Restore the max-heap (by ``ids``) below position ``i`` of ``rows[:n]``."""
+    r = rows[i]
+    key = ids[r]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and ids[rows[c + 1]] > ids[rows[c]]:
+            c += 1
+        if ids[rows[c]] <= key:
+            break
+        rows[i] = rows[c]
+        i = c
+    rows[i] = r
+
+
+@jit
+def sort_by_id(rows, ids):
+    """Sort ``rows`` in place by ``ids[rows]`` (ids are unique, so the order is unique).
+
+    A heap sort: no scratch, and compiled in a fraction of the time of
+    ``np.argsort`` (which brings in Numba's generic quicksort).
+    """
+    n = rows.shape[0]
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_down(rows, ids, i, n)
+    for end in range(n - 1, 0, -1):
+        r = rows[0]
+        rows[0] = rows[end]
+        rows[end] = r
+        _sift_down(rows, ids, 0, end)
+
+
 #: Default minimum number of cells for parallel loops; smaller steps run
 #: serially (same result, no thread start-up cost: a parallel region costs
 #: ~10-50 us to start, far more when the cores are shared).
@@ -280,12 +318,12 @@ N_SUMS = 4
 
 
 # The tile helpers below hold the serial loops with the rule bodies inlined.
-# They are compiled with parallel=True although they contain no prange: Numba's
-# parallel pipeline prunes the reference-count operations that IR inlining
-# leaves on every array argument, which makes the loop ~4x faster than the
-# same code compiled serially (measured: 270 vs 1350 us per step for 9.4k
-# cells). Numba warns that no parallel transformation was possible; the
-# processes silence that warning on the compiling call.
+# They are compiled without reference counting (``_nrt=False``): every array
+# they touch is owned by the caller for the whole call and they allocate
+# nothing, while taking arrays out of the bundles in the inlined rule bodies
+# would otherwise cost an atomic incref/decref pair per array and cell
+# (measured: ~35% slower agent pass). They contain no ``prange``: only
+# :func:`agent_step` runs them in parallel.
 
 
 @jit(inline="always")
@@ -321,11 +359,7 @@ def _prefetch_motile(r, cells, sites, fld, events, il6_out):
         myeloid_prefetch(s, fld.fields, fld.sources, fld.uptake)
 
 
-# No reference counting in the tile update: every array it touches is owned by
-# the caller for the whole call and it allocates nothing. Taking arrays out of
-# the bundles in the inlined rule bodies would otherwise cost an atomic
-# incref/decref pair per array and cell (measured: ~35% slower agent pass).
-@pjit(_nrt=False)
+@jit(_nrt=False)
 def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratch, tallies):
     """Agent update of the cells of tile position ``t``, site colour by site colour.
 
@@ -382,15 +416,22 @@ def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratc
     i = v0
     for ci in range(nc):
         cs = base + class_order[ci]
-        for j in range(sstart[cs], sstart[cs + 1]):
-            r = srows[j]
-            if kind[r] == TUMOUR:
-                tumour_update(r, keys, cells, sites, fld, tp, birth_site, birth_value, tc)
         c = N_UPDATED_KINDS * cs
+        # the tumour rows: the static ones still alive, then those of the per-step class (one
+        # loop, so the tumour rule is inlined once)
+        s0 = sstart[cs]
+        ns = sstart[cs + 1] - s0
+        d0 = start[c] - ns
+        for q in range(ns + start[c + 1] - start[c]):
+            if q < ns:
+                r = srows[s0 + q]
+                if kind[r] != TUMOUR:
+                    continue
+            else:
+                r = rows[d0 + q]
+            tumour_update(r, keys, cells, sites, fld, tp, birth_site, birth_value, tc)
         m0 = start[c + 1]          # first CAR-T row of the class
         m1 = start[c + 2]          # first myeloid row
-        for j in range(start[c], m0):
-            tumour_update(rows[j], keys, cells, sites, fld, tp, birth_site, birth_value, tc)
         for j in range(m0, start[c + 3]):      # the CAR-T rows, then the myeloid rows
             if i + PF_DIST < v1:
                 _prefetch_motile(visit[i + PF_DIST], cells, sites, fld, events, il6_out)
@@ -398,15 +439,18 @@ def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratc
             r = rows[j]
             if j < m1:
                 cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out)
-                hopmask[r] = _hop_mask(r, kind, target, events, ids, kc, n_move, p_cart)
+                key = kc
+                p = p_cart
             else:
                 myeloid_update(r, keys, ids, kind, cells.site, cells.activation,
                                cells.timer, sites.occ, fld.fields, fld.sources, fld.uptake, mp,
                                env, events, il6_out)
-                hopmask[r] = _hop_mask(r, kind, target, events, ids, km, n_move, p_mye)
+                key = km
+                p = p_mye
+            hopmask[r] = _hop_mask(r, kind, target, events, ids, key, n_move, p)
 
 
-@pjit
+@jit(_nrt=False)
 def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, occ, neighbours,
                vessel, occ_rows):
     """Hops of movement pass ``sub`` by the chosen cells of tile position ``t``.
@@ -429,7 +473,7 @@ def _tile_move(t, nc, class_order, start, rows, sub, kc, km, ids, kind, site, oc
             _hop(rows[j], sub, kc, km, ids, kind, site, occ, neighbours, vessel)
 
 
-@pjit
+@jit(_nrt=False)
 def _endothelial_range(lo, hi, erows, key, cells, fld, ep, env, vwf_out, ang2_out):
     """Endothelial update of ``erows[lo:hi]`` (cells are independent).
 
@@ -451,8 +495,13 @@ def _endothelial_range(lo, hi, erows, key, cells, fld, ep, env, vwf_out, ang2_ou
                            perm, ep, env, vwf_out, ang2_out)
 
 
-@pjit
-def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fld, params,
+#: Whether the agent step may run its ``prange`` loops on threads: a compile-time
+#: constant, True in :func:`agent_step` and False in :func:`agent_step_serial`
+#: (the same source compiled without Numba's parallel pipeline).
+_THREADED = True
+
+
+def _agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fld, params,
                tgroups, scratch, tallies):
     """The whole agent phase of one step; returns the new number of rows.
 
@@ -488,6 +537,9 @@ def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fl
     Scratch and tallies are overwritten; nothing in them carries over between
     steps. ``birth_site`` must be -1 in every row on entry and is left so
     (only parents' rows are set, and :func:`append_births` resets them).
+
+    :func:`agent_step_serial` is the same kernel without threads (same
+    result); :func:`agent_step_kernel` picks one for the current thread count.
     """
     ids = cells.ids
     kind = cells.kind
@@ -530,7 +582,7 @@ def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fl
     # (1) endothelium
     ekey = stream_key(seed, streams.ENDOTHELIAL, step)
     ne = erows.shape[0]
-    if parallel and ne > CHUNK:
+    if _THREADED and parallel and ne > CHUNK:
         for q in prange((ne + CHUNK - 1) // CHUNK):
             _endothelial_range(q * CHUNK, min(ne, (q + 1) * CHUNK), erows, ekey, cells, fld, ep,
                                env, vwf_out, ang2_out)
@@ -551,7 +603,7 @@ def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fl
         k = tile_order[ti]
         t0 = tile_start[k]
         t1 = tile_start[k + 1]
-        if parallel and t1 - t0 > 1:
+        if _THREADED and parallel and t1 - t0 > 1:
             for t in prange(t0, t1):
                 _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratch,
                              tallies)
@@ -571,7 +623,7 @@ def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fl
             k = tile_order[ti]
             t0 = tile_start[k]
             t1 = tile_start[k + 1]
-            if parallel and t1 - t0 > 1:
+            if _THREADED and parallel and t1 - t0 > 1:
                 for t in prange(t0, t1):
                     _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
                                occ, neighbours, vessel, occ_rows)
@@ -590,9 +642,62 @@ def agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, fl
     sums[S_ANG2] = ang2
     # (4) births in parent-id order
     parents = rows[:birth_parents(n, birth_site, rows)]
-    parents = parents[np.argsort(ids[parents])]
+    sort_by_id(parents, ids)
     return append_births(parents, n, next_id, cells, occ, birth_site, birth_value)
 
 
-__all__ = ["agent_step", "append_births", "tally", "make_keys", "birth_parents",
-           "KEY_STREAMS", "N_COUNTS", "N_SUMS", "PAR_MIN", "CHUNK"]
+def _serial_variant(fn, name: str):
+    """A copy of ``fn`` named ``name`` that sees ``_THREADED = False`` (its threaded branches pruned)."""
+    g = dict(fn.__globals__, _THREADED=False)
+    f = types.FunctionType(fn.__code__, g, name, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = name   # its own entry in the on-disk cache
+    f.__doc__ = fn.__doc__
+    return f
+
+
+# One source, two kernels: with one thread the parallel version's loops would
+# run serially anyway, but compiling it costs Numba's parallel pipeline (each
+# prange body becomes a gufunc with two wrappers, each optimised and compiled
+# with the whole tile update inlined), about a third of the first run's compile.
+agent_step = pjit(_agent_step)
+agent_step_serial = jit(_serial_variant(_agent_step, "agent_step_serial"))
+
+
+def tile_update_signature(args) -> tuple:
+    """The signature of :func:`_tile_update` as :func:`agent_step` (either variant) calls it
+    when called with ``args``."""
+    from numba import typeof
+    from numba.core import types as nt
+
+    cells, sites, fld, params, tgroups, scratch, tallies = args[7:14]
+    return (nt.int64, nt.int64, nt.UniTuple(nt.uint64, len(KEY_STREAMS)), nt.uint64, nt.uint64,
+            typeof(cells), typeof(sites), typeof(fld), typeof(params), typeof(tgroups),
+            typeof(scratch), typeof(tallies))
+
+
+def compile_tile_update(args) -> None:
+    """Compile (or load) :func:`_tile_update` for the agent-step arguments ``args``, not the step.
+
+    The tile update holds most of the agent step's code: a warm-up helper
+    process (:mod:`abm.io.warmup`) compiles it while the main process
+    compiles the rest of the agent step, which then loads it from the shared
+    cache.
+    """
+    if not JIT_DISABLED:
+        _tile_update.compile(tile_update_signature(args))
+
+
+def agent_step_kernel(threads: int | None = None):
+    """:func:`agent_step` for more than one Numba thread, else :func:`agent_step_serial`.
+
+    ``threads``: the thread count (default: Numba's current one). Both give
+    the same result; the serial one is compiled only if used.
+    """
+    if threads is None:
+        threads = 1 if JIT_DISABLED else numba.get_num_threads()
+    return agent_step if threads > 1 else agent_step_serial
+
+
+__all__ = ["agent_step", "agent_step_serial", "agent_step_kernel", "tile_update_signature",
+           "compile_tile_update", "append_births", "sort_by_id",
+           "tally", "make_keys", "birth_parents", "KEY_STREAMS", "N_COUNTS", "N_SUMS", "PAR_MIN", "CHUNK"]

@@ -16,6 +16,20 @@ or :func:`pjit` (may use ``prange``). Options fixed here:
   as NumPy does, so the no-JIT path behaves the same.
 * ``nogil=True``: kernels release the GIL.
 
+Two things differ from a plain ``numba.njit`` dispatcher (:class:`Dispatcher`):
+
+* a call from compiled code with a constant argument does not compile a
+  separate specialisation per constant (literal argument types are widened);
+* compiling a kernel takes a file lock in the cache folder, one per kernel,
+  so processes sharing the cache never compile the same kernel at once: a
+  process that reaches a kernel another one is compiling waits, then loads
+  it from the cache. Helper processes can therefore fill the cache in
+  parallel with the main one (:mod:`abm.io.warmup`), and the processes of a
+  batch on an empty cache compile each kernel once between them. The call
+  graph of the kernels has no cycles, so the locks cannot deadlock; a lock
+  held longer than :data:`LOCK_TIMEOUT_S` is ignored (the kernel is then
+  compiled anyway), and a process that dies releases its locks.
+
 :func:`compile_stats` sums cache hits and misses over every dispatcher made
 here, so a test can assert that a second process does not recompile.
 :func:`registered_kernels` lists every function compiled through here
@@ -24,13 +38,25 @@ here, so a test can assert that a second process does not recompile.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import time
 from collections import namedtuple
 from pathlib import Path
 from typing import Callable
 
 import numba
+from numba.core import sigutils
+from numba.core import types as _types
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.registry import CPUDispatcher
+
+try:
+    import fcntl
+except ImportError:   # Windows: no compile locks (each process compiles on its own)
+    fcntl = None
 
 JIT_DISABLED: bool = bool(numba.config.DISABLE_JIT)
 
@@ -58,17 +84,101 @@ _DISPATCHERS: list = []
 KernelInfo = namedtuple("KernelInfo", ["module", "name", "py_func"])
 _REGISTRY: list = []
 
-_BASE_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
+_BASE_OPTIONS = dict(fastmath=False, error_model="numpy", nogil=True)
 
 
-def _wrap(fn: Callable | None, parallel: bool, **extra):
-    options = dict(_BASE_OPTIONS, parallel=parallel, **extra)
+#: Longest wait (s) for another process's compile of a kernel; then this one compiles it too.
+LOCK_TIMEOUT_S = 900.0
+_LOCK_POLL_S = 0.02
+_HELD_LOCKS: set = set()   # lock files this process holds (nested compiles re-enter)
+
+
+@contextlib.contextmanager
+def _compile_lock(name: str):
+    """Hold the cache folder's file lock ``name`` (no-op where locks are unavailable)."""
+    path = os.path.join(CACHE_DIR, "locks", name + ".lock")
+    if fcntl is None or path in _HELD_LOCKS:
+        yield
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:   # a read-only cache: nothing to share anyway
+        yield
+        return
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        locked = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError as exc:
+                # held by another process: wait; any other error (a file system without
+                # locks): compile without
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES) \
+                        or time.monotonic() > deadline:
+                    break
+                time.sleep(_LOCK_POLL_S)
+        _HELD_LOCKS.add(path)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(path)
+            if locked:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class Dispatcher(CPUDispatcher):
+    """Numba's CPU dispatcher with one specialisation per call signature and a compile lock.
+
+    A call from compiled code whose argument is a constant (``uniform(key,
+    id, 0)``) types that argument as a literal (a ``Literal[int]`` of value 0), and
+    Numba's dispatcher compiles a separate specialisation for every distinct
+    constant: the same helper was compiled up to six times for one step.
+    Here literal argument types are widened to their base types before the
+    lookup, so each kernel is compiled once per non-literal signature. The
+    machine code is the same (LLVM inlines and propagates the constant in
+    the caller), and no kernel here dispatches on a literal value.
+
+    A signature not compiled in this process yet is loaded from the on-disk
+    cache or compiled while holding the kernel's file lock (see the module
+    documentation).
+    """
+
+    def get_call_template(self, args, kws):
+        args = tuple(_types.unliteral(a) for a in args)
+        kws = {k: _types.unliteral(v) for k, v in kws.items()}
+        return super().get_call_template(args, kws)
+
+    #: Name of the kernel's compile lock (None: no cache, no lock; also for a dispatcher
+    #: rebuilt from a pickle).
+    _cache_lock = None
+
+    def compile(self, sig):
+        lock = self._cache_lock
+        if lock is None or tuple(sigutils.normalize_signature(sig)[0]) in self.overloads:
+            return super().compile(sig)
+        # Numba's own lock first, so one thread of this process holds file locks at a time
+        with global_compiler_lock, _compile_lock(lock):
+            return super().compile(sig)
+
+
+def _wrap(fn: Callable | None, parallel: bool, cache: bool = True, **extra):
+    options = dict(_BASE_OPTIONS, parallel=parallel, nopython=True, boundscheck=None, **extra)
 
     def decorate(f: Callable):
         _REGISTRY.append(KernelInfo(f.__module__, f.__qualname__, f))
-        dispatcher = numba.njit(**options)(f)
-        if not JIT_DISABLED:
-            _DISPATCHERS.append(dispatcher)
+        if JIT_DISABLED:
+            return f
+        dispatcher = Dispatcher(py_func=f, locals={}, targetoptions=dict(options))
+        if cache:
+            dispatcher.enable_caching()
+            dispatcher._cache_lock = f"{f.__module__}.{f.__qualname__}"
+        _DISPATCHERS.append(dispatcher)
         return dispatcher
 
     return decorate(fn) if fn is not None else decorate

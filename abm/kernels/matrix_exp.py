@@ -49,12 +49,21 @@ def expm_small(a: np.ndarray) -> np.ndarray:
     if norm > 0.5:
         s = int(math.ceil(math.log2(norm / 0.5)))
     scale = 2.0 ** (-s)
-    x = a * scale
-    result = np.eye(n)
-    term = np.eye(n)
+    # plain loops rather than array expressions and np.eye: the same operations
+    # element by element, and far less for Numba to compile
+    x = np.zeros((n, n))
+    result = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            x[i, j] = a[i, j] * scale
+        result[i, i] = 1.0
+    term = result.copy()
     for k in range(1, TAYLOR_DEGREE + 1):
-        term = _matmul(term, x) / k
-        result += term
+        term = _matmul(term, x)
+        for i in range(n):
+            for j in range(n):
+                term[i, j] = term[i, j] / k
+                result[i, j] += term[i, j]
     for _ in range(s):
         result = _matmul(result, result)
     return result

@@ -152,10 +152,10 @@ def _quiet_compile(dispatcher):
     """Silence Numba's 'parallel=True but no transformation' warning while compiling.
 
     Only the first call of a dispatcher (no compiled or cached signature yet)
-    is wrapped; see the note above ``_tile_update`` in
-    :mod:`abm.kernels.cells_step` for why those helpers use parallel=True.
-    (``dispatcher.signatures`` costs ~20 us, so callers ask only until the
-    first call has run.)
+    is wrapped. (The tile helpers of :mod:`abm.kernels.cells_step` no longer
+    use parallel=True, so the agent step itself no longer warns; kept for
+    parallel kernels with nothing to parallelise. ``dispatcher.signatures``
+    costs ~20 us, so callers ask only until the first call has run.)
     """
     if getattr(dispatcher, "signatures", True):
         yield
@@ -391,7 +391,7 @@ class CellRules(Process):
         self._params = RuleParams(self.tp, self.cp, self.mp, self.ep, self._env, self.n_move,
                                   self.p_cart, self.p_mye)
         self._cells = self._sites = self._fld = self._fld_of = None
-        self._entry = self._entry_for = None
+        self._entry = self._entry_for = self._kernel = None
 
     def _bundles(self, state):
         """The cell-column, site and field bundles of ``state`` (rebuilt when an array is replaced)."""
@@ -449,15 +449,17 @@ class CellRules(Process):
         bundles = (cells, sites, fld, self._params, self._tgroups, self._scratch_bundle,
                    self._tallies)
         args = (state.seed, state.step, n, c.next_id, erows, rebuild, self.par_min, *bundles)
-        if self._called:
+        kernel = KS.agent_step_kernel()   # serial with one thread (not compiled otherwise)
+        if self._called and kernel is self._kernel:
             # the compiled entry for these argument types, found again whenever a bundle is rebuilt
             if self._entry_for is None or any(a is not b for a, b in zip(bundles, self._entry_for)):
-                self._entry = resolved(KS.agent_step, args)
+                self._entry = resolved(kernel, args)
                 self._entry_for = bundles
             new_n = self._entry(*args)
         else:
-            with _quiet_compile(KS.agent_step):
-                new_n = KS.agent_step(*args)
+            with _quiet_compile(kernel):
+                new_n = kernel(*args)
+            self._kernel, self._entry_for = kernel, None
         self._called = True
         new_n = int(new_n)
         c.next_id += new_n - n

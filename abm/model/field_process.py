@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from abm.kernels.diffusion_explicit import make_explicit_stepper
-from abm.kernels.diffusion_implicit import make_implicit_stepper
+from abm.kernels.diffusion_implicit import make_field_step, make_implicit_stepper
 from abm.kernels.source_sink import MASS_EXCHANGED, MASS_UPTAKE, make_source_sink_stepper
 from abm.model.fields import SPECIES
 from abm.process import Process
@@ -66,6 +66,8 @@ class FieldProcess(Process):
                             boundary=cfg.lattice.boundary, layered=lat.layered)
         self.source_sink = make_source_sink_stepper(shape, lat.h_um, cfg.run.dt_s, kex,
                                                     decay_per_s=k, decay_after=implicit)
+        # implicit: both steps in one compiled call (same numbers)
+        self.field_step = make_field_step(self.source_sink, self.diffuse) if implicit else None
         self.fixed = cfg.lattice.boundary == "fixed"
         self._mass = np.zeros((3, len(SPECIES)))
         self._plasma_keys = [f"plasma_{s}" for s in SPECIES]
@@ -77,9 +79,14 @@ class FieldProcess(Process):
 
     def step(self, state):
         plasma = self.plasma(state)
-        mass = self.source_sink(state.fields, state.sources, state.uptake, state.perm, plasma,
-                                self._mass, clear=True, decayed=False)
-        self.diffuse(state.fields, boundary_values=plasma if self.fixed else None)
+        if self.field_step is not None:
+            mass = self.field_step(state.fields, state.sources, state.uptake, state.perm, plasma,
+                                   self._mass, clear=True, decayed=False,
+                                   boundary_values=plasma if self.fixed else None)
+        else:
+            mass = self.source_sink(state.fields, state.sources, state.uptake, state.perm, plasma,
+                                    self._mass, clear=True, decayed=False)
+            self.diffuse(state.fields, boundary_values=plasma if self.fixed else None)
         sc = state.scalars
         for i, ex, up in zip(range(len(SPECIES)), self._exchange_keys, self._uptake_keys):
             sc[ex] = float(mass[MASS_EXCHANGED, i])

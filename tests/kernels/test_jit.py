@@ -1,8 +1,13 @@
-"""The jit wrapper's resolved entries: the same machine code without per-call type dispatch."""
+"""The jit wrapper: resolved entries, one specialisation per signature, the compile lock."""
 
+import json
+import os
+import subprocess
+import sys
 from collections import namedtuple
 
 import numpy as np
+import pytest
 
 from abm.kernels.jit import JIT_DISABLED, jit, resolved
 
@@ -27,3 +32,63 @@ def test_unseen_argument_types_fall_back_to_the_dispatcher():
     _weighted_sum(Pair(np.arange(5.0), np.ones(3)), 2.0)
     other = (Pair(np.arange(5, dtype=np.int32), np.ones(3)), 2.0)   # never compiled for int32
     assert resolved(_weighted_sum, other) is _weighted_sum
+
+
+# -- one specialisation per signature, and the compile lock ----------------------
+
+@jit
+def _inner(x, k):
+    return x * k
+
+
+@jit
+def _outer(x):
+    return _inner(x, 1) + _inner(x, 2) + _inner(x, 3)
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="needs the JIT")
+def test_constant_arguments_do_not_multiply_specialisations():
+    assert _outer(2.0) == 12.0
+    # the three literal call sites share one compiled signature (float64, int64)
+    assert len(_inner.signatures) == 1
+
+
+SCRIPT = r"""
+import json, os, sys, time
+folder, me = sys.argv[1], sys.argv[2]
+from abm.kernels.jit import compile_stats
+from abm.kernels import matrix_exp
+import numpy as np
+open(os.path.join(folder, "ready-" + me), "w").close()
+while len([f for f in os.listdir(folder) if f.startswith("ready-")]) < 2:
+    time.sleep(0.001)           # both processes ask for the kernel at the same moment
+matrix_exp.expm_small(np.eye(3))
+print(json.dumps(compile_stats()))
+"""
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="needs the JIT")
+def test_two_processes_compile_a_kernel_once_between_them(tmp_path):
+    """Started together on an empty cache, one process compiles and the other loads."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), str(i)], env=env,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(2)]
+    stats = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        stats.append(json.loads(out.strip().splitlines()[-1]))
+    # expm_small and the helper it calls: compiled once in all, loaded by the other process
+    assert sum(s["cache_misses"] for s in stats) == 2, stats
+    assert sum(s["cache_hits"] for s in stats) == 1, stats
+
+
+def test_a_held_lock_is_reentrant_and_released(tmp_path, monkeypatch):
+    from abm.kernels import jit as J
+    monkeypatch.setattr(J, "CACHE_DIR", str(tmp_path))
+    with J._compile_lock("k"):
+        with J._compile_lock("k"):   # a nested compile of the same kernel does not wait
+            pass
+    with J._compile_lock("k"):       # released on exit
+        pass
