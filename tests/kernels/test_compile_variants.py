@@ -9,6 +9,8 @@ compared in ``tests/model/test_cells_determinism.py``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -40,8 +42,17 @@ def test_tile_update_signature_is_the_one_the_agent_step_compiles(monkeypatch, t
 
     from abm.build import build_simulation
     from abm.config import config_from_dict
-    from abm.kernels.jit import set_threads
+    from abm.kernels.jit import jit, pjit, set_threads
     from abm.model.agents import CellRules
+
+    @contextlib.contextmanager
+    def set_threads_to(n):
+        before = set_threads(None)
+        set_threads(n)
+        try:
+            yield
+        finally:
+            set_threads(before)
 
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs 2 Numba threads")
@@ -58,15 +69,18 @@ def test_tile_update_signature_is_the_one_the_agent_step_compiles(monkeypatch, t
 
     monkeypatch.setattr(KS, "agent_step_kernel", spy)
     monkeypatch.setattr(CellRules, "par_min", 1)   # the threaded loops with 2 threads
-    before = set_threads(None)
-    try:
-        set_threads(threads)
+    with set_threads_to(threads):
         sim = build_simulation(config_from_dict({
             "lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 50},
             "run": {"start_day": 0.0, "end_day": 0.05, "seed": 1}}))
         sim.step()
-    finally:
-        set_threads(before)
     assert seen
+    # the step may have been loaded from the disk cache, which types none of its callees: type
+    # it afresh (an uncached copy), which compiles or loads the tile update for the signature
+    # it really calls
+    step = real(threads)
+    fresh = (pjit if threads > 1 else jit)(step.py_func, cache=False)
+    with set_threads_to(threads):
+        fresh(*seen[0])
     sig = KS.tile_update_signature(seen[0])
     assert tuple(sig) in [tuple(s) for s in KS._tile_update.signatures]
