@@ -272,6 +272,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         "wall_compile_s": compile_s,
         "wall_simulate_s": sim.timings["simulate_s"],
         "wall_write_s": writer.write_s,
+        "wall_write_background_s": writer.background_s,
         "wall_record_s": writer.record_s,
         "numba_cache_hits": int(stats["cache_hits"]),
         "numba_cache_misses": int(stats["cache_misses"]),
