@@ -130,7 +130,8 @@ def child_patient(config_path: str, end_day: float | None, out_json: str) -> Non
 def install_kernel_clock(acc: dict) -> int:
     """Time every compiled kernel that Python code of ``abm`` calls; returns how many are wrapped.
 
-    Each call adds its wall time to ``acc["kernel_s"]``. Kernels referenced by
+    Each call adds its wall time to ``acc["kernel_s"]`` and its CPU time (of the
+    calling thread) to ``acc["kernel_cpu_s"]``. Kernels referenced by
     name from the model (module globals, kernel modules used as ``KS.agent_step``,
     :func:`abm.kernels.jit.resolved` entries) are wrapped where the model
     looks them up (a proxy for a kernel module); in a kernel module only the
@@ -144,17 +145,36 @@ def install_kernel_clock(acc: dict) -> int:
     from abm.kernels.jit import registered_kernels
 
     acc.setdefault("kernel_s", 0.0)
-    clock = time.perf_counter
+    acc.setdefault("kernel_cpu_s", 0.0)
+    acc.setdefault("kernel_calls", 0)
+    clock, cpu = time.perf_counter, time.thread_time
 
     def timed(fn):
         def call(*args, **kwargs):
-            t0 = clock()
+            t0, c0 = clock(), cpu()
             try:
                 return fn(*args, **kwargs)
             finally:
                 acc["kernel_s"] += clock() - t0
+                acc["kernel_cpu_s"] += cpu() - c0
+                acc["kernel_calls"] += 1
         call.__wrapped__ = fn
         return call
+
+    # the timer's own cost per call: inside the timed interval (it inflates kernel time) and
+    # in all (the rest inflates the Python time), from a timed no-op
+    saved = dict(acc)
+    noop = timed(lambda: None)
+    n = 20000
+    c0 = cpu()
+    for _ in range(n):
+        noop()
+    total = (cpu() - c0) / n
+    acc["timer_inside_cpu_s"] = (acc["kernel_cpu_s"] - saved["kernel_cpu_s"]) / n
+    acc["timer_inside_s"] = (acc["kernel_s"] - saved["kernel_s"]) / n
+    acc["timer_outside_cpu_s"] = max(0.0, total - acc["timer_inside_cpu_s"])
+    for key in ("kernel_s", "kernel_cpu_s", "kernel_calls"):
+        acc[key] = saved[key]
 
     def names_of(code) -> set:
         out = set(code.co_names)
@@ -214,32 +234,73 @@ def child_split(config_path: str, end_day: float | None, out_json: str) -> None:
 
     def mark(sim):   # after the first step (compile / cache load): start the kernel clock
         if sim.state.step >= 1 and "kernel_s" not in first:
-            first["kernel_s"] = acc["kernel_s"]
+            first.update(kernel_s=acc["kernel_s"], kernel_cpu_s=acc["kernel_cpu_s"],
+                         calls=acc["kernel_calls"], cpu=time.thread_time(),
+                         wall=time.perf_counter())
 
     from abm.simulation import Simulation
     record_row = Simulation.record_row
 
     def timed_record_row(sim):   # kernels called by the records count in record_s, not simulate_s
-        k0 = acc["kernel_s"]
+        k0, c0, n0 = acc["kernel_s"], acc["kernel_cpu_s"], acc["kernel_calls"]
         try:
             return record_row(sim)
         finally:
             if "kernel_s" in first:
                 acc["record_kernel_s"] = acc.get("record_kernel_s", 0.0) + acc["kernel_s"] - k0
+                acc["record_kernel_cpu_s"] = (acc.get("record_kernel_cpu_s", 0.0)
+                                              + acc["kernel_cpu_s"] - c0)
+                acc["record_calls"] = acc.get("record_calls", 0) + acc["kernel_calls"] - n0
 
     Simulation.record_row = timed_record_row
+    sim_step = Simulation.step
 
+    def timed_step(sim):   # CPU time of the steps (after the first)
+        c0 = time.thread_time()
+        try:
+            return sim_step(sim)
+        finally:
+            if "kernel_s" in first:
+                acc["step_cpu_s"] = acc.get("step_cpu_s", 0.0) + time.thread_time() - c0
+
+    Simulation.step = timed_step
+
+    from abm.io import writer as W
+    finish = W.RunWriter.finish
+
+    def timed_finish(self, *args, **kwargs):   # the end of the simulation's steps
+        first.update(cpu_end=time.thread_time(), wall_end=time.perf_counter())
+        return finish(self, *args, **kwargs)
+
+    W.RunWriter.finish = timed_finish
+    c_start = time.process_time()
     with tempfile.TemporaryDirectory(prefix="abm-bench-split-") as tmp:
         res = run_to_file(cfg, path=Path(tmp) / "patient.h5", extra_writers=[(1, mark)],
                           log=lambda m: None)
     t = res.timings
+    calls = acc["kernel_calls"] - first["calls"] - acc.get("record_calls", 0)
     out = {"import_s": t_import, "setup_s": t["wall_setup_s"], "compile_s": t["wall_compile_s"],
-           "simulate_s": t["wall_simulate_s"],
-           "kernel_s": acc["kernel_s"] - first.get("kernel_s", 0.0) - acc.get("record_kernel_s", 0.0),
+           "simulate_s": t["wall_simulate_s"] - calls * (acc["timer_inside_s"]
+                                                         + acc["timer_outside_cpu_s"]),
+           "kernel_s": (acc["kernel_s"] - first.get("kernel_s", 0.0)
+                        - acc.get("record_kernel_s", 0.0) - calls * acc["timer_inside_s"]),
+           "kernel_calls": calls,
            "record_s": t["wall_record_s"], "write_s": t["wall_write_s"],
            "write_background_s": t.get("wall_write_background_s", float("nan")),
            "run_total_s": t["wall_total_s"], "child_s": time.perf_counter() - t_start,
-           "steps": res.sim.state.step, "kernels_timed": wrapped}
+           "steps": res.sim.state.step, "kernels_timed": wrapped,
+           # CPU time of the simulation's thread over the steps after the first (simulation,
+           # records and writes), of it inside kernels, and of the whole run (all threads)
+           "loop_cpu_s": first["cpu_end"] - first["cpu"],
+           "loop_wall_s": first["wall_end"] - first["wall"],
+           "kernel_cpu_s": (acc["kernel_cpu_s"] - first["kernel_cpu_s"]
+                            - acc.get("record_kernel_cpu_s", 0.0)
+                            - calls * acc["timer_inside_cpu_s"]),
+           # (the timers' own cost taken out: ~calls x their cost per call)
+           "step_cpu_s": acc.get("step_cpu_s", 0.0) - calls * (acc["timer_inside_cpu_s"]
+                                                               + acc["timer_outside_cpu_s"]),
+           "timer_cpu_per_call_s": acc["timer_inside_cpu_s"] + acc["timer_outside_cpu_s"],
+           "run_cpu_s": time.process_time() - c_start}
     Path(out_json).write_text(json.dumps(out, default=float))
 
 
@@ -247,9 +308,12 @@ def run_split(end_day=None, timeout=900) -> dict:
     """:func:`child_split` in a fresh process; adds ``startup_s``, ``python_s``, ``total_s``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
-        code = ("import sys, time; t0 = time.perf_counter(); sys.path.insert(0, %r); "
-                "from benchmarks.bench_patient import child_split; "
-                "child_split(%r, %r, %r)" % (str(ROOT), str(DEFAULT_CONFIG), end_day, str(path)))
+        # (this file loaded by path: the split also runs from a copy beside another checkout)
+        code = ("import sys, importlib.util as u; sys.path.insert(0, %r); "
+                "s = u.spec_from_file_location('bench_patient_split', %r); "
+                "m = u.module_from_spec(s); s.loader.exec_module(m); "
+                "m.child_split(%r, %r, %r)" % (str(ROOT), __file__, str(DEFAULT_CONFIG), end_day,
+                                               str(path)))
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout,
                        capture_output=True, text=True)
@@ -259,6 +323,7 @@ def run_split(end_day=None, timeout=900) -> dict:
     # interpreter start, imports and exit: what the child's own clock did not see of the run
     r["startup_s"] = total - r["child_s"] + r["import_s"]
     r["python_s"] = r["simulate_s"] - r["kernel_s"]
+    r["python_cpu_s"] = r["step_cpu_s"] - r["kernel_cpu_s"]
     r["ratio_total_to_kernel"] = total / r["kernel_s"] if r["kernel_s"] > 0 else float("nan")
     return r
 

@@ -167,7 +167,9 @@ class _WriterThread:
     by :meth:`submit`, :meth:`wait` and :meth:`check`; later jobs are skipped.
     """
 
-    def __init__(self, max_pending: int = 8):
+    def __init__(self, max_pending: int = 8, inline: bool = False):
+        #: run each job at once on the caller's thread instead (no thread is started)
+        self.inline = bool(inline)
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -176,6 +178,11 @@ class _WriterThread:
 
     def submit(self, fn, *args) -> None:
         self.check()
+        if self.inline:   # errors are raised here, as a plain call's are
+            t0 = time.perf_counter()
+            fn(*args)
+            self.busy_s += time.perf_counter() - t0
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="abm-writer", daemon=True)
             self._thread.start()
@@ -225,16 +232,20 @@ class RunWriter:
             from later) instead of only the latest.
         flush_every_s: wall seconds between time-series block writes (0:
             write and flush every record).
+        write_thread: write on a writer thread (True), or on the simulation's
+            thread (False: no gain in wall time where no core is free, e.g. a
+            batch with one worker per core, and no cost for handing over).
     """
 
-    def __init__(self, path, sim, *, keep_checkpoints: bool = False, flush_every_s: float = 10.0):
+    def __init__(self, path, sim, *, keep_checkpoints: bool = False, flush_every_s: float = 10.0,
+                 write_thread: bool = True):
         self.path = Path(path)
         self.tmp = part_path(self.path)
         self.sim = sim
         self.keep_checkpoints = bool(keep_checkpoints)
         self.flush_every_s = float(flush_every_s)
         self._h5: h5py.File | None = None
-        self._io = _WriterThread()
+        self._io = _WriterThread(inline=not write_thread)
         self.level = int(sim.config.output.compression)
         self.meta = _process_meta(sim)
         self.n_time = 0          # time-series rows on disk
@@ -691,13 +702,14 @@ class RunWriter:
 
     @property
     def background_s(self) -> float:
-        """Wall seconds the writer thread spent on the file while the simulation ran."""
-        return self._io.busy_s
+        """Wall seconds the writer thread spent on the file while the simulation ran (0 with
+        ``write_thread=False``: that time is then part of :attr:`write_s`)."""
+        return 0.0 if self._io.inline else self._io.busy_s
 
     # -- resume ------------------------------------------------------------------------
     @classmethod
     def resume(cls, path, *, from_step: int | None = None, processes=None,
-               flush_every_s: float = 10.0, check_config=None, log=None):
+               flush_every_s: float = 10.0, check_config=None, log=None, write_thread: bool = True):
         """Rebuild an interrupted run's ``<path>.part`` and continue from a checkpoint.
 
         The ``.part`` is rebuilt from the newest checkpoint file that verifies
@@ -758,7 +770,7 @@ class RunWriter:
             try:
                 sim, g = ck.restore_simulation(h5, tmp, from_step, config, processes)
                 writer = cls(path, sim, keep_checkpoints=bool(h5.attrs.get("keep_checkpoints", 0)),
-                             flush_every_s=flush_every_s)
+                             flush_every_s=flush_every_s, write_thread=write_thread)
                 writer.h5 = h5
                 writer._truncate_to(g)
             except (RuntimeError, KeyError, ValueError, OSError, ck.CheckpointError) as exc:
