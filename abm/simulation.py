@@ -54,9 +54,8 @@ class Simulation:
                 raise ValueError(f"{type(p).__name__}.phase must be one of {PHASES}")
         self._writers: list[tuple[Trigger, Callable[["Simulation"], None]]] = []
         self.timings = {"simulate_s": 0.0, "write_s": 0.0, "first_step_s": 0.0}
-        #: the processes' step methods in step order (phases, then registration order)
-        self._steppers = [p.step for phase in PHASES for p in self.processes if p.phase == phase]
-        self._recorders = [p.record for p in self.processes]
+        #: the processes in step order (phases, then registration order), sorted once
+        self._in_order = [p for phase in PHASES for p in self.processes if p.phase == phase]
         self._count_keys: dict[tuple, tuple] = {}
 
     @property
@@ -76,8 +75,8 @@ class Simulation:
         if keys is None:
             keys = self._count_keys[tuple(counts)] = tuple(f"n_{k}" for k in counts)
         row.update(zip(keys, counts.values()))
-        for record in self._recorders:
-            record(s, row)
+        for p in self.processes:
+            p.record(s, row)
         return row
 
     def endpoints(self) -> dict:
@@ -90,8 +89,8 @@ class Simulation:
     def step(self) -> None:
         """Advance one ``dt`` (see :meth:`run` for the order)."""
         s = self.state
-        for step in self._steppers:
-            step(s)
+        for p in self._in_order:
+            p.step(s)
         s.step += 1
 
     def fire_writers(self) -> None:

@@ -216,7 +216,8 @@ def install_kernel_clock(acc: dict) -> int:
     return count
 
 
-def child_split(config_path: str, end_day: float | None, out_json: str) -> None:
+def child_split(config_path: str, end_day: float | None, out_json: str,
+                write_thread: bool | None = None) -> None:
     """One ``abm run`` to a file, its wall time split (part 1b); writes JSON (runs in a subprocess)."""
     t_start = time.perf_counter()
     from abm.build import default_processes  # noqa: F401 - the model's modules, before the clock
@@ -274,9 +275,10 @@ def child_split(config_path: str, end_day: float | None, out_json: str) -> None:
 
     W.RunWriter.finish = timed_finish
     c_start = time.process_time()
+    kw = {} if write_thread is None else {"write_thread": write_thread}
     with tempfile.TemporaryDirectory(prefix="abm-bench-split-") as tmp:
         res = run_to_file(cfg, path=Path(tmp) / "patient.h5", extra_writers=[(1, mark)],
-                          log=lambda m: None)
+                          log=lambda m: None, **kw)
     t = res.timings
     calls = acc["kernel_calls"] - first["calls"] - acc.get("record_calls", 0)
     out = {"import_s": t_import, "setup_s": t["wall_setup_s"], "compile_s": t["wall_compile_s"],
@@ -304,7 +306,7 @@ def child_split(config_path: str, end_day: float | None, out_json: str) -> None:
     Path(out_json).write_text(json.dumps(out, default=float))
 
 
-def run_split(end_day=None, timeout=900) -> dict:
+def run_split(end_day=None, timeout=900, write_thread: bool | None = None) -> dict:
     """:func:`child_split` in a fresh process; adds ``startup_s``, ``python_s``, ``total_s``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.json"
@@ -312,8 +314,8 @@ def run_split(end_day=None, timeout=900) -> dict:
         code = ("import sys, importlib.util as u; sys.path.insert(0, %r); "
                 "s = u.spec_from_file_location('bench_patient_split', %r); "
                 "m = u.module_from_spec(s); s.loader.exec_module(m); "
-                "m.child_split(%r, %r, %r)" % (str(ROOT), __file__, str(DEFAULT_CONFIG), end_day,
-                                               str(path)))
+                "m.child_split(%r, %r, %r, %r)" % (str(ROOT), __file__, str(DEFAULT_CONFIG), end_day,
+                                                   str(path), write_thread))
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout,
                        capture_output=True, text=True)
@@ -487,7 +489,9 @@ def run(quick: bool) -> dict:
 
 if __name__ == "__main__":  # pragma: no cover
     if "--split" in sys.argv:   # part 1b alone: the wall split of one default patient, as JSON
-        print(json.dumps(run_split(1.0 if "--quick" in sys.argv else None), indent=1))
+        print(json.dumps(run_split(1.0 if "--quick" in sys.argv else None,
+                                   write_thread=False if "--no-write-thread" in sys.argv else None),
+                         indent=1))
         sys.exit(0)
     res = run("--quick" in sys.argv)
     from benchmarks import markdown_table
