@@ -54,6 +54,9 @@ class Simulation:
                 raise ValueError(f"{type(p).__name__}.phase must be one of {PHASES}")
         self._writers: list[tuple[Trigger, Callable[["Simulation"], None]]] = []
         self.timings = {"simulate_s": 0.0, "write_s": 0.0, "first_step_s": 0.0}
+        #: the processes in step order (phases, then registration order), sorted once
+        self._in_order = [p for phase in PHASES for p in self.processes if p.phase == phase]
+        self._count_keys: dict[tuple, tuple] = {}
 
     @property
     def n_steps(self) -> int:
@@ -67,7 +70,11 @@ class Simulation:
         """One time-series record: time, step, cell counts and every process's scalars."""
         s = self.state
         row = {"time": s.time_day, "step": s.step}
-        row.update({f"n_{k}": v for k, v in s.counts().items()})
+        counts = s.counts()
+        keys = self._count_keys.get(tuple(counts))
+        if keys is None:
+            keys = self._count_keys[tuple(counts)] = tuple(f"n_{k}" for k in counts)
+        row.update(zip(keys, counts.values()))
         for p in self.processes:
             p.record(s, row)
         return row
@@ -82,10 +89,8 @@ class Simulation:
     def step(self) -> None:
         """Advance one ``dt`` (see :meth:`run` for the order)."""
         s = self.state
-        for phase in PHASES:
-            for p in self.processes:
-                if p.phase == phase:
-                    p.step(s)
+        for p in self._in_order:
+            p.step(s)
         s.step += 1
 
     def fire_writers(self) -> None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from abm.cells import CART, ENDOTHELIAL, MYELOID, TUMOUR, CellTable
+from abm.cells import CellTable
+from abm.kernels.tallies import kind_counts
 from abm.lattice import Lattice
+
+#: The keys of :meth:`State.counts`, in order.
+COUNT_NAMES = ("tumour", "cart", "myeloid", "endothelial")
 
 
 class State:
@@ -71,6 +75,6 @@ class State:
         return self.fields[self.species.index(name)]
 
     def counts(self) -> dict[str, int]:
+        """Cells of each kind: ``tumour``, ``cart``, ``myeloid``, ``endothelial`` (one compiled pass)."""
         c = self.cells
-        return {"tumour": c.count(TUMOUR), "cart": c.count(CART), "myeloid": c.count(MYELOID),
-                "endothelial": c.count(ENDOTHELIAL)}
+        return dict(zip(COUNT_NAMES, kind_counts(c.kind, c.n)))

@@ -19,6 +19,24 @@ with the Numba cache already filled. Per repetition:
 The CPU time of each process of the step (agents, fields, blood, ...) is
 summed over the run, so the table says where a step's time goes.
 
+Part 1b -- where the wall time of ``abm run configs/default.toml`` goes
+(:func:`child_split`, a fresh process with the cache warm, as ``abm run``
+runs it, without the per-process timers of part 1). JSON key ``split``:
+
+* ``startup_s``: interpreter start and imports (the parent's wall time of
+  the process less what the child measured from its first line);
+* ``setup_s``: config, model assembly and the new file;
+* ``compile_s``: the first step (loads every kernel from the on-disk cache);
+* ``simulate_s``: the other steps, split into ``kernel_s`` (wall time inside
+  compiled kernels, summed over every call of a kernel from Python: each
+  such call is wrapped by a timer, ~0.3 us a call) and ``python_s`` (the
+  rest: the Python between kernels);
+* ``record_s``: assembling the time-series records (model, in the
+  simulation's thread); ``write_s``: the simulation's thread writing
+  (handing data to the writer thread, waiting for it, the final write);
+  ``write_background_s``: the writer thread's own work, concurrent;
+* ``total_s``: process start to file closed; ``ratio_total_to_kernel``.
+
 Part 2 -- scaling: the same model from day 0 (infusion) on lattices of
 64^2 ... 512^2 sites with the tumour filling the same fraction of the patch,
 and on the 128^2 patch with 2000 ... 12000 initial tumour cells. Each row
@@ -107,6 +125,213 @@ def child_patient(config_path: str, end_day: float | None, out_json: str) -> Non
         "compile_stats": compile_stats(), "loadavg": os.getloadavg(),
     }
     Path(out_json).write_text(json.dumps(out, default=float))
+
+
+def install_kernel_clock(acc: dict) -> int:
+    """Time every compiled kernel that Python code of ``abm`` calls; returns how many are wrapped.
+
+    Each call adds its wall time to ``acc["kernel_s"]`` and its CPU time (of the
+    calling thread) to ``acc["kernel_cpu_s"]``. Kernels referenced by
+    name from the model (module globals, kernel modules used as ``KS.agent_step``,
+    :func:`abm.kernels.jit.resolved` entries) are wrapped where the model
+    looks them up (a proxy for a kernel module); in a kernel module only the
+    names no compiled function refers to (so nothing compiled ever sees a
+    wrapper). Call after the model's modules are imported.
+    """
+    import types
+
+    from numba.core.dispatcher import Dispatcher
+
+    from abm.kernels.jit import registered_kernels
+
+    acc.setdefault("kernel_s", 0.0)
+    acc.setdefault("kernel_cpu_s", 0.0)
+    acc.setdefault("kernel_calls", 0)
+    clock, cpu = time.perf_counter, time.thread_time
+
+    def timed(fn):
+        def call(*args, **kwargs):
+            t0, c0 = clock(), cpu()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc["kernel_s"] += clock() - t0
+                acc["kernel_cpu_s"] += cpu() - c0
+                acc["kernel_calls"] += 1
+        call.__wrapped__ = fn
+        return call
+
+    # the timer's own cost per call: inside the timed interval (it inflates kernel time) and
+    # in all (the rest inflates the Python time), from a timed no-op
+    saved = dict(acc)
+    noop = timed(lambda: None)
+    n = 20000
+    c0 = cpu()
+    for _ in range(n):
+        noop()
+    total = (cpu() - c0) / n
+    acc["timer_inside_cpu_s"] = (acc["kernel_cpu_s"] - saved["kernel_cpu_s"]) / n
+    acc["timer_inside_s"] = (acc["kernel_s"] - saved["kernel_s"]) / n
+    acc["timer_outside_cpu_s"] = max(0.0, total - acc["timer_inside_cpu_s"])
+    for key in ("kernel_s", "kernel_cpu_s", "kernel_calls"):
+        acc[key] = saved[key]
+
+    def names_of(code) -> set:
+        out = set(code.co_names)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                out |= names_of(c)
+        return out
+
+    in_compiled = set()
+    for k in registered_kernels():
+        in_compiled |= names_of(k.py_func.__code__)
+    count = 0
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("abm.") or mod is None:
+            continue
+        glob = vars(mod)
+        if name.startswith("abm.kernels."):
+            for key, obj in list(glob.items()):
+                if isinstance(obj, Dispatcher) and key not in in_compiled:
+                    glob[key] = timed(obj)
+                    count += 1
+            continue
+        for key, obj in list(glob.items()):
+            if isinstance(obj, Dispatcher):
+                glob[key] = timed(obj)
+                count += 1
+            elif isinstance(obj, types.ModuleType) and obj.__name__.startswith("abm.kernels."):
+                proxy = types.ModuleType(obj.__name__)
+                for attr, value in vars(obj).items():
+                    if isinstance(value, Dispatcher):
+                        value = timed(value)
+                        count += 1
+                    setattr(proxy, attr, value)
+                glob[key] = proxy
+        if "resolved" in glob and callable(glob["resolved"]):
+            resolve = glob["resolved"]
+            glob["resolved"] = lambda kernel, args, _r=resolve: timed(
+                _r(getattr(kernel, "__wrapped__", kernel), args))
+    return count
+
+
+def child_split(config_path: str, end_day: float | None, out_json: str,
+                write_thread: bool | None = None) -> None:
+    """One ``abm run`` to a file, its wall time split (part 1b); writes JSON (runs in a subprocess)."""
+    t_start = time.perf_counter()
+    from abm.build import default_processes  # noqa: F401 - the model's modules, before the clock
+    from abm.config import load_config
+    from abm.io.run import run_to_file
+    from abm.kernels.jit import set_threads
+    import abm.model.patient  # noqa: F401
+    t_import = time.perf_counter() - t_start
+    acc: dict = {}
+    wrapped = install_kernel_clock(acc)
+    overrides = {"run": {"end_day": end_day}} if end_day is not None else None
+    cfg = load_config(config_path, overrides)
+    set_threads(1)
+    first = {}
+
+    def mark(sim):   # after the first step (compile / cache load): start the kernel clock
+        if sim.state.step >= 1 and "kernel_s" not in first:
+            first.update(kernel_s=acc["kernel_s"], kernel_cpu_s=acc["kernel_cpu_s"],
+                         calls=acc["kernel_calls"], cpu=time.thread_time(),
+                         wall=time.perf_counter())
+
+    from abm.simulation import Simulation
+    record_row = Simulation.record_row
+
+    def timed_record_row(sim):   # kernels called by the records count in record_s, not simulate_s
+        k0, c0, n0 = acc["kernel_s"], acc["kernel_cpu_s"], acc["kernel_calls"]
+        try:
+            return record_row(sim)
+        finally:
+            if "kernel_s" in first:
+                acc["record_kernel_s"] = acc.get("record_kernel_s", 0.0) + acc["kernel_s"] - k0
+                acc["record_kernel_cpu_s"] = (acc.get("record_kernel_cpu_s", 0.0)
+                                              + acc["kernel_cpu_s"] - c0)
+                acc["record_calls"] = acc.get("record_calls", 0) + acc["kernel_calls"] - n0
+
+    Simulation.record_row = timed_record_row
+    sim_step = Simulation.step
+
+    def timed_step(sim):   # CPU time of the steps (after the first)
+        c0 = time.thread_time()
+        try:
+            return sim_step(sim)
+        finally:
+            if "kernel_s" in first:
+                acc["step_cpu_s"] = acc.get("step_cpu_s", 0.0) + time.thread_time() - c0
+
+    Simulation.step = timed_step
+
+    from abm.io import writer as W
+    finish = W.RunWriter.finish
+
+    def timed_finish(self, *args, **kwargs):   # the end of the simulation's steps
+        first.update(cpu_end=time.thread_time(), wall_end=time.perf_counter())
+        return finish(self, *args, **kwargs)
+
+    W.RunWriter.finish = timed_finish
+    c_start = time.process_time()
+    kw = {} if write_thread is None else {"write_thread": write_thread}
+    with tempfile.TemporaryDirectory(prefix="abm-bench-split-") as tmp:
+        res = run_to_file(cfg, path=Path(tmp) / "patient.h5", extra_writers=[(1, mark)],
+                          log=lambda m: None, **kw)
+    t = res.timings
+    calls = acc["kernel_calls"] - first["calls"] - acc.get("record_calls", 0)
+    out = {"import_s": t_import, "setup_s": t["wall_setup_s"], "compile_s": t["wall_compile_s"],
+           "simulate_s": t["wall_simulate_s"] - calls * (acc["timer_inside_s"]
+                                                         + acc["timer_outside_cpu_s"]),
+           "kernel_s": (acc["kernel_s"] - first.get("kernel_s", 0.0)
+                        - acc.get("record_kernel_s", 0.0) - calls * acc["timer_inside_s"]),
+           "kernel_calls": calls,
+           "record_s": t["wall_record_s"], "write_s": t["wall_write_s"],
+           "write_background_s": t.get("wall_write_background_s", float("nan")),
+           "run_total_s": t["wall_total_s"], "child_s": time.perf_counter() - t_start,
+           "steps": res.sim.state.step, "kernels_timed": wrapped,
+           # CPU time of the simulation's thread over the steps after the first (simulation,
+           # records and writes), of it inside kernels, and of the whole run (all threads)
+           "loop_cpu_s": first["cpu_end"] - first["cpu"],
+           "loop_wall_s": first["wall_end"] - first["wall"],
+           "kernel_cpu_s": (acc["kernel_cpu_s"] - first["kernel_cpu_s"]
+                            - acc.get("record_kernel_cpu_s", 0.0)
+                            - calls * acc["timer_inside_cpu_s"]),
+           # (the timers' own cost taken out: ~calls x their cost per call)
+           "step_cpu_s": acc.get("step_cpu_s", 0.0) - calls * (acc["timer_inside_cpu_s"]
+                                                               + acc["timer_outside_cpu_s"]),
+           "timer_cpu_per_call_s": acc["timer_inside_cpu_s"] + acc["timer_outside_cpu_s"],
+           "run_cpu_s": time.process_time() - c_start}
+    Path(out_json).write_text(json.dumps(out, default=float))
+
+
+def run_split(end_day=None, timeout=900, write_thread: bool | None = None) -> dict:
+    """:func:`child_split` in a fresh process; adds ``startup_s``, ``python_s``, ``total_s``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        # (this file loaded by path: the split also runs from a copy beside another checkout)
+        code = ("import sys, importlib.util as u; sys.path.insert(0, %r); "
+                "s = u.spec_from_file_location('bench_patient_split', %r); "
+                "m = u.module_from_spec(s); s.loader.exec_module(m); "
+                "m.child_split(%r, %r, %r, %r)" % (str(ROOT), __file__, str(DEFAULT_CONFIG), end_day,
+                                                   str(path), write_thread))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=timeout,
+                       capture_output=True, text=True)
+        total = time.perf_counter() - t0
+        r = json.loads(path.read_text())
+    r["total_s"] = total
+    # interpreter start, imports and exit: what the child's own clock did not see of the run
+    r["startup_s"] = total - r["child_s"] + r["import_s"]
+    r["python_s"] = r["simulate_s"] - r["kernel_s"]
+    r["python_cpu_s"] = r["step_cpu_s"] - r["kernel_cpu_s"]
+    r["ratio_total_to_kernel"] = total / r["kernel_s"] if r["kernel_s"] > 0 else float("nan")
+    return r
+
+
+SPLIT_KEYS = ("startup_s", "setup_s", "compile_s", "simulate_s", "kernel_s", "python_s",
+              "record_s", "write_s", "write_background_s", "total_s")
 
 
 def _run_child(end_day, timeout=900) -> dict:
@@ -221,6 +446,11 @@ def run(quick: bool) -> dict:
             "per day (s)": (f"{np.median(pd):.2f} ({min(pd):.2f}-{max(pd):.2f})" if pd else None),
             "x target": r["sim_cpu_s"] / TARGET_S if not quick else None, "raw": r,
         })
+    split = run_split(end_day)
+    rows.append({"case": "default patient, wall split", "steps": split["steps"],
+                 "lattice": "128x128", "total (s)": split["total_s"],
+                 "simulate (s)": split["simulate_s"], "write (s)": split["write_s"],
+                 "first step (s)": split["compile_s"], "raw": split})
     srows, fits = scaling(quick)
     rows.extend(srows)
     proc = best["process_cpu_s"]
@@ -235,6 +465,12 @@ def run(quick: bool) -> dict:
         f"{np.median([r['process_wall_s'] for r in runs]):.1f} s",
         f"CPU per step by process (ms, fastest run): {share}",
         "wall >> cpu means other processes held the cores (shared 2-core machine)",
+        "wall split (s): " + ", ".join(f"{k[:-2]} {split[k]:.2f}" for k in SPLIT_KEYS)
+        + f"; shares of the run: kernels {100 * split['kernel_s'] / split['total_s']:.0f} %, "
+        f"Python between kernels {100 * split['python_s'] / split['total_s']:.0f} % "
+        f"({100 * split['python_s'] / split['simulate_s']:.0f} % of a step), write "
+        f"{100 * split['write_s'] / split['total_s']:.0f} %; total / kernels "
+        f"{split['ratio_total_to_kernel']:.2f}",
     ]
     if not quick:
         wall = float(np.median(sim_s))
@@ -248,10 +484,15 @@ def run(quick: bool) -> dict:
                      "the field phase")
     return {"title": "End to end: default virtual patient and scaling", "columns": COLUMNS
             + ["cpu ms/step", "agents cpu ms", "fields cpu ms"], "rows": rows, "notes": notes,
-            "fits": fits, "target_s": TARGET_S}
+            "fits": fits, "target_s": TARGET_S, "split": split}
 
 
 if __name__ == "__main__":  # pragma: no cover
+    if "--split" in sys.argv:   # part 1b alone: the wall split of one default patient, as JSON
+        print(json.dumps(run_split(1.0 if "--quick" in sys.argv else None,
+                                   write_thread=False if "--no-write-thread" in sys.argv else None),
+                         indent=1))
+        sys.exit(0)
     res = run("--quick" in sys.argv)
     from benchmarks import markdown_table
     print(markdown_table(res["columns"], res["rows"]))

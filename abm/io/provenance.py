@@ -23,7 +23,9 @@ restarts           JSON list of {"from_step", "at"}: resumes of this file
 wall_setup_s       building the simulation (lattice, initial state)
 wall_compile_s     the first step of the (last) session: JIT compile or cache load
 wall_simulate_s    all other steps
-wall_write_s       time-series, snapshots, checkpoints, final write
+wall_write_s       time-series, snapshots, checkpoints, final write (the simulation's
+                   thread: handing data to the writer thread, waiting for it)
+wall_write_background_s   the writer thread's own time on the file (concurrent)
 wall_record_s      computing the time-series records (Simulation.record_row)
 wall_total_s       wall time of the (last) session
 numba_cache_hits / numba_cache_misses   compiled functions loaded / compiled

@@ -176,7 +176,7 @@ def _checkpoint_and_close(writer: RunWriter, sim) -> None:
 
 
 def _open(config, *, out_dir, path, seed, resume, from_step, keep_checkpoints, processes,
-          flush_every_s, say):
+          flush_every_s, say, write_thread=True):
     """``(writer, sim, final path, resumed_from)`` of a fresh or resumed run."""
     if resume:
         final = Path(path) if path is not None else find_resumable(config, out_dir, seed)
@@ -184,7 +184,7 @@ def _open(config, *, out_dir, path, seed, resume, from_step, keep_checkpoints, p
             writer, sim = RunWriter.resume(
                 final, from_step=from_step, processes=processes, flush_every_s=flush_every_s,
                 check_config=lambda stored, where: _check_same_config(config, stored, where),
-                log=say.warning)
+                log=say.warning, write_thread=write_thread)
         except DamagedRunError as exc:
             if from_step is not None:
                 raise
@@ -204,7 +204,7 @@ def _open(config, *, out_dir, path, seed, resume, from_step, keep_checkpoints, p
         say.warning(f"overwriting the interrupted run {part_path(final)} "
                     "(use --resume to continue it)")
     writer = RunWriter(final, sim, keep_checkpoints=keep_checkpoints,
-                       flush_every_s=flush_every_s).create()
+                       flush_every_s=flush_every_s, write_thread=write_thread).create()
     return writer, sim, final, None
 
 
@@ -212,7 +212,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
                 resume: bool = False, from_step: int | None = None,
                 keep_checkpoints: bool = False, processes=None, progress: bool | str = False,
                 flush_every_s: float = 10.0, extra_writers=(), log=None,
-                warmup: bool | int = False) -> RunResult:
+                warmup: bool | int = False, write_thread: bool = True) -> RunResult:
     """Simulate one run to ``path`` (default :func:`output_path`), or resume one.
 
     Args:
@@ -228,7 +228,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         progress: report progress: a bar on a terminal, else a log line every
             10 % of the run or 30 s; ``"lines"``: log lines only (see
             :mod:`abm.progress`).
-        flush_every_s: see :class:`~abm.io.writer.RunWriter`.
+        flush_every_s, write_thread: see :class:`~abm.io.writer.RunWriter`.
         extra_writers: ``(trigger, fn)`` pairs added after the file writers.
         log: callable for one-line messages (default: the ``abm.io.run`` logger).
         warmup: on an empty Numba cache, compile kernels in helper processes
@@ -247,7 +247,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         writer, sim, final, resumed_from = _open(
             config, out_dir=out_dir, path=path, seed=seed, resume=resume, from_step=from_step,
             keep_checkpoints=keep_checkpoints, processes=processes, flush_every_s=flush_every_s,
-            say=say)
+            say=say, write_thread=write_thread)
     except OSError as exc:
         raise storage_error(exc, getattr(exc, "filename", None) or
                             (path or output_path(config, seed or 0, out_dir).parent)) from None
@@ -286,6 +286,7 @@ def run_to_file(config: Config, *, out_dir=None, path=None, seed: int | None = N
         "wall_compile_s": compile_s,
         "wall_simulate_s": sim.timings["simulate_s"],
         "wall_write_s": writer.write_s,
+        "wall_write_background_s": writer.background_s,
         "wall_record_s": writer.record_s,
         "numba_cache_hits": int(stats["cache_hits"]),
         "numba_cache_misses": int(stats["cache_misses"]),

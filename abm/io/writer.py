@@ -18,6 +18,20 @@ passed): one HDF5 append costs ~0.1 ms per variable, which per record would
 cost seconds per run; a block append costs the same as one record.
 ``flush_every_s=0`` writes and flushes every record.
 
+The file work runs on a writer thread (:class:`_WriterThread`), so the
+simulation goes on while snapshots are compressed and checkpoints saved and
+copied. The simulation's thread only takes copies, at the step a writer
+fires, of what is to be written (the records, new events, the fields and live
+cells of a snapshot, the whole state of a checkpoint) and queues them; the
+writer thread alone touches the file, in the order the jobs were queued, so the
+file holds exactly what a synchronous writer would write. HDF5 releases the
+GIL while it compresses and writes. :attr:`RunWriter.h5` waits for the queue
+to empty first; an error of a queued job (a full disk) is raised on the
+simulation's thread at its next write, wait or close. With
+``flush_every_s=0`` every job is waited for (the file is current after every
+record). A kill loses what was still queued, which is never more than what
+the last checkpoint file (below) does not cover.
+
 A kill (SIGKILL, power cut) in the middle of an HDF5 write can leave the
 ``.part`` damaged beyond repair, so the ``.part`` is never trusted on resume:
 every checkpoint is also copied into a separate checkpoint file, atomically
@@ -29,16 +43,20 @@ excepted); it doubles the disk space a run needs while it runs.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 
-from abm.cells import COLUMNS, DEAD
+from abm.cells import COLUMNS, DEAD, CellTable
 from abm.errors import FileFormatError
 from abm.io import checkpoint as ck
 from abm.io.h5file import is_disk_full, open_output, open_run_file, part_path, storage_error
@@ -108,6 +126,102 @@ def _process_meta(sim) -> dict:
     return meta
 
 
+#: Types whose values cannot change (a copy may share them).
+_IMMUTABLE = (int, float, str, bool, type(None), np.generic)
+
+
+def _frozen(value):
+    """A copy of ``value`` that later changes of the simulation do not reach."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if type(value) is dict and all(isinstance(v, _IMMUTABLE) for v in value.values()):
+        return dict(value)   # (the scalars: ~20x faster than deepcopy)
+    if type(value) is list and all(type(v) is tuple and all(isinstance(x, _IMMUTABLE) for x in v)
+                                   for v in value):
+        return list(value)   # (the event log)
+    if isinstance(value, CellTable):
+        table = CellTable.__new__(CellTable)
+        for k, v in vars(value).items():
+            if k in COLUMNS:
+                setattr(table, k, v[: value.n].copy())
+            elif k != "occ":   # occupancy is rebuilt on restore, never stored
+                setattr(table, k, copy.deepcopy(v))
+        return table
+    return copy.deepcopy(value)
+
+
+def frozen_state(state) -> SimpleNamespace:
+    """What :func:`abm.io.checkpoint.save_state` stores of ``state``, copied now."""
+    return SimpleNamespace(**{name: _frozen(value) for name, value in vars(state).items()
+                              if name not in ck.NOT_STORED})
+
+
+class _WriterThread:
+    """Runs a writer's file jobs in order on one background thread.
+
+    At most ``max_pending`` jobs wait in the queue (a job holds copies of
+    arrays: a writer thread that falls behind makes the simulation wait
+    instead of filling memory). The first error of a job is kept and raised
+    by :meth:`submit`, :meth:`wait` and :meth:`check`; later jobs are skipped.
+    """
+
+    def __init__(self, max_pending: int = 8, inline: bool = False):
+        #: run each job at once on the caller's thread instead (no thread is started)
+        self.inline = bool(inline)
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        #: wall seconds the thread spent running jobs
+        self.busy_s = 0.0
+
+    def submit(self, fn, *args) -> None:
+        self.check()
+        if self.inline:   # errors are raised here, as a plain call's are
+            t0 = time.perf_counter()
+            fn(*args)
+            self.busy_s += time.perf_counter() - t0
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="abm-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args))
+
+    def wait(self) -> None:
+        """Block until every queued job has run; raise the error of a failed one."""
+        if self._thread is not None:
+            self._queue.join()
+        self.check()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Let the queued jobs run, then end the thread (a later submit starts a new one)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    t0 = time.perf_counter()
+                    fn, args = item
+                    fn(*args)
+                    self.busy_s += time.perf_counter() - t0
+            except BaseException as exc:  # noqa: BLE001 - raised on the simulation's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+
 class RunWriter:
     """Writes one run's HDF5 file.
 
@@ -118,15 +232,20 @@ class RunWriter:
             from later) instead of only the latest.
         flush_every_s: wall seconds between time-series block writes (0:
             write and flush every record).
+        write_thread: write on a writer thread (True), or on the simulation's
+            thread (False: no gain in wall time where no core is free, e.g. a
+            batch with one worker per core, and no cost for handing over).
     """
 
-    def __init__(self, path, sim, *, keep_checkpoints: bool = False, flush_every_s: float = 10.0):
+    def __init__(self, path, sim, *, keep_checkpoints: bool = False, flush_every_s: float = 10.0,
+                 write_thread: bool = True):
         self.path = Path(path)
         self.tmp = part_path(self.path)
         self.sim = sim
         self.keep_checkpoints = bool(keep_checkpoints)
         self.flush_every_s = float(flush_every_s)
-        self.h5: h5py.File | None = None
+        self._h5: h5py.File | None = None
+        self._io = _WriterThread(inline=not write_thread)
         self.level = int(sim.config.output.compression)
         self.meta = _process_meta(sim)
         self.n_time = 0          # time-series rows on disk
@@ -134,11 +253,23 @@ class RunWriter:
         self.n_obs = 0           # cell rows on disk
         self.n_events = 0        # events on disk
         self._rows: list[dict] = []
+        self._events_taken = 0   # events handed to the writer thread
         self._ts: dict | None = None
         self._ids: dict = {}
         self._last_flush = time.perf_counter()
         self._write_s = 0.0
         self.record_s = 0.0      # wall seconds in Simulation.record_row (model, not I/O)
+
+    @property
+    def h5(self) -> h5py.File | None:
+        """The open file, once the writer thread has written everything queued."""
+        self._io.wait()
+        return self._h5
+
+    @h5.setter
+    def h5(self, value: h5py.File | None) -> None:
+        self._io.wait()
+        self._h5 = value
 
     # -- create ---------------------------------------------------------------
     def create(self) -> "RunWriter":
@@ -280,23 +411,38 @@ class RunWriter:
     def flush(self) -> None:
         """Write buffered records and new events, update progress attributes, flush."""
         t0 = time.perf_counter()
-        self._write_rows()
-        self._write_events()
-        self._update_progress()
-        self.h5.flush()
+        self._submit(self._flush_job, *self._take_pending())
         self._last_flush = time.perf_counter()
         self._write_s += self._last_flush - t0
 
-    def _update_progress(self) -> None:
-        st = self.sim.state
-        self.h5.attrs["steps_done"] = np.int64(st.step)
-        self.h5.attrs["days_simulated"] = st.step * self.sim.config.run.dt_min / 1440.0
+    def _submit(self, fn, *args) -> None:
+        self._io.submit(fn, *args)
+        if self.flush_every_s <= 0:
+            self._io.wait()
 
-    def _write_rows(self) -> None:
+    def _take_pending(self) -> tuple[list, list, int]:
+        """The buffered records, the events not yet handed over, and the step (handed over now)."""
         rows, self._rows = self._rows, []
+        st = self.sim.state
+        events = getattr(st, "events", None) or []
+        new = list(events[self._events_taken:])
+        self._events_taken += len(new)
+        return rows, new, int(st.step)
+
+    def _flush_job(self, rows: list, events: list, step: int) -> None:
+        self._write_rows(rows)
+        self._write_events(events)
+        self._update_progress(step)
+        self._h5.flush()
+
+    def _update_progress(self, step: int) -> None:
+        self._h5.attrs["steps_done"] = np.int64(step)
+        self._h5.attrs["days_simulated"] = step * self.sim.config.run.dt_min / 1440.0
+
+    def _write_rows(self, rows: list) -> None:
         if not rows:
             return
-        g = self.h5["timeseries"]
+        g = self._h5["timeseries"]
         if self._ts is None:   # (dataset id, dtype, fill) per variable, in file order
             self._ts = {k: _ts_entry(g[k]) for k in g}
         n, m = self.n_time, len(rows)
@@ -324,12 +470,10 @@ class RunWriter:
             _append(dsid, n, values.astype(dtype))
         self.n_time = n + m
 
-    def _write_events(self) -> None:
-        events = getattr(self.sim.state, "events", None) or []
-        new = events[self.n_events:]
+    def _write_events(self, new: list) -> None:
         if not new:
             return
-        g = self.h5["events"]
+        g = self._h5["events"]
         n, m = self.n_events, len(new)
         cols = list(zip(*[tuple(ev) for ev in new]))
         if len(cols) != 4:
@@ -366,22 +510,35 @@ class RunWriter:
         """Write the fields and live cells of the current step, then flush."""
         t0 = time.perf_counter()
         st, out = sim.state, sim.config.output
-        i = self.n_snapshots
+        snap = {"time": st.time_day, "step": st.step}
         if out.fields:
-            self._append_snapshot_coords("fields", i, st)
-            for k, name in enumerate(SPECIES):
-                _append(self._id(f"fields/{name}"), i, st.fields[k][None].astype(np.float32))
+            snap["fields"] = st.fields.astype(np.float32)
         if out.cells:
-            self._append_snapshot_coords("cells", i, st)
             cells = st.cells
             live = np.flatnonzero(cells.kind[: cells.n] != DEAD)
-            m, n = len(live), self.n_obs
+            # (fancy indexing copies: later steps do not change them)
+            snap["cells"] = {name: getattr(cells, name)[live].astype(dtype, copy=False)
+                             for name, (dtype, *_) in COLUMNS.items()}
+        self._submit(self._snapshot_job, snap)
+        self._write_s += time.perf_counter() - t0
+        self.flush()
+
+    def _snapshot_job(self, snap: dict) -> None:
+        i = self.n_snapshots
+        if "fields" in snap:
+            self._append_snapshot_coords("fields", i, snap)
+            for k, name in enumerate(SPECIES):
+                _append(self._id(f"fields/{name}"), i, snap["fields"][k][None])
+        if "cells" in snap:
+            self._append_snapshot_coords("cells", i, snap)
+            cols = snap["cells"]
+            m, n = len(cols["id"]), self.n_obs
             _append(self._id("cells/count"), i, np.array([m], dtype=np.int64))
             self._id("cells/obs").set_extent((n + m,))
-            for name, (dtype, *_) in COLUMNS.items():
-                _append(self._id(f"cells/{name}"), n, getattr(cells, name)[live].astype(dtype))
-            lat = st.lattice
-            zyx = lat.coords(cells.site[live])
+            for name in COLUMNS:
+                _append(self._id(f"cells/{name}"), n, cols[name])
+            lat = self.sim.state.lattice   # geometry: never changes during a run
+            zyx = lat.coords(cols["site"])
             names = lat.axis_names
             for j, name in enumerate(names, start=3 - len(names)):
                 pos = zyx[:, j].astype(np.int32) if name == "patch" else \
@@ -389,20 +546,18 @@ class RunWriter:
                 _append(self._id(f"cells/{name}"), n, pos)
             self.n_obs = n + m
         self.n_snapshots = i + 1
-        self._write_s += time.perf_counter() - t0
-        self.flush()
 
     def _id(self, path: str):
         """Low-level id of a dataset (cached)."""
         dsid = self._ids.get(path)
         if dsid is None:
-            dsid = self._ids[path] = self.h5[path].id
+            dsid = self._ids[path] = self._h5[path].id
         return dsid
 
-    def _append_snapshot_coords(self, group: str, i: int, st) -> None:
+    def _append_snapshot_coords(self, group: str, i: int, snap: dict) -> None:
         self._id(f"{group}/snapshot").set_extent((i + 1,))
-        _append(self._id(f"{group}/snapshot_time"), i, np.array([st.time_day], dtype=np.float64))
-        _append(self._id(f"{group}/snapshot_step"), i, np.array([st.step], dtype=np.int64))
+        _append(self._id(f"{group}/snapshot_time"), i, np.array([snap["time"]], dtype=np.float64))
+        _append(self._id(f"{group}/snapshot_step"), i, np.array([snap["step"]], dtype=np.int64))
 
     # -- checkpoints ---------------------------------------------------------------
     def checkpoint(self, sim, *, final: bool = False, interrupt: bool = False) -> None:
@@ -419,37 +574,47 @@ class RunWriter:
         state costs ~25 ms against ~5 ms raw (default 128x128 patch).
         """
         t0 = time.perf_counter()
-        self._write_rows()
-        self._write_events()
+        rows, events, step = self._take_pending()
         st = sim.state
-        ckg = self.h5["checkpoint"]
-        name = ck.checkpoint_name(st.step)
+        info = {"step": step, "seed": int(sim.seed), "time_day": st.time_day,
+                "kept": final or self.keep_checkpoints or step >= sim.n_steps,
+                "file": not final and step < sim.n_steps, "interrupt": interrupt}
+        self._submit(self._checkpoint_job, rows, events, frozen_state(st), info)
+        if interrupt:   # the run stops here: its errors belong to this call
+            self._io.wait()
+        self._last_flush = time.perf_counter()
+        self._write_s += self._last_flush - t0
+
+    def _checkpoint_job(self, rows: list, events: list, state, info: dict) -> None:
+        self._write_rows(rows)
+        self._write_events(events)
+        h5, step = self._h5, info["step"]
+        ckg = h5["checkpoint"]
+        name = ck.checkpoint_name(step)
         if name in ckg:
             del ckg[name]
         g = ckg.create_group(name)
         g.attrs.update({
-            "step": np.int64(st.step), "seed": np.int64(sim.seed), "time_day": st.time_day,
+            "step": np.int64(step), "seed": np.int64(info["seed"]), "time_day": info["time_day"],
             "schema_version": np.int32(SCHEMA_VERSION),
             "n_time": np.int64(self.n_time), "n_snapshots": np.int64(self.n_snapshots),
             "n_obs": np.int64(self.n_obs), "n_events": np.int64(self.n_events),
-            "timeseries_keys": json.dumps(list(self.h5["timeseries"])),
+            "timeseries_keys": json.dumps(list(h5["timeseries"])),
             "created": utc_now(),
         })
-        kept = final or self.keep_checkpoints or st.step >= sim.n_steps
-        ck.save_state(g.create_group("state"), st, compression=1 if kept and self.level else 0)
-        self._update_progress()
-        self.h5.flush()                      # the data are on disk before they are marked
+        ck.save_state(g.create_group("state"), state,
+                      compression=1 if info["kept"] and self.level else 0)
+        self._update_progress(step)
+        h5.flush()                      # the data are on disk before they are marked
         g.attrs["complete"] = np.int8(1)
-        if interrupt:
+        if info["interrupt"]:
             g.attrs["interrupt"] = np.int8(1)
         if not self.keep_checkpoints:
             for other in [k for k in ckg if k != name]:
                 del ckg[other]
-        self.h5.flush()
-        if not final and st.step < sim.n_steps:
-            ck.write_checkpoint_file(self.tmp, self.path, st.step)
-        self._last_flush = time.perf_counter()
-        self._write_s += time.perf_counter() - t0
+        h5.flush()
+        if info["file"]:
+            ck.write_checkpoint_file(self.tmp, self.path, step)
 
     # -- finish ----------------------------------------------------------------------
     def finish(self, timings: dict | None = None) -> Path:
@@ -465,12 +630,14 @@ class RunWriter:
         self.flush()
         if ck.checkpoint_name(sim.state.step) not in self.h5["checkpoint"]:
             self.checkpoint(sim, final=True)
+        self._io.wait()
+        self._io.stop()
         self._write_endpoints()
-        a = self.h5.attrs
+        h5, self._h5 = self._h5, None
+        a = h5.attrs
         a["finished"] = utc_now()
         a["complete"] = np.int8(1)
-        self.h5.close()
-        self.h5 = None
+        h5.close()
         tmp2 = self.path.with_name(self.path.name + ".compact")
         compact_copy(self.tmp, tmp2)
         timings = dict(timings or {})
@@ -478,9 +645,9 @@ class RunWriter:
         for k in ("wall_write_s", "wall_total_s"):
             if k in timings:
                 timings[k] += dt
-        with h5py.File(tmp2, "r+") as h5:
+        with h5py.File(tmp2, "r+") as f:
             for k, v in timings.items():
-                h5.attrs[k] = v
+                f.attrs[k] = v
         os.replace(tmp2, self.path)
         self.tmp.unlink()
         ck.remove_checkpoint_files(self.path)
@@ -506,28 +673,43 @@ class RunWriter:
             ds.attrs["long_name"] = long_name
 
     def close(self, *, quiet: bool = False) -> None:
-        """Close without completing (the ``.part`` stays, resumable).
+        """Close without completing (the ``.part`` stays, resumable); queued writes are
+        finished first.
 
         ``quiet``: ignore an error while closing (after a failed write, e.g. a
         full disk; the checkpoint files, not the ``.part``, are what a resume uses).
         """
-        if self.h5 is not None:
-            h5, self.h5 = self.h5, None
+        error = None
+        try:
+            self._io.wait()
+        except BaseException as exc:  # noqa: BLE001 - raised below unless quiet
+            error = exc
+        self._io.stop()
+        if self._h5 is not None:
+            h5, self._h5 = self._h5, None
             try:
                 h5.close()
-            except Exception:  # noqa: BLE001
-                if not quiet:
-                    raise
+            except Exception as exc:  # noqa: BLE001
+                error = error or exc
+        if error is not None and not quiet:
+            raise error
 
     @property
     def write_s(self) -> float:
-        """Wall seconds spent writing (creation, blocks, snapshots, checkpoints)."""
+        """Wall seconds the simulation's thread spent writing (creation, handing over blocks,
+        snapshots and checkpoints, waiting for the writer thread, the final write)."""
         return self._write_s
+
+    @property
+    def background_s(self) -> float:
+        """Wall seconds the writer thread spent on the file while the simulation ran (0 with
+        ``write_thread=False``: that time is then part of :attr:`write_s`)."""
+        return 0.0 if self._io.inline else self._io.busy_s
 
     # -- resume ------------------------------------------------------------------------
     @classmethod
     def resume(cls, path, *, from_step: int | None = None, processes=None,
-               flush_every_s: float = 10.0, check_config=None, log=None):
+               flush_every_s: float = 10.0, check_config=None, log=None, write_thread: bool = True):
         """Rebuild an interrupted run's ``<path>.part`` and continue from a checkpoint.
 
         The ``.part`` is rebuilt from the newest checkpoint file that verifies
@@ -588,7 +770,7 @@ class RunWriter:
             try:
                 sim, g = ck.restore_simulation(h5, tmp, from_step, config, processes)
                 writer = cls(path, sim, keep_checkpoints=bool(h5.attrs.get("keep_checkpoints", 0)),
-                             flush_every_s=flush_every_s)
+                             flush_every_s=flush_every_s, write_thread=write_thread)
                 writer.h5 = h5
                 writer._truncate_to(g)
             except (RuntimeError, KeyError, ValueError, OSError, ck.CheckpointError) as exc:
@@ -622,6 +804,7 @@ class RunWriter:
             keys = json.loads(g.attrs["timeseries_keys"])
         self.n_time, self.n_snapshots = sizes["n_time"], sizes["n_snapshots"]
         self.n_obs, self.n_events = sizes["n_obs"], sizes["n_events"]
+        self._events_taken = self.n_events
         ts = h5["timeseries"]
         for k in [k for k in ts if k not in keys]:
             delete_variable(ts, k)

@@ -50,6 +50,7 @@ from abm.kernels import cells_cart as KC
 from abm.kernels import cells_common as KM
 from abm.kernels import cells_step as KS
 from abm.kernels import cells_tumour as KT
+from abm.kernels import tallies as KY
 from abm.kernels.bundles import (CellColumns, FieldArrays, RuleParams, Scratch, SiteArrays,
                                  Tallies, TumourGroups)
 from abm.kernels import rng, streams
@@ -245,6 +246,7 @@ class Extravasation(Process):
         self._out = np.zeros(len(self.vsites), dtype=np.int8)
         self._erows = EndothelialRows()
         self._e_at = np.zeros(lat.n_sites, dtype=np.float64)
+        self._free_perm = np.zeros(len(self.vsites), dtype=np.float64)
 
     def step(self, state):
         c, sc = state.cells, state.scalars
@@ -253,7 +255,7 @@ class Extravasation(Process):
         update_permeability(erows, c.site, c.activation, fields, state.perm, self.ep)
         nc = nm = 0
         if len(self.vsites):
-            self._e_at[c.site[erows]] = c.activation[erows]
+            KY.scatter_rows(self._e_at, erows, c.site, c.activation)
             n_blood = max(0.0, float(sc.get("blood_cart_cells", 0.0)))
             mono = max(0.0, float(sc.get("blood_monocytes_per_ul", self.mono_default)))
             burden = float(sc.get("tumour_cells", self.cfg.patient.burden_cells))
@@ -284,12 +286,13 @@ class Extravasation(Process):
         the patient agree in expectation when inflamed vessels let more cells
         through, and when occupied or saturated sites let fewer.
         """
-        free = cells.occ[self.vsites] == KM.FREE
-        p = perm[self.vsites][free]
+        m = KY.free_site_values(cells.occ, self.vsites, perm, KM.FREE, self._free_perm)
+        p = self._free_perm[:m]
         x = lam_c * self.dt
+        # (np.add.reduce is what ndarray.sum calls, without its Python layers)
         if x <= 0.0:
-            return float(p.sum()) / self.n_v
-        return float(-np.expm1(-x * p).sum()) / (x * self.n_v)
+            return float(np.add.reduce(p)) / self.n_v
+        return float(-np.add.reduce(np.expm1(-x * p))) / (x * self.n_v)
 
     def _entry_potential(self, state, sites) -> np.ndarray:
         """Division potential of the CAR-T cells entering at ``sites`` this step.
@@ -392,6 +395,10 @@ class CellRules(Process):
                                   self.p_cart, self.p_mye)
         self._cells = self._sites = self._fld = self._fld_of = None
         self._entry = self._entry_for = self._kernel = None
+        # record tallies (abm.kernels.tallies.record_tallies)
+        self._tally_counts = np.zeros(KY.N_TALLIES, dtype=np.int64)
+        self._tally_means = np.zeros(KY.N_MEANS)
+        self._tally_scratch = np.zeros((KY.N_MEANS, 0))
 
     def _bundles(self, state):
         """The cell-column, site and field bundles of ``state`` (rebuilt when an array is replaced)."""
@@ -464,27 +471,29 @@ class CellRules(Process):
         new_n = int(new_n)
         c.next_id += new_n - n
         c.n = new_n
-        k, s = self._counts, self._sums
-        kills = int(k[KS.N_KILLS])
+        # (tolist: Python ints and floats, equal to int()/float() of each entry)
+        k, s = self._counts.tolist(), self._sums.tolist()
+        get = sc.get
+        kills = k[KS.N_KILLS]
         sc["cart_kills_step"] = kills
-        _add(sc, "cart_kills_total", kills)
-        _add(sc, "cart_kills_interval", kills)
-        sc["cart_egressed_step"] = int(k[KS.N_EGRESS])
-        sc["cart_egressed_divisions_left_step"] = int(k[KS.N_EGRESS_DIVISIONS_LEFT])
-        _add(sc, "cart_egressed_total", int(k[KS.N_EGRESS]))
-        sc["tumour_lysed_step"] = int(k[KS.N_LYSED])
-        _add(sc, "tumour_lysed_total", int(k[KS.N_LYSED]))
-        _add(sc, "cart_died_total", int(k[KS.N_CART_DIED]))
-        _add(sc, "tumour_died_total", int(k[KS.N_TUMOUR_DIED]))
-        _add(sc, "myeloid_died_total", int(k[KS.N_MYELOID_DIED]))
-        _add(sc, "cart_engagements_total", int(k[KS.N_ENGAGED]))
-        _add(sc, "cart_exhausted_total", int(k[KS.N_EXHAUSTED]))
-        _add(sc, "il6_secreted_cart_pg", float(s[KS.S_IL6_CART]))
-        _add(sc, "il6_secreted_myeloid_pg", float(s[KS.S_IL6_MYELOID]))
-        sc["vwf_released_step_pg"] = float(s[KS.S_VWF])
-        sc["ang2_released_step_pg"] = float(s[KS.S_ANG2])
-        _add(sc, "vwf_released_pg", float(s[KS.S_VWF]))
-        _add(sc, "ang2_released_pg", float(s[KS.S_ANG2]))
+        sc["cart_kills_total"] = get("cart_kills_total", 0) + kills
+        sc["cart_kills_interval"] = get("cart_kills_interval", 0) + kills
+        sc["cart_egressed_step"] = k[KS.N_EGRESS]
+        sc["cart_egressed_divisions_left_step"] = k[KS.N_EGRESS_DIVISIONS_LEFT]
+        sc["cart_egressed_total"] = get("cart_egressed_total", 0) + k[KS.N_EGRESS]
+        sc["tumour_lysed_step"] = k[KS.N_LYSED]
+        sc["tumour_lysed_total"] = get("tumour_lysed_total", 0) + k[KS.N_LYSED]
+        sc["cart_died_total"] = get("cart_died_total", 0) + k[KS.N_CART_DIED]
+        sc["tumour_died_total"] = get("tumour_died_total", 0) + k[KS.N_TUMOUR_DIED]
+        sc["myeloid_died_total"] = get("myeloid_died_total", 0) + k[KS.N_MYELOID_DIED]
+        sc["cart_engagements_total"] = get("cart_engagements_total", 0) + k[KS.N_ENGAGED]
+        sc["cart_exhausted_total"] = get("cart_exhausted_total", 0) + k[KS.N_EXHAUSTED]
+        sc["il6_secreted_cart_pg"] = get("il6_secreted_cart_pg", 0) + s[KS.S_IL6_CART]
+        sc["il6_secreted_myeloid_pg"] = get("il6_secreted_myeloid_pg", 0) + s[KS.S_IL6_MYELOID]
+        sc["vwf_released_step_pg"] = s[KS.S_VWF]
+        sc["ang2_released_step_pg"] = s[KS.S_ANG2]
+        sc["vwf_released_pg"] = get("vwf_released_pg", 0) + s[KS.S_VWF]
+        sc["ang2_released_pg"] = get("ang2_released_pg", 0) + s[KS.S_ANG2]
         self.extra_rules.step(state, fld.fields)
         if self.check_invariants or C.CellTable.check_each_step:
             c.check_invariants(state.lattice)
@@ -492,26 +501,27 @@ class CellRules(Process):
     def record(self, state, row):
         c, sc = state.cells, state.scalars
         n = c.n
-        kind, ph, act = c.kind[:n], c.phenotype[:n], c.activation[:n]
-        cart_m = kind == C.CART
-        for code, name in ((C.CART_NAIVE, "naive"), (C.CART_EFFECTOR, "effector"),
-                           (C.CART_MEMORY, "memory"), (C.CART_EXHAUSTED, "exhausted")):
-            row[f"n_cart_{name}"] = int(np.count_nonzero(cart_m & (ph == code)))
-        row["n_cart_engaged"] = int(np.count_nonzero(cart_m & (c.target[:n] >= 0)))
-        row["cart_mean_activation"] = float(act[cart_m].mean()) if cart_m.any() else 0.0
-        for name in ("glycolytic", "oxidative"):
-            col = getattr(c, name)[:n]
-            row[f"cart_mean_{name}"] = float(col[cart_m].mean()) if cart_m.any() else 0.0
-        tum = kind == C.TUMOUR
-        row["n_tumour_dying"] = int(np.count_nonzero(tum & (ph == C.TUMOUR_DYING)))
-        mye = kind == C.MYELOID
-        row["n_myeloid_resident"] = int(np.count_nonzero(mye & (ph == C.MYELOID_RESIDENT)))
-        row["n_myeloid_recruited"] = int(np.count_nonzero(mye & (ph == C.MYELOID_RECRUITED)))
-        row["n_myeloid_activated"] = int(np.count_nonzero(mye & (act > 0.5)))
-        row["myeloid_mean_activation"] = float(act[mye].mean()) if mye.any() else 0.0
-        endo = kind == C.ENDOTHELIAL
-        row["endothelial_mean_activation"] = float(act[endo].mean()) if endo.any() else 0.0
-        row["endothelial_mean_store"] = float(c.store[:n][endo].mean()) if endo.any() else 0.0
+        if self._tally_scratch.shape[1] < n:
+            self._tally_scratch = np.zeros((KY.N_MEANS, max(n, 2 * self._tally_scratch.shape[1])))
+        k, m = self._tally_counts, self._tally_means
+        KY.record_tallies(c.kind, c.phenotype, c.activation, c.target, c.glycolytic, c.oxidative,
+                          c.store, n, k, m, self._tally_scratch)
+        k, m = k.tolist(), m.tolist()
+        row["n_cart_naive"] = k[KY.T_CART_NAIVE]
+        row["n_cart_effector"] = k[KY.T_CART_EFFECTOR]
+        row["n_cart_memory"] = k[KY.T_CART_MEMORY]
+        row["n_cart_exhausted"] = k[KY.T_CART_EXHAUSTED]
+        row["n_cart_engaged"] = k[KY.T_CART_ENGAGED]
+        row["cart_mean_activation"] = m[KY.M_CART_ACTIVATION]
+        row["cart_mean_glycolytic"] = m[KY.M_CART_GLYCOLYTIC]
+        row["cart_mean_oxidative"] = m[KY.M_CART_OXIDATIVE]
+        row["n_tumour_dying"] = k[KY.T_TUMOUR_DYING]
+        row["n_myeloid_resident"] = k[KY.T_MYELOID_RESIDENT]
+        row["n_myeloid_recruited"] = k[KY.T_MYELOID_RECRUITED]
+        row["n_myeloid_activated"] = k[KY.T_MYELOID_ACTIVATED]
+        row["myeloid_mean_activation"] = m[KY.M_MYELOID_ACTIVATION]
+        row["endothelial_mean_activation"] = m[KY.M_ENDOTHELIAL_ACTIVATION]
+        row["endothelial_mean_store"] = m[KY.M_ENDOTHELIAL_STORE]
         vs = state.lattice.vessel_sites
         row["vessel_mean_permeability"] = float(state.perm[vs].mean()) if len(vs) else 0.0
         for key in ("cart_kills_interval", "cart_kills_total", "tumour_lysed_total",

@@ -85,7 +85,7 @@ from abm.schema import Section, param
 from abm.model.coupling import bed_scale
 from abm.model.effects import patient_effects
 from abm.model.fields import PLASMA_SPECIES, SPECIES_DEFS
-from abm.model.odes import relax
+from abm.model.odes import phi1, relax
 
 LN2 = math.log(2.0)
 
@@ -330,7 +330,24 @@ class Blood:
         self.met0 = {"potassium_mmol_l": b.potassium_baseline_mmol_l,
                      "phosphate_mg_dl": b.phosphate_baseline_mg_dl,
                      "uric_acid_mg_dl": b.uric_acid_baseline_mg_dl}
+        self._step_constants()
         self._init_state(sim.state.scalars)
+
+    def _step_constants(self) -> None:
+        """Keys and factors every step uses, formed once (the same values, the same arithmetic)."""
+        b, dt = self.p, self.dt_s
+        #: per plasma species: its keys and whether the density ratio re-weights its exchange
+        self._exchange = tuple((f"exchange_{sp}_pg", f"exchange_in_{sp}_pg", f"plasma_{sp}",
+                                f"plasma_clamped_{sp}_pg", sp in INFLAMMATORY_SPECIES)
+                               for sp in PLASMA_SPECIES)
+        #: dedicated plasma cytokines: key, clearance (1/s), baseline production (pg/mL/s)
+        self._cytokine = tuple((sp, f"plasma_{sp}", self.k[sp], self.k[sp] * self.baseline[sp])
+                               for sp in ("ifng", "gmcsf", "il6", "il1", "ang2"))
+        #: other plasma species: key, exp(-k dt) and (1 - exp(-k dt)) / k of the first-order clearance
+        self._others = tuple((f"plasma_{sp}", math.exp(-k * dt), phi1(k, dt))
+                             for sp, k in self.k_other.items())
+        #: metabolites: key, baseline, exp(-k dt)
+        self._metabolites = tuple((key, self.met0[key], math.exp(-k * dt)) for key, k in self.k_met.items())
 
     # -- initial state ------------------------------------------------------------
     def baseline_il7_15(self) -> float:
@@ -383,8 +400,8 @@ class Blood:
         if t >= b.infusion_day + b.cart_peak_after_days and s["blood_cart_per_ul"] > s["blood_cart_peak_per_ul"]:
             s["blood_cart_peak_per_ul"] = s["blood_cart_per_ul"]
             s["blood_cart_peak_day"] = t
-        for sp in ("ifng", "il6"):
-            s[f"plasma_{sp}_peak"] = max(s[f"plasma_{sp}_peak"], s[f"plasma_{sp}"])
+        s["plasma_ifng_peak"] = max(s["plasma_ifng_peak"], s["plasma_ifng"])
+        s["plasma_il6_peak"] = max(s["plasma_il6_peak"], s["plasma_il6"])
         s["alc_per_ul"] = s["lymphocytes_cells"] * self.ld.lymphocyte_blood_fraction / self.v_blood_ul
         s["ang2_ang1_ratio"] = s["plasma_ang2"] / s["ang1_pg_ml"]
         s["calcium_mg_dl"] = b.calcium_baseline_mg_dl - b.calcium_phosphate_coupling * max(
@@ -407,17 +424,17 @@ class Blood:
     def _coupling(self, s: dict, t0: float) -> None:
         """The tumour's exchange with plasma this step (see the module docstring)."""
         rho = 1.0 if self.direct else s.get("cart_density_ratio", 1.0)
-        for sp in PLASMA_SPECIES:
-            x = s.get(f"exchange_{sp}_pg", 0.0)
+        for exchange, exchange_in, plasma, clamped, inflammatory in self._exchange:
+            x = s.get(exchange, 0.0)
             if x == 0.0:
                 continue
-            x *= self.S * (rho if sp in INFLAMMATORY_SPECIES else 1.0)
-            s[f"exchange_in_{sp}_pg"] += x
-            c = s[f"plasma_{sp}"] + x / self.vp
+            x *= self.S * (rho if inflammatory else 1.0)
+            s[exchange_in] += x
+            c = s[plasma] + x / self.vp
             if c < 0.0:
-                s[f"plasma_clamped_{sp}_pg"] += -c * self.vp
+                s[clamped] += -c * self.vp
                 c = 0.0
-            s[f"plasma_{sp}"] = c
+            s[plasma] = c
         lysed = s.get("tumour_lysed_patient_step", 0.0)
         if lysed > 0.0:
             s["potassium_mmol_l"] += lysed * self.dk_per_cell
@@ -452,9 +469,7 @@ class Blood:
             s["sys_myeloid_activation"] = eq + (a - eq) * math.exp(-(alpha + beta) * dt)
         # plasma cytokines
         e_sys = s.get("endothelial_activation_systemic", 0.0)
-        for sp in ("ifng", "gmcsf", "il6", "il1", "ang2"):
-            k = self.k[sp]
-            prod = k * self.baseline[sp]
+        for sp, key, k, prod in self._cytokine:
             if sp == "il6":
                 k = k * (1.0 - b.il6_receptor_clearance_fraction * occ)
                 prod += p6
@@ -462,13 +477,13 @@ class Blood:
                 prod += p1
             elif sp == "ang2":
                 prod *= 1.0 + b.ang2_activation_gain * e_sys
-            s[f"plasma_{sp}"] = relax(s[f"plasma_{sp}"], prod, k, dt)
+            s[key] = relax(s[key], prod, k, dt)
         # IL-7/IL-15 with the cellular sink
         cart = sum(s.get(k, 0.0) for k in OUTSIDE_TUMOUR_CART)
         lam = self.k7 + self.q7 * (s["lymphocytes_cells"] + self.ld.cart_consumption_ratio * cart)
         s["plasma_il7_15"] = relax(s["plasma_il7_15"], self.p7, lam, dt)
-        for sp, k in self.k_other.items():
-            s[f"plasma_{sp}"] = relax(s[f"plasma_{sp}"], 0.0, k, dt)
+        for key, decay, phi in self._others:   # relax(c, 0, k, dt), its factors formed once
+            s[key] = s[key] * decay + 0.0 * phi
         # VWF: production rises with systemic endothelial activation
         s["vwf_iu_dl"] = relax(s["vwf_iu_dl"], self.k_vwf * self.vwf0 * (1.0 + b.vwf_activation_gain * e_sys),
                                self.k_vwf, dt)
@@ -485,10 +500,8 @@ class Blood:
             if ld.monocytes_baseline_per_ul > 0 else 0.0
 
     def _markers(self, s: dict) -> None:
-        dt = self.dt_s
-        for key, k in self.k_met.items():
-            x0 = self.met0[key]
-            s[key] = x0 + (s[key] - x0) * math.exp(-k * dt)
+        for key, x0, decay in self._metabolites:
+            s[key] = x0 + (s[key] - x0) * decay
 
     def record(self, state, row):
         s = state.scalars

@@ -101,7 +101,7 @@ from abm import grading
 from abm.schema import Section, param
 from abm.kernels import rng, streams
 from abm.model.effects import patient_effects
-from abm.model.odes import hill, relax, relax_to
+from abm.model.odes import hill, phi1, relax, relax_to
 from abm.model.eventlog import log_event as _event
 
 LN10 = math.log(10.0)
@@ -367,6 +367,12 @@ class Brain:
         #: reference level ``csf_rest_<s>`` follows the current plasma level through them
         self.rest_entry_ml_h = (1.0 - sigma0) * jv0 + ps_c0
         self.rest_loss_per_h = (ps_c0 + p.csf_outflow_ml_h + jv0) / p.csf_volume_ml + self.k_csf
+        # formed once for every step: relax(c, prod, rest_loss_per_h, dt_h) = c decay + prod phi
+        self._rest_decay = math.exp(-self.rest_loss_per_h * self.dt_h)
+        self._rest_phi = phi1(self.rest_loss_per_h, self.dt_h)
+        #: per CSF species: name, plasma, CSF, resting-CSF and baseline keys, EC50 of the neuro drive
+        self._csf = tuple((sp, f"plasma_{sp}", f"csf_{sp}", f"csf_rest_{sp}", f"baseline_{sp}",
+                           self.neuro_ec50[sp]) for sp in CSF_SPECIES)
         if "brain_initialised" not in s:
             s["brain_initialised"] = 1.0
             s["brain_endothelial_activation"] = self.e0       # the patient's adapted resting state
@@ -415,10 +421,13 @@ class Brain:
             return 0.0
         r_h = self.ang_ratio_healthy(s)
         rel = max(0.0, s.get("ang2_ang1_ratio", 0.0) - r_h * self.ang_rest_factor) / r_h if r_h > 0 else 0.0
+        get = s.get   # (the excess of each cytokine over its baseline, as _excess)
         x = self.endo_sens * (1.0 + p.baseline_potency_gain * self.e0) * (
-            self._excess(s, "il6", 1.0 - s.get("il6r_occupancy", 0.0)) / p.il6_ec50_pg_ml
-            + self._excess(s, "ifng") / p.ifng_ec50_pg_ml
-            + self._excess(s, "il1", 1.0 - s.get("il1r_blockade", 0.0)) / p.il1_ec50_pg_ml
+            max(0.0, get("plasma_il6", 0.0) * (1.0 - get("il6r_occupancy", 0.0))
+                - get("baseline_il6", 0.0)) / p.il6_ec50_pg_ml
+            + max(0.0, get("plasma_ifng", 0.0) * 1.0 - get("baseline_ifng", 0.0)) / p.ifng_ec50_pg_ml
+            + max(0.0, get("plasma_il1", 0.0) * (1.0 - get("il1r_blockade", 0.0))
+                  - get("baseline_il1", 0.0)) / p.il1_ec50_pg_ml
             + p.ang_weight * rel)
         return hill(x, 1.0, p.activation_hill) * (1.0 - p.steroid_imax * s.get("steroid_effect", 0.0))
 
@@ -443,13 +452,18 @@ class Brain:
         brain sees no cytokine drive (docs/model.md 10.6), however high plasma levels
         or the patient's neuro sensitivity are.
         """
-        v = s.get(f"csf_rest_{species}")
-        return self.csf_rest_gain * s.get(f"baseline_{species}", 0.0) if v is None else v
+        return self._csf_rest(s, f"csf_rest_{species}", f"baseline_{species}")
+
+    def _csf_rest(self, s: dict, rest_key: str, baseline_key: str) -> float:
+        v = s.get(rest_key)
+        return self.csf_rest_gain * s.get(baseline_key, 0.0) if v is None else v
 
     def neuro_target(self, s: dict) -> float:
         """``N*`` from CSF cytokines above the resting CSF level and from the water excess."""
         p = self.p
-        x = sum(max(0.0, s[f"csf_{sp}"] - self.csf_rest(s, sp)) / self.neuro_ec50[sp] for sp in CSF_SPECIES)
+        rest = self._csf_rest
+        x = sum(max(0.0, s[csf] - rest(s, csf_rest, baseline)) / ec50
+                for _, _, csf, csf_rest, baseline, ec50 in self._csf)
         x += s["brain_water_excess_ml"] / p.neuro_oedema_ec50_ml
         damp = 1.0 - p.neuro_steroid_imax * s.get("steroid_effect", 0.0)
         return hill(self.neuro_sens * x, 1.0, p.neuro_hill) * damp
@@ -476,14 +490,15 @@ class Brain:
         ps_c = ps_a * p.cytokine_ps_ratio
         lam = (ps_c + q_out) / v + self.k_csf
         n = s["neuroinflammation"]
-        for sp in CSF_SPECIES:
-            prod = (drag + ps_c) * s.get(f"plasma_{sp}", 0.0) / v
+        for sp, plasma, csf, csf_rest, baseline, _ in self._csf:
+            c_p = s.get(plasma, 0.0)
+            prod = (drag + ps_c) * c_p / v
             if sp == "il6":
                 prod += p.local_il6_loop_gain * p.neuro_il6_ec50_pg_ml * self.k_csf * n
-            s[f"csf_{sp}"] = relax(s[f"csf_{sp}"], prod, lam, dt)
-            s[f"csf_rest_{sp}"] = relax(self.csf_rest(s, sp),
-                                        self.rest_entry_ml_h * s.get(f"plasma_{sp}", 0.0) / v,
-                                        self.rest_loss_per_h, dt)
+            s[csf] = relax(s[csf], prod, lam, dt)
+            # relax(rest, entry, rest_loss_per_h, dt) with its factors formed once
+            s[csf_rest] = (self._csf_rest(s, csf_rest, baseline) * self._rest_decay
+                           + self.rest_entry_ml_h * c_p / v * self._rest_phi)
         target = self.neuro_target(s)
         tau = p.neuro_rise_time_constant_h if target > n else p.neuro_fall_time_constant_h
         s["neuroinflammation"] = relax_to(n, target, 1.0 / tau, dt)

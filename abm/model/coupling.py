@@ -41,9 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from abm.cells import CART, CART_EXHAUSTED, TUMOUR, TUMOUR_ALIVE
+from abm.kernels.tallies import patch_counts as _patch_counts
 from abm.schema import Section, param
 
 
@@ -65,6 +63,8 @@ class CouplingParams(Section):
 #: Moving averages kept on the state: name -> what one step contributes.
 EMA_KEYS = ("kills", "tumour_time", "tumour_pos_time", "tumour_net", "cart_net", "cart_time", "egress",
             "exhausted", "cart", "egress_divisions")
+#: Their ``state.scalars`` keys.
+_EMA = tuple(f"patch_ema_{k}" for k in EMA_KEYS)
 
 
 def n_patches(config) -> int:
@@ -79,13 +79,7 @@ def bed_scale(config) -> float:
 
 def patch_counts(cells) -> tuple[int, int, int, int]:
     """Alive tumour cells, alive antigen-positive tumour cells, CAR-T cells and exhausted CAR-T cells."""
-    n = cells.n
-    kind, ph = cells.kind[:n], cells.phenotype[:n]
-    alive = (kind == TUMOUR) & (ph == TUMOUR_ALIVE)
-    tum = int(np.count_nonzero(alive))
-    pos = int(np.count_nonzero(alive & (cells.antigen[:n] > 0.0)))
-    cart_mask = kind == CART
-    return tum, pos, int(np.count_nonzero(cart_mask)), int(np.count_nonzero(cart_mask & (ph == CART_EXHAUSTED)))
+    return _patch_counts(cells.kind, cells.phenotype, cells.antigen, cells.n)
 
 
 def log_growth(before: float, after: float) -> float:
@@ -125,8 +119,8 @@ class PatchRates:
         s["patch_prev_tumour"] = float(tum)
         s["patch_prev_tumour_pos"] = float(pos)
         s["patch_prev_cart"] = float(cart)
-        for k in EMA_KEYS:
-            s[f"patch_ema_{k}"] = 0.0
+        for key in _EMA:
+            s[key] = 0.0
 
     def update(self, s: dict, cells) -> tuple[int, int, int, int]:
         """Fold this step's patch counts into the moving averages; returns the counts (:func:`patch_counts`)."""
@@ -135,21 +129,21 @@ class PatchRates:
         entered = float(s.get("cart_entered_step", 0))
         egressed = float(s.get("cart_egressed_step", 0))
         dt = self.dt_s
-        step = {
-            "kills": kills,
-            "tumour_time": s["patch_prev_tumour"] * dt,
-            "tumour_pos_time": s["patch_prev_tumour_pos"] * dt,
-            "tumour_net": tum - s["patch_prev_tumour"] + kills,
-            "cart_net": s["patch_prev_cart"] * log_growth(s["patch_prev_cart"], cart - entered + egressed),
-            "cart_time": s["patch_prev_cart"] * dt,
-            "egress": egressed,
-            "exhausted": float(exh),
-            "cart": float(cart),
-            "egress_divisions": float(s.get("cart_egressed_divisions_left_step", 0)),
-        }
+        prev_t, prev_c = s["patch_prev_tumour"], s["patch_prev_cart"]
+        step = (                                               # in the order of EMA_KEYS
+            kills,                                             # kills
+            prev_t * dt,                                       # tumour_time
+            s["patch_prev_tumour_pos"] * dt,                   # tumour_pos_time
+            tum - prev_t + kills,                              # tumour_net
+            prev_c * log_growth(prev_c, cart - entered + egressed),   # cart_net
+            prev_c * dt,                                       # cart_time
+            egressed,                                          # egress
+            float(exh),                                        # exhausted
+            float(cart),                                       # cart
+            float(s.get("cart_egressed_divisions_left_step", 0)),     # egress_divisions
+        )
         a = self.alpha
-        for k, x in step.items():
-            key = f"patch_ema_{k}"
+        for key, x in zip(_EMA, step):
             s[key] += a * (x - s[key])
         s["patch_prev_tumour"] = float(tum)
         s["patch_prev_tumour_pos"] = float(pos)
@@ -159,26 +153,27 @@ class PatchRates:
     # -- rates (1/s) -------------------------------------------------------------
     @staticmethod
     def _ratio(s: dict, num: str, den: str, prior: float) -> float:
-        d = s[f"patch_ema_{den}"]
-        return s[f"patch_ema_{num}"] / d if d > 0.0 else prior
+        """``s[num] / s[den]`` of two moving averages (keys ``patch_ema_<x>``), or ``prior``."""
+        d = s[den]
+        return s[num] / d if d > 0.0 else prior
 
     def kill_hazard(self, s: dict) -> float:
-        return self._ratio(s, "kills", "tumour_pos_time", 0.0)
+        return self._ratio(s, "patch_ema_kills", "patch_ema_tumour_pos_time", 0.0)
 
     def tumour_growth(self, s: dict) -> float:
-        return self._ratio(s, "tumour_net", "tumour_time", 0.0)
+        return self._ratio(s, "patch_ema_tumour_net", "patch_ema_tumour_time", 0.0)
 
     def cart_net_proliferation(self, s: dict) -> float:
-        return self._ratio(s, "cart_net", "cart_time", self.prior_cart_net)
+        return self._ratio(s, "patch_ema_cart_net", "patch_ema_cart_time", self.prior_cart_net)
 
     def cart_egress(self, s: dict) -> float:
-        return self._ratio(s, "egress", "cart_time", 0.0)
+        return self._ratio(s, "patch_ema_egress", "patch_ema_cart_time", 0.0)
 
     def exhausted_share(self, s: dict) -> float:
-        return self._ratio(s, "exhausted", "cart", 0.0)
+        return self._ratio(s, "patch_ema_exhausted", "patch_ema_cart", 0.0)
 
     def egress_potential(self, s: dict, fallback: float) -> float:
-        return self._ratio(s, "egress_divisions", "egress", fallback)
+        return self._ratio(s, "patch_ema_egress_divisions", "patch_ema_egress", fallback)
 
     def cart_per_patch(self, s: dict) -> float:
         """Moving average of the CAR-T cells in one patch (``Nbar``)."""

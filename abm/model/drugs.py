@@ -200,6 +200,10 @@ class Drugs:
         self.k_mp_per_day = LN2 / p.mp_half_life_h * 24.0
         self.k_ana_per_day = LN2 / p.anakinra_half_life_h * 24.0
         self.ke0_per_day = LN2 / p.steroid_onset_half_life_h * 24.0
+        # the step's elimination factors (constants)
+        self._decay_dex = math.exp(-self.k_dex_per_day * self.dt_day)
+        self._decay_mp = math.exp(-self.k_mp_per_day * self.dt_day)
+        self._decay_ana = math.exp(-self.k_ana_per_day * self.dt_day)
         s = sim.state.scalars
         for key in ("tcz_central_mg", "tcz_peripheral_mg", "dexamethasone_amount_mg",
                     "methylprednisolone_amount_mg", "anakinra_amount_mg", "steroid_effect"):
@@ -231,9 +235,9 @@ class Drugs:
         target = self.steroid_target(s)
         s["tcz_central_mg"], s["tcz_peripheral_mg"] = tcz_step(
             s["tcz_central_mg"], s["tcz_peripheral_mg"], self.tcz, dt)
-        s["dexamethasone_amount_mg"] *= math.exp(-self.k_dex_per_day * dt)
-        s["methylprednisolone_amount_mg"] *= math.exp(-self.k_mp_per_day * dt)
-        s["anakinra_amount_mg"] *= math.exp(-self.k_ana_per_day * dt)
+        s["dexamethasone_amount_mg"] *= self._decay_dex
+        s["methylprednisolone_amount_mg"] *= self._decay_mp
+        s["anakinra_amount_mg"] *= self._decay_ana
         self.publish(s)
         # effect compartment: target averaged over the step (start and end)
         target = 0.5 * (target + self.steroid_target(s))

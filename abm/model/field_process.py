@@ -75,7 +75,8 @@ class FieldProcess(Process):
         self._uptake_keys = [f"uptake_{s}_pg" for s in SPECIES]
 
     def plasma(self, state) -> np.ndarray:
-        return np.array([state.scalars.get(k, 0.0) for k in self._plasma_keys])
+        get = state.scalars.get
+        return np.array([get(k, 0.0) for k in self._plasma_keys])
 
     def step(self, state):
         plasma = self.plasma(state)
@@ -88,9 +89,10 @@ class FieldProcess(Process):
                                     self._mass, clear=True, decayed=False)
             self.diffuse(state.fields, boundary_values=plasma if self.fixed else None)
         sc = state.scalars
-        for i, ex, up in zip(range(len(SPECIES)), self._exchange_keys, self._uptake_keys):
-            sc[ex] = float(mass[MASS_EXCHANGED, i])
-            sc[up] = float(mass[MASS_UPTAKE, i])
+        for ex, up, m_ex, m_up in zip(self._exchange_keys, self._uptake_keys,
+                                      mass[MASS_EXCHANGED].tolist(), mass[MASS_UPTAKE].tolist()):
+            sc[ex] = m_ex
+            sc[up] = m_up
 
     def record(self, state, row):
         flat = state.fields.reshape(len(SPECIES), -1)

@@ -90,7 +90,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.kernels.matrix_exp import expm_small
+from abm.kernels.tallies import advance_pools
 from abm.model import tumour as tumour_model
 from abm.model.cart import effective_rates
 from abm.model.coupling import PatchRates, bed_scale
@@ -245,6 +245,16 @@ class WholePatient:
         self.k_ld = -math.log(1.0 - ld.depth) / ld.duration_days if ld.enabled else 0.0
         self.b0 = self.p.b_cells_per_kg * cfg.patient.weight_kg
         self.rates = PatchRates(cfg)
+        # the rate matrix (entries that never change set once) and the pools, reused every step
+        p = self.p
+        self._a = cart_rate_matrix(p, h_t=0.0, g_h=0.0, g_b=0.0, k_m=0.0, d_mem=self.d_mem,
+                                   r_c=0.0, eps=0.0)
+        # left-to-right partial sums of the diagonal entries (the same additions, done once)
+        self._blood_out = p.blood_to_lymphoid_per_day + p.blood_to_body_per_day
+        self._lymphoid_out = p.lymphoid_to_blood_per_day + p.lymphoid_death_per_day
+        self._body_out = p.body_to_blood_per_day + p.body_death_per_day
+        self._x = np.zeros(len(CART_POOLS))
+        self._x_new = np.zeros(len(CART_POOLS))
         self._init_state(sim.state)
 
     # -- state ------------------------------------------------------------------
@@ -317,13 +327,14 @@ class WholePatient:
             eps = self.rates.cart_egress(s) * DAY
             self._egress_potential(s, eps * s["tumour_cart_cells"] * dt)
         k_m = self.k_mem * (1.0 - self.lymphoid_activation(h_b))
-        a = cart_rate_matrix(p, h_t=h_t, g_h=g_h, g_b=g_b, k_m=k_m, d_mem=self.d_mem, r_c=r_c, eps=eps)
+        a = self._rate_matrix(h_t, g_h, g_b, k_m, r_c, eps)
         names = CART_POOLS
-        x = np.array([s[n] for n in names])
-        x_new = np.maximum((expm_small(a * dt) * x).sum(axis=1), 0.0)   # no BLAS call for 5 x 5
+        x, x_new = self._x, self._x_new
+        x[0], x[1], x[2], x[3], x[4] = (s[n] for n in names)
+        advance_pools(a, dt, x, x_new)   # max(expm(a dt) x, 0), compiled (no BLAS call for 5 x 5)
         lymphoid_before = s["lymphoid_cart_cells"]
-        for n, v in zip(names, x_new):
-            s[n] = float(v)
+        for n, v in zip(names, x_new.tolist()):
+            s[n] = v
         if self.direct:
             # the tumour pool is the patches' count times S, set by _direct_tumour
             s["tumour_cart_cells"] = float(x[3])
@@ -336,6 +347,20 @@ class WholePatient:
             self._tumour(s)
         s["tumour_cart_exhausted_cells"] = self.rates.exhausted_share(s) * s["tumour_cart_cells"]
         s["cart_total_cells"] = sum(s[n] for n in names)
+
+    def _rate_matrix(self, h_t: float, g_h: float, g_b: float, k_m: float, r_c: float,
+                     eps: float) -> np.ndarray:
+        """:func:`cart_rate_matrix` of this step, in place in one matrix (the same arithmetic)."""
+        a, p, f_e = self._a, self.p, self.p.egress_via_lymph_fraction
+        a[0, 0] = -(self._blood_out + h_t + p.blood_death_per_day - g_h)
+        a[0, 3] = (1.0 - f_e) * eps
+        a[1, 1] = -(self._lymphoid_out + k_m - g_h - g_b)
+        a[1, 3] = f_e * eps
+        a[2, 2] = -(self._body_out - g_h)
+        a[3, 0] = h_t
+        a[3, 3] = r_c - eps
+        a[4, 1] = k_m
+        return a
 
     def lymphoid_activation(self, h_b: float) -> float:
         """Activated share of lymphoid CAR-T: engaged at ``r_e = k_engage H_B``, decaying at ``k_a``.

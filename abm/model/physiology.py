@@ -227,6 +227,8 @@ class Physiology:
         self.p = cfg.physiology
         self.v = Vitals(cfg, sim.seed)
         self.dt_h = cfg.run.dt_min / 60.0
+        #: the step's fluid excretion factor (a constant)
+        self._excretion = math.exp(-LN2 / self.p.fluid_excretion_half_life_h * self.dt_h)
         s = sim.state.scalars
         if "physiology_initialised" not in s:
             s["physiology_initialised"] = 1.0
@@ -246,9 +248,10 @@ class Physiology:
     def step(self, state):
         p, v, s, dt = self.p, self.v, state.scalars, self.dt_h
         steroid = s.get("steroid_effect", 0.0)
-        il6 = self._excess(s, "il6", 1.0 - s.get("il6r_occupancy", 0.0))
-        il1 = self._excess(s, "il1", 1.0 - s.get("il1r_blockade", 0.0))
-        ifng = self._excess(s, "ifng")
+        get = s.get   # (the excess of each cytokine over its baseline, as _excess)
+        il6 = max(0.0, get("plasma_il6", 0.0) * (1.0 - get("il6r_occupancy", 0.0)) - get("baseline_il6", 0.0))
+        il1 = max(0.0, get("plasma_il1", 0.0) * (1.0 - get("il1r_blockade", 0.0)) - get("baseline_il1", 0.0))
+        ifng = max(0.0, get("plasma_ifng", 0.0) * 1.0 - get("baseline_ifng", 0.0))
         # temperature
         x_t = v.fever_sens * il6 / p.fever_il6_ec50_pg_ml * (1.0 + il1 / p.fever_il1_ec50_pg_ml)
         target_t = v.t0 + p.fever_max_c * hill(x_t, 1.0, p.fever_hill) * (
@@ -265,7 +268,7 @@ class Physiology:
         y = v.leak(s)
         k_f = LN2 / p.fluid_half_life_h * (1.0 + p.fluid_leak_acceleration * y)
         s["fluid_volume_ml"] *= math.exp(-k_f * dt)
-        s["fluid_balance_ml"] *= math.exp(-LN2 / p.fluid_excretion_half_life_h * dt)
+        s["fluid_balance_ml"] *= self._excretion
         v.update_vitals(s)
         s["temperature_max_c"] = max(s["temperature_max_c"], s["temperature_c"])
         s["map_min_mmhg"] = min(s["map_min_mmhg"], s["map_mmhg"])
