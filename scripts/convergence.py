@@ -12,8 +12,7 @@ continues an interrupted one), a Markdown table and a figure (``--figure``:
 each endpoint's median and 95 % bootstrap interval at each fidelity, the
 finest one's interval shaded).
 
-    python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence \
-        --figure docs/figures/convergence.png
+    python scripts/convergence.py --seeds 20 --workers 2 --out runs/convergence
 """
 
 from __future__ import annotations

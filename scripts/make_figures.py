@@ -80,6 +80,11 @@ GROUPS = {
          "validation_cd28_vs_41bb.png": "runs/validate_mechanisms/cd28_vs_41bb.png",
          "validation_risk_vs_burden.png": "runs/validate_mechanisms/risk_vs_burden.png",
          "validation_tocilizumab.png": "runs/validate_mechanisms/tocilizumab.png"}),
+    "sensitivity": Group(
+        "sensitivity", "512 runs, ~35 min on 2 cores",
+        (_abm("sensitivity", "configs/sensitivity_risk.toml", "--out", "runs", "--resume", "-q"),),
+        {"sensitivity_crs3.png": "runs/sens_risk/morris_crs3.png",
+         "sensitivity_icans3.png": "runs/sens_risk/morris_icans3.png"}),
 }
 
 
