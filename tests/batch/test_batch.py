@@ -624,7 +624,9 @@ def test_interrupted_and_killed_batch_lose_nothing_and_resume(tmp_path, pool):
     """Must-show 4: Ctrl-C (SIGINT to the group), then kill -9 of a resumed batch, then --resume."""
     data = {**copy.deepcopy(TINY_RUN), "batch": {"name": "k", "root_seed": 99, "population": {
         "size": 10, "patient.tumour_burden_cells": {"dist": "loguniform", "low": 1e9, "high": 1e11}}}}
-    data["run"]["end_day"] = 1.0
+    # long enough runs (~1 s) that the batch is still running when the manifest, saved at
+    # most every 0.5 s, first shows two done: an interrupt after the last run proves nothing
+    data["run"]["end_day"] = 2.0
     cfg = write_toml(tmp_path / "k.toml", data)
     out = tmp_path / "out"
     folder = out / "k"
