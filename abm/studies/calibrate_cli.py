@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 
 from abm.errors import AbmError
 from abm.logs import progress_mode, result
+from abm.studies.design import sigterm_as_interrupt
 
 _log = logging.getLogger(__name__)
 
@@ -106,28 +106,18 @@ def cmd_calibrate(args) -> int:
         executor = make_executor(workers=args.workers, scheduler=args.scheduler,
                                  dask_local=args.dask_local, threads=args.threads)
         _log.info(f"executing on {executor.describe()}")
-    terminated = []
-
-    def on_sigterm(signum, frame):
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:   # not the main thread
-        previous = None
     cont = f"abm calibrate {shlex.quote(args.config)} --resume" + (
         f" --out {shlex.quote(args.out)}" if args.out else "")
     try:
-        res = calibrate(cfg, out=args.out, executor=executor, resume=args.resume,
-                        progress=progress_mode(args.quiet, args.log_file),
-                        verbose=not args.quiet)
-    except (CalibrationInterrupted, KeyboardInterrupt):
-        _log.error(f"interrupted; continue with: {cont}")
-        return 143 if terminated else 130
+        with sigterm_as_interrupt() as terminated:
+            try:
+                res = calibrate(cfg, out=args.out, executor=executor, resume=args.resume,
+                                progress=progress_mode(args.quiet, args.log_file),
+                                verbose=not args.quiet)
+            except (CalibrationInterrupted, KeyboardInterrupt):
+                _log.error(f"interrupted; continue with: {cont}")
+                return 143 if terminated else 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if executor is not None:
             try:
                 executor.close()

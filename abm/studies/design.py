@@ -29,6 +29,7 @@ one method:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as dt
@@ -471,7 +472,20 @@ def run_design(batch: BatchConfig, out, *, executor=None, resume: bool = False,
     """
     from abm.batch.runner import batch_folder, run_batch
     check_start(batch_folder(batch, out), resume)
-    terminated = []
+    with sigterm_as_interrupt() as terminated:
+        res = run_batch(batch, out=out, executor=executor, resume=resume, progress=progress,
+                        verbose=verbose, log=log)
+    return res, bool(terminated)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a cluster stopping the job) raises KeyboardInterrupt, as Ctrl-C does.
+
+    Yields a list that holds the signal number once SIGTERM came; the previous
+    handler is restored on exit. Outside the main thread nothing is installed.
+    """
+    terminated: list[int] = []
 
     def on_sigterm(signum, frame):
         terminated.append(signum)
@@ -482,14 +496,12 @@ def run_design(batch: BatchConfig, out, *, executor=None, resume: bool = False,
     except ValueError:   # not the main thread
         previous = None
     try:
-        res = run_batch(batch, out=out, executor=executor, resume=resume, progress=progress,
-                        verbose=verbose, log=log)
+        yield terminated
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return res, bool(terminated)
 
 
 __all__ = ["Range", "parse_ranges", "Base", "load_base", "design_batch", "PointRuns",
            "point_endpoints", "provenance", "add_executor_options", "executor_from_args",
-           "check_start", "run_design", "DESIGN_BATCH", "SCALES"]
+           "check_start", "run_design", "sigterm_as_interrupt", "DESIGN_BATCH", "SCALES"]
