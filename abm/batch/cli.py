@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 
-from abm.errors import AbmError
+from abm.batch.options import (add_executor_options, check_executor_args, close_quietly,
+                               executor_from_args, sigterm_as_interrupt)
 from abm.logs import progress_mode, result
 
 _log = logging.getLogger(__name__)
@@ -39,16 +39,7 @@ def add_parser(sub) -> None:
     b.add_argument("--out", metavar="DIR",
                    help="parent folder of the batch folder (default: the base config's "
                         "output.dir, 'runs')")
-    where = b.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="local worker processes (default: all cores; 0: run in this "
-                            "process, for debugging)")
-    where.add_argument("--scheduler", metavar="ADDR",
-                       help="run on the Dask scheduler at ADDR (tcp://host:port)")
-    where.add_argument("--dask-local", type=int, metavar="N",
-                       help="start a Dask LocalCluster of N worker processes and run on it")
-    b.add_argument("--threads", type=int, metavar="N",
-                   help="Numba threads per run (default: the config's run.threads, 1)")
+    add_executor_options(b)
     b.add_argument("--resume", action="store_true",
                    help="continue the batch in its folder: skip done runs, re-run failed and "
                         "interrupted ones (continuing their .part files)")
@@ -58,11 +49,6 @@ def add_parser(sub) -> None:
     b.add_argument("--dry-run", action="store_true",
                    help="list the runs (id, seed, parameters, config check) and exit")
     b.set_defaults(func=cmd_batch)
-
-
-def _positive(name: str, v):
-    if v is not None and v < 1:
-        raise AbmError(f"{name} must be >= 1 (got {v})")
 
 
 def _dry_run(batch) -> int:
@@ -90,14 +76,10 @@ def _dry_run(batch) -> int:
 
 def cmd_batch(args) -> int:
     from abm.batch.config import load_batch
-    from abm.batch.executors import make_executor
     from abm.batch.runner import batch_folder, run_batch
     from abm.config.paths import check_output_dir
 
-    if args.workers is not None and args.workers < 0:
-        raise AbmError(f"--workers must be >= 0 (got {args.workers})")
-    _positive("--dask-local", args.dask_local)
-    _positive("--threads", args.threads)
+    check_executor_args(args)
     batch = load_batch(args.config)
     for w in batch.warnings:
         _log.warning(f"note: {w}")
@@ -106,33 +88,16 @@ def cmd_batch(args) -> int:
     folder = batch_folder(batch, args.out)
     check_output_dir(folder.parent, folder.name)
     _log.info(f"{batch.summary()} -> {folder}/")
-    executor = None
-    if args.workers is not None or args.scheduler or args.dask_local or args.threads:
-        executor = make_executor(workers=args.workers, scheduler=args.scheduler,
-                                 dask_local=args.dask_local, threads=args.threads)
+    executor = executor_from_args(args)
+    if executor is not None:
         _log.info(f"executing on {executor.describe()}")
-    terminated = []
-
-    def on_sigterm(signum, frame):   # a cluster stopping the job: as Ctrl-C
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
     try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:   # not the main thread (called from Python)
-        previous = None
-    try:
-        res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
-                        only=args.only, progress=progress_mode(args.quiet, args.log_file),
-                        verbose=not args.quiet)
+        with sigterm_as_interrupt() as terminated:
+            res = run_batch(batch, out=args.out, executor=executor, resume=args.resume,
+                            only=args.only, progress=progress_mode(args.quiet, args.log_file),
+                            verbose=not args.quiet)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if executor is not None:
-            try:
-                executor.close()
-            except Exception:  # noqa: BLE001 - already closed after Ctrl-C
-                pass
+        close_quietly(executor)
     if batch.root_seed_drawn:
         _log.warning(f"root seed drawn and recorded in {folder}/batch.toml")
     ran = res.finished + len(res.failures)

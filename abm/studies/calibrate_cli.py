@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import shlex
 
-from abm.errors import AbmError
 from abm.logs import progress_mode, result
-from abm.studies.design import sigterm_as_interrupt
+from abm.batch.options import (add_executor_options, check_executor_args, close_quietly,
+                               executor_from_args, sigterm_as_interrupt)
 
 _log = logging.getLogger(__name__)
 
@@ -34,15 +34,7 @@ def add_parser(sub) -> None:
                        epilog="example: abm calibrate configs/calibration.toml --dry-run")
     c.add_argument("config", help="calibration TOML file (e.g. configs/calibration.toml)")
     c.add_argument("--out", metavar="DIR", help="parent of the calibration folder (default: runs)")
-    where = c.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="local worker processes (default: all cores; 0: this process)")
-    where.add_argument("--scheduler", metavar="ADDR",
-                       help="run on the Dask scheduler at ADDR (tcp://host:port)")
-    where.add_argument("--dask-local", type=int, metavar="N",
-                       help="start a Dask LocalCluster of N worker processes and run on it")
-    c.add_argument("--threads", type=int, metavar="N",
-                   help="Numba threads per run (default: the config's run.threads, 1)")
+    add_executor_options(c)
     c.add_argument("--resume", action="store_true",
                    help="continue the calibration in its folder (finished waves re-used, "
                         "unfinished batches continued)")
@@ -87,24 +79,17 @@ def _dry_run(cfg) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from abm.batch.executors import make_executor
     from abm.studies.calibrate import (CalibrationInterrupted, calibrate, calibration_folder)
     from abm.studies.calibrate_config import load_calibration
 
-    if args.workers is not None and args.workers < 0:
-        raise AbmError(f"--workers must be >= 0 (got {args.workers})")
-    for name, v in (("--dask-local", args.dask_local), ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise AbmError(f"{name} must be >= 1 (got {v})")
+    check_executor_args(args)
     cfg = load_calibration(args.config)
     if args.dry_run:
         return _dry_run(cfg)
     folder = calibration_folder(cfg, args.out)
     _log.info(f"{cfg.summary()} -> {folder}/")
-    executor = None
-    if args.workers is not None or args.scheduler or args.dask_local or args.threads:
-        executor = make_executor(workers=args.workers, scheduler=args.scheduler,
-                                 dask_local=args.dask_local, threads=args.threads)
+    executor = executor_from_args(args)
+    if executor is not None:
         _log.info(f"executing on {executor.describe()}")
     cont = f"abm calibrate {shlex.quote(args.config)} --resume" + (
         f" --out {shlex.quote(args.out)}" if args.out else "")
@@ -118,11 +103,7 @@ def cmd_calibrate(args) -> int:
                 _log.error(f"interrupted; continue with: {cont}")
                 return 143 if terminated else 130
     finally:
-        if executor is not None:
-            try:
-                executor.close()
-            except Exception:  # noqa: BLE001
-                pass
+        close_quietly(executor)
     result(_log, f"calibration {cfg.name!r}: {res.waves_done} wave(s), {res.runs} runs "
                  f"({res.ran} run in this call, {res.failed} failed); NROY sample of "
                  f"{res.n_samples} draws ({100 * res.nroy_fraction:.3g} % of the box)")

@@ -29,20 +29,19 @@ one method:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import datetime as dt
 import logging
 import math
 import platform
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from abm.batch.options import sigterm_as_interrupt
 from abm.batch.config import (MAX_RUNS, BatchConfig, Sweep, SweepParam, _Ctx,
                               batch_from_dict, load_batch, param_kind)
 from abm.config import apply_overrides, config_from_dict
@@ -424,35 +423,6 @@ def provenance(**extra) -> dict:
 # ----------------------------------------------------------------------------
 
 
-def add_executor_options(parser) -> None:
-    """``--workers / --scheduler / --dask-local`` and ``--threads``, as ``abm batch`` has."""
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="local worker processes (default: all cores; 0: run in this "
-                            "process, for debugging)")
-    where.add_argument("--scheduler", metavar="ADDR",
-                       help="run on the Dask scheduler at ADDR (tcp://host:port), e.g. a "
-                            "dask-jobqueue SLURMCluster's")
-    where.add_argument("--dask-local", type=int, metavar="N",
-                       help="start a Dask LocalCluster of N worker processes and run on it")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="Numba threads per run (default: the config's run.threads, 1)")
-
-
-def executor_from_args(args):
-    """The executor the options ask for (None: run_batch's default local pool)."""
-    from abm.batch.executors import make_executor
-    if args.workers is not None and args.workers < 0:
-        raise AbmError(f"--workers must be >= 0 (got {args.workers})")
-    for name, v in (("--dask-local", args.dask_local), ("--threads", args.threads)):
-        if v is not None and v < 1:
-            raise AbmError(f"{name} must be >= 1 (got {v})")
-    if args.workers is not None or args.scheduler or args.dask_local or args.threads:
-        return make_executor(workers=args.workers, scheduler=args.scheduler,
-                             dask_local=args.dask_local, threads=args.threads)
-    return None
-
-
 def check_start(folder, resume: bool) -> None:
     """A one-line error if the design batch ``folder`` already holds runs and not ``resume``."""
     from abm.batch.manifest import MANIFEST
@@ -478,30 +448,5 @@ def run_design(batch: BatchConfig, out, *, executor=None, resume: bool = False,
     return res, bool(terminated)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a cluster stopping the job) raises KeyboardInterrupt, as Ctrl-C does.
-
-    Yields a list that holds the signal number once SIGTERM came; the previous
-    handler is restored on exit. Outside the main thread nothing is installed.
-    """
-    terminated: list[int] = []
-
-    def on_sigterm(signum, frame):
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:   # not the main thread
-        previous = None
-    try:
-        yield terminated
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
 __all__ = ["Range", "parse_ranges", "Base", "load_base", "design_batch", "PointRuns",
-           "point_endpoints", "provenance", "add_executor_options", "executor_from_args",
-           "check_start", "run_design", "sigterm_as_interrupt", "DESIGN_BATCH", "SCALES"]
+           "point_endpoints", "provenance", "check_start", "run_design", "DESIGN_BATCH", "SCALES"]

@@ -31,7 +31,7 @@ re-uses finished runs. See docs/sensitivity.md."""
 
 def add_parser(sub) -> None:
     """Add the ``sensitivity`` subcommand to an argparse subparsers object."""
-    from abm.studies.design import add_executor_options
+    from abm.batch.options import add_executor_options
     s = sub.add_parser("sensitivity", help="global sensitivity analysis (Morris, Sobol)",
                        description=DESCRIPTION)
     s.add_argument("config", help="study TOML file with a [sensitivity] table (e.g. "
@@ -69,7 +69,8 @@ def _dry_run(cfg) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from abm.studies.design import DESIGN_BATCH, check_start, executor_from_args
+    from abm.batch.options import executor_from_args
+    from abm.studies.design import DESIGN_BATCH, check_start
     from abm.studies.sensitivity import load_sensitivity, run_sensitivity, study_folder
 
     cfg = load_sensitivity(args.config)
