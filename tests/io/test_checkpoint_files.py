@@ -4,7 +4,6 @@ checkpoint file is detected by its checksum; a full disk is one line with the fr
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from abm.io import checkpoint as ck
 from abm.io.h5file import part_path
 from abm.io.run import output_path, run_to_file
 from abm.triggers import AtSteps
+from tests.helpers.compare import compare_h5, quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = {"run": {"name": "ckf", "seed": 3, "start_day": 0.0, "end_day": 1.0,
@@ -43,18 +43,6 @@ def config():
     return config_from_dict(RUN)
 
 
-def quiet(_msg):
-    pass
-
-
-def _compare_h5():
-    spec = importlib.util.spec_from_file_location("compare_outputs",
-                                                  ROOT / "scripts" / "compare_outputs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.compare_h5
-
-
 #: Attributes that record the resumes, and the Numba thread count of the process (the
 #: CLI sets 1; results do not depend on it).
 EXPECTED = ("/@restarts", "/@history", "/@env_numba_threads")
@@ -62,7 +50,7 @@ EXPECTED = ("/@restarts", "/@history", "/@env_numba_threads")
 
 def assert_identical(a, b):
     """compare_outputs finds no difference but :data:`EXPECTED`."""
-    _, diffs = _compare_h5()(a, b)
+    _, diffs = compare_h5()(a, b)
     assert [d for d in diffs if d.split(":")[0] not in EXPECTED] == [], diffs
 
 

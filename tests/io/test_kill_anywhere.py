@@ -10,7 +10,6 @@ processes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.compare import compare_h5
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "helpers" / "killrun.py"
@@ -40,14 +41,6 @@ CONFIG = textwrap.dedent("""
 """)
 
 
-def _compare_h5():
-    spec = importlib.util.spec_from_file_location("compare_outputs",
-                                                  ROOT / "scripts" / "compare_outputs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.compare_h5
-
-
 def _drive(tmp_path: Path, specs: list[dict]) -> list[dict]:
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(specs))
@@ -60,7 +53,7 @@ def _drive(tmp_path: Path, specs: list[dict]) -> list[dict]:
 
 
 def _check(tmp_path: Path, reports: list[dict], outs: list[Path]) -> dict:
-    compare_h5 = _compare_h5()
+    compare = compare_h5()
     reference = tmp_path / "ref" / "kill" / "kill_seed7.h5"
     counts = {"SIGKILL": 0, "SIGTERM": 0, "exit_143": 0, "resumes": 0, "files": 0}
     for report, out in zip(reports, outs):
@@ -72,7 +65,7 @@ def _check(tmp_path: Path, reports: list[dict], outs: list[Path]) -> dict:
         counts["resumes"] += len(report["attempts"]) - 1
         final = out / "kill" / "kill_seed7.h5"
         for path in [final, *sorted((out / "rounds").glob("*.h5"))]:
-            _, diffs = compare_h5(reference, path)
+            _, diffs = compare(reference, path)
             assert [d for d in diffs if d.split(":")[0] not in RESUME_ATTRS] == [], diffs[:5]
             counts["files"] += 1
         left = sorted(p.name for p in (out / "kill").iterdir() if p != final)

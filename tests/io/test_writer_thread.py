@@ -3,9 +3,7 @@ surface on the simulation's thread."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,30 +13,18 @@ from abm.config import config_from_dict
 from abm.io import writer as W
 from abm.io.h5file import StorageError
 from abm.io.run import run_to_file
+from tests.helpers.compare import compare_h5, quiet
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN = {"run": {"name": "wt", "seed": 4, "start_day": 0.0, "end_day": 0.5,
                "snapshot_every_h": 3.0, "checkpoint_every_h": 2.0, "record_every_min": 30.0},
        "lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100}}
-
-
-def quiet(_msg):
-    pass
-
-
-def _compare_h5():
-    spec = importlib.util.spec_from_file_location("compare_outputs",
-                                                  ROOT / "scripts" / "compare_outputs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.compare_h5
 
 
 def test_writer_thread_writes_what_the_simulation_thread_writes(tmp_path):
     cfg = config_from_dict(RUN)
     a = run_to_file(cfg, out_dir=tmp_path / "a", log=quiet)
     b = run_to_file(cfg, out_dir=tmp_path / "b", log=quiet, write_thread=False)
-    _, diffs = _compare_h5()(a.path, b.path)
+    _, diffs = compare_h5()(a.path, b.path)
     assert [d for d in diffs if d.split(":")[0] != "/@history"] == []   # (its time differs)
     assert a.timings["wall_write_background_s"] > 0.0 == b.timings["wall_write_background_s"]
 

@@ -20,25 +20,10 @@ import pytest
 
 from abm.kernels import diffusion_implicit as DI
 from abm.kernels import source_sink as SS
+from tests.helpers.fields import field_exchange_inputs
 
 H = 20.0
 DT = 360.0
-
-
-def _inputs(shape, seed, density=0.05):
-    rng = np.random.default_rng(seed)
-    F = shape[0]
-    n = int(np.prod(shape[1:]))
-    c = rng.random(shape) * 100.0
-    S = rng.random((F, n)) * (rng.random((F, n)) < density)
-    K = rng.random((F, n)) * (rng.random((F, n)) < density) * 1e-3
-    p = (1.0 + rng.random(n)) * (rng.random(n) < 0.03)
-    kex = np.array([1e-3] * (F - 1) + [0.0])
-    k = np.linspace(1e-4, 4e-4, F)
-    k[1] = 0.0   # one species without decay
-    cb = rng.random(F) * 5.0
-    D = np.linspace(5.0, 40.0, F)
-    return c, S, K, p, kex, k, cb, D
 
 
 def _steppers(shape, kex, k, D, parallel, boundary, layered):
@@ -49,7 +34,7 @@ def _steppers(shape, kex, k, D, parallel, boundary, layered):
 
 
 def _separate(shape, seed=5, parallel=False, boundary="noflux", layered=False, decayed=True):
-    c, S, K, p, kex, k, cb, D = _inputs(shape, seed)
+    c, S, K, p, kex, k, cb, D = field_exchange_inputs(shape, seed)
     ss, diffuse = _steppers(shape, kex, k, D, parallel, boundary, layered)
     mass = ss(c, S, K, p, cb, clear=True, decayed=decayed)
     diffuse(c, boundary_values=cb * 0.5 if boundary == "fixed" else None)
@@ -57,7 +42,7 @@ def _separate(shape, seed=5, parallel=False, boundary="noflux", layered=False, d
 
 
 def _fused(shape, seed=5, parallel=False, boundary="noflux", layered=False, decayed=True):
-    c, S, K, p, kex, k, cb, D = _inputs(shape, seed)
+    c, S, K, p, kex, k, cb, D = field_exchange_inputs(shape, seed)
     step = DI.make_field_step(*_steppers(shape, kex, k, D, parallel, boundary, layered))
     mass = step(c, S, K, p, cb, clear=True, decayed=decayed,
                 boundary_values=cb * 0.5 if boundary == "fixed" else None)

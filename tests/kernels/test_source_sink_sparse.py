@@ -19,24 +19,14 @@ import pytest
 
 from abm.kernels import diffusion_implicit as DI
 from abm.kernels import source_sink as SS
+from tests.helpers.fields import field_exchange_inputs
 
 H = 20.0
 DT = 360.0
 
 
-def _inputs(shape, seed, density=0.05):
-    rng = np.random.default_rng(seed)
-    F = shape[0]
-    n = int(np.prod(shape[1:]))
-    c = rng.random(shape) * 100.0
-    S = rng.random((F, n)) * (rng.random((F, n)) < density)
-    K = rng.random((F, n)) * (rng.random((F, n)) < density) * 1e-3
-    p = (1.0 + rng.random(n)) * (rng.random(n) < 0.03)
-    kex = np.array([1e-3] * (F - 1) + [0.0])
-    k = np.linspace(1e-4, 4e-4, F)
-    k[1] = 0.0   # one species without decay
-    cb = rng.random(F) * 5.0
-    return c, S, K, p, kex, k, cb
+def _inputs(shape, seed):
+    return field_exchange_inputs(shape, seed)[:7]   # no diffusivities here
 
 
 def _both(shape, seed, parallel=False):

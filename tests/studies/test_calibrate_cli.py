@@ -18,20 +18,11 @@ import xarray as xr
 from abm.cli import main as cli_main
 from abm.errors import ConfigError
 from abm.studies.calibrate_config import load_calibration
+from tests.helpers.studies import cd28_arm_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ARM = f"""\
-[batch]
-name = "arm"
-root_seed = 5
-base = "{ROOT / 'configs' / 'trial_patient.toml'}"
-
-[batch.population]
-size = 2
-"product.preset" = {{dist = "choice", values = ["cd28"]}}
-"patient.tumour_burden_cells" = {{dist = "lognormal", median = 9.5e10, sigma = 1.0, low = 1e9, high = 1e12}}
-"""
+ARM = cd28_arm_batch(2)
 
 CALIBRATION = """\
 [calibration]

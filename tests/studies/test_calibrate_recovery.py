@@ -11,7 +11,6 @@ ruled out.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,22 +19,12 @@ import xarray as xr
 from abm.batch.executors import LocalPool
 from abm.studies.calibrate import WAVE_PATIENTS, calibrate, run_points
 from abm.studies.calibrate_config import calibration_from_dict
+from tests.helpers.studies import cd28_arm_batch
 
-ROOT = Path(__file__).resolve().parents[2]
 TRUTH = 0.1
 PATH = "kinetics.lymphoid_to_blood_per_day"
 
-ARM = f"""\
-[batch]
-name = "arm"
-root_seed = 5
-base = "{ROOT / 'configs' / 'trial_patient.toml'}"
-
-[batch.population]
-size = 3
-"product.preset" = {{dist = "choice", values = ["cd28"]}}
-"patient.tumour_burden_cells" = {{dist = "lognormal", median = 9.5e10, sigma = 1.0, low = 1e9, high = 1e12}}
-"""
+ARM = cd28_arm_batch(3)
 
 
 def config(observed: dict) -> dict:
