@@ -116,6 +116,9 @@ def _cmd_bench(args) -> int:
     argv = list(args.names) + (["--quick"] if args.quick else []) + (["--list"] if args.list else [])
     if args.out:
         argv += ["--out", args.out]
+    for opt in ("patients", "workers"):
+        if getattr(args, opt) is not None:
+            argv += [f"--{opt}", str(getattr(args, opt))]
     return bench_main(argv)
 
 
@@ -268,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions (smoke run)")
     b.add_argument("--out", metavar="DIR", help="results folder (default: benchmarks/results)")
+    b.add_argument("--patients", type=int, metavar="N",
+                   help="virtual patients of the trial benchmark (default 10)")
+    b.add_argument("--workers", type=int, metavar="N",
+                   help="local workers of the trial benchmark (default 2)")
     b.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     b.set_defaults(func=_cmd_bench)
     return p

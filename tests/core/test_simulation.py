@@ -114,3 +114,12 @@ def test_cli_help_and_bad_args():
     res = subprocess.run([sys.executable, "-m", "abm", "run", "does/not/exist.toml"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "not found" in res.stderr
+
+
+def test_cli_bench_passes_the_trial_options_on(monkeypatch):
+    import benchmarks.__main__ as bench
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda argv: seen.append(argv) or 0)
+    from abm.cli import main as cli_main
+    assert cli_main(["bench", "trial", "--patients", "4", "--workers", "1", "--quick"]) == 0
+    assert seen == [["trial", "--quick", "--patients", "4", "--workers", "1"]]
