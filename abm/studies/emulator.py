@@ -122,7 +122,8 @@ class Emulator:
     """
 
     def __init__(self, *, seed: int = 0, restarts: int = 3):
-        self.seed = int(seed)
+        # scikit-learn takes a 32-bit seed; a calibration's seed (e.g. a date) times 1000 is larger
+        self.seed = int(seed) % 2**32
         self.restarts = int(restarts)
         self.gp = None
         self.beta = None

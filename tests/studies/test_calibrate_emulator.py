@@ -173,3 +173,10 @@ def test_the_early_exit_mask_equals_the_measure(matched, measure):
     hm2.waves = hm.waves
     c = np.random.default_rng(4).random((3000, 2))
     np.testing.assert_array_equal(hm2.nroy_mask(c), hm2.measure(c) <= hm2.settings.cutoff)
+
+
+def test_a_large_seed_is_folded_into_the_32_bit_range():
+    # a calibration seeded with a date (20261207) derives emulator seeds ~2e10
+    u = np.linspace(0.0, 1.0, 6)[:, None]
+    em = Emulator(seed=20261207 * 1000 + 5).fit(u, u[:, 0] ** 2)
+    assert 0 <= em.seed < 2**32 and em.n == 6
