@@ -21,6 +21,9 @@ patient's model turns them into per-capita rates, :mod:`abm.model.coupling`):
   (tumour-lysis metabolites);
 * ``cart_kills_step`` / ``cart_kills_total`` / ``cart_kills_interval`` (since
   the last record boundary);
+* ``tumour_bystander_kills_step`` / ``tumour_bystander_kills_total``: tumour
+  cells killed antigen-independently near activated CAR-T
+  (:mod:`abm.kernels.cells_tumour`; not in the CAR-T kills);
 * ``il6_secreted_cart_pg`` / ``il6_secreted_myeloid_pg``: cumulative IL-6
   mass secreted in the patch by source;
 * ``vwf_released_pg`` / ``ang2_released_pg`` (cumulative) and
@@ -478,6 +481,9 @@ class CellRules(Process):
         sc["cart_kills_step"] = kills
         sc["cart_kills_total"] = get("cart_kills_total", 0) + kills
         sc["cart_kills_interval"] = get("cart_kills_interval", 0) + kills
+        by = k[KS.N_BYSTANDER]
+        sc["tumour_bystander_kills_step"] = by
+        sc["tumour_bystander_kills_total"] = get("tumour_bystander_kills_total", 0) + by
         sc["cart_egressed_step"] = k[KS.N_EGRESS]
         sc["cart_egressed_divisions_left_step"] = k[KS.N_EGRESS_DIVISIONS_LEFT]
         sc["cart_egressed_total"] = get("cart_egressed_total", 0) + k[KS.N_EGRESS]
