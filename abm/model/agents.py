@@ -196,6 +196,8 @@ META: dict[str, tuple[str, str]] = {
     "vessel_mean_permeability": ("1", "mean vessel-site permeability (1 = resting)"),
     "cart_kills_interval": ("cells", "tumour cells killed by CAR-T since the previous record"),
     "cart_kills_total": ("cells", "tumour cells killed by CAR-T (cumulative)"),
+    "tumour_bystander_kills_total": ("cells", "tumour cells killed antigen-independently near activated "
+                                              "CAR-T (bystander, cumulative)"),
     "tumour_lysed_total": ("cells", "killed tumour cells lysed (cumulative)"),
     "cart_egressed_total": ("cells", "CAR-T cells returned to blood (cumulative)"),
     "cart_died_total": ("cells", "CAR-T cells died in the patch (cumulative)"),
@@ -530,7 +532,8 @@ class CellRules(Process):
         row["endothelial_mean_store"] = m[KY.M_ENDOTHELIAL_STORE]
         vs = state.lattice.vessel_sites
         row["vessel_mean_permeability"] = float(state.perm[vs].mean()) if len(vs) else 0.0
-        for key in ("cart_kills_interval", "cart_kills_total", "tumour_lysed_total",
+        for key in ("cart_kills_interval", "cart_kills_total", "tumour_bystander_kills_total",
+                    "tumour_lysed_total",
                     "cart_egressed_total", "cart_died_total", "tumour_died_total",
                     "myeloid_died_total", "cart_exhausted_total"):
             row[key] = int(sc.get(key, 0))
