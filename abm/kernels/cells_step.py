@@ -54,7 +54,7 @@ from abm.kernels.cells_common import (CART, EV_ARRESTED, EV_CART_DIED, EV_EGRESS
                                       write_cursors)
 from abm.kernels.cells_endothelial import endothelial_prefetch, endothelial_update
 from abm.kernels.cells_myeloid import myeloid_prefetch, myeloid_update
-from abm.kernels.cells_tumour import TC_DIED, TC_LYSED, tumour_update
+from abm.kernels.cells_tumour import TC_BYSTANDER, TC_DIED, TC_LYSED, tumour_update
 from abm.kernels.jit import JIT_DISABLED, jit, pjit
 
 #: Stream of each key in the tuple built by :func:`make_keys` (positions are the
@@ -62,13 +62,13 @@ from abm.kernels.jit import JIT_DISABLED, jit, pjit
 KEY_STREAMS = (
     streams.TUMOUR_DEATH, streams.TUMOUR_DIVIDE, streams.TUMOUR_ANTIGEN, streams.TUMOUR_LYSIS,
     streams.CART_DEATH, streams.CART_EGRESS, streams.CART_KILL, streams.CART_ENGAGE,
-    streams.CART_PHENOTYPE, streams.CART_DIVIDE, streams.MYELOID_DEATH,
+    streams.CART_PHENOTYPE, streams.CART_DIVIDE, streams.MYELOID_DEATH, streams.TUMOUR_BYSTANDER,
 )
 
 # tally slots (integer counts)
 N_KILLS, N_CART_DIED, N_EGRESS, N_LYSED, N_TUMOUR_DIED, N_MYELOID_DIED, N_ENGAGED, \
-    N_EXHAUSTED, N_EGRESS_DIVISIONS_LEFT = range(9)
-N_COUNTS = 9
+    N_EXHAUSTED, N_EGRESS_DIVISIONS_LEFT, N_BYSTANDER = range(10)
+N_COUNTS = 10
 
 
 @jit
@@ -84,7 +84,8 @@ def make_keys(seed, step):
             stream_key(seed, streams.CART_ENGAGE, step),
             stream_key(seed, streams.CART_PHENOTYPE, step),
             stream_key(seed, streams.CART_DIVIDE, step),
-            stream_key(seed, streams.MYELOID_DEATH, step))
+            stream_key(seed, streams.MYELOID_DEATH, step),
+            stream_key(seed, streams.TUMOUR_BYSTANDER, step))
 
 
 #: Prefetch distance: while the ``i``-th CAR-T or myeloid cell of a tile (in
@@ -168,8 +169,9 @@ def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sum
     """Count event flags and sum IL-6 by source (serial, in the order of ``motile``).
 
     ``motile``: the CAR-T and myeloid rows updated this step, in row order
-    (their ``events`` and ``il6_out`` were set by the pass); tumour lysis and
-    death come from the per-tile counters ``tcount`` (:mod:`abm.kernels.cells_tumour`).
+    (their ``events`` and ``il6_out`` were set by the pass); tumour lysis,
+    natural death and bystander kills come from the per-tile counters ``tcount``
+    (:mod:`abm.kernels.cells_tumour`).
     ``counts`` (int64, :data:`N_COUNTS`) and ``il6_sums[0:2]`` (CAR-T, myeloid
     IL-6 in pg) are overwritten. ``counts[N_EGRESS_DIVISIONS_LEFT]`` sums the
     division potential the egressing CAR-T cells take back to the patient.
@@ -179,6 +181,7 @@ def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sum
     for t in range(tcount.shape[0]):
         counts[N_LYSED] += tcount[t, TC_LYSED]
         counts[N_TUMOUR_DIED] += tcount[t, TC_DIED]
+        counts[N_BYSTANDER] += tcount[t, TC_BYSTANDER]
     il6_cart = 0.0
     il6_mye = 0.0
     for i in range(motile.shape[0]):

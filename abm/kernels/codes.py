@@ -112,6 +112,7 @@ class Stream(IntEnum):
     SEIZURE = 24            # seizure events under ICANS
     INFUSION_REACTION = 25  # acute infusion reactions at dosing
     BATCH_COVARIATES = 26   # sampling of virtual-patient covariates in batches
+    TUMOUR_BYSTANDER = 27   # antigen-independent (bystander) killing of tumour cells near activated CAR-T
 
 
 @dataclass(frozen=True)

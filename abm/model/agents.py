@@ -21,6 +21,9 @@ patient's model turns them into per-capita rates, :mod:`abm.model.coupling`):
   (tumour-lysis metabolites);
 * ``cart_kills_step`` / ``cart_kills_total`` / ``cart_kills_interval`` (since
   the last record boundary);
+* ``tumour_bystander_kills_step`` / ``tumour_bystander_kills_total``: tumour
+  cells killed antigen-independently near activated CAR-T
+  (:mod:`abm.kernels.cells_tumour`; not in the CAR-T kills);
 * ``il6_secreted_cart_pg`` / ``il6_secreted_myeloid_pg``: cumulative IL-6
   mass secreted in the patch by source;
 * ``vwf_released_pg`` / ``ang2_released_pg`` (cumulative) and
@@ -193,6 +196,8 @@ META: dict[str, tuple[str, str]] = {
     "vessel_mean_permeability": ("1", "mean vessel-site permeability (1 = resting)"),
     "cart_kills_interval": ("cells", "tumour cells killed by CAR-T since the previous record"),
     "cart_kills_total": ("cells", "tumour cells killed by CAR-T (cumulative)"),
+    "tumour_bystander_kills_total": ("cells", "tumour cells killed antigen-independently near activated "
+                                              "CAR-T (bystander, cumulative)"),
     "tumour_lysed_total": ("cells", "killed tumour cells lysed (cumulative)"),
     "cart_egressed_total": ("cells", "CAR-T cells returned to blood (cumulative)"),
     "cart_died_total": ("cells", "CAR-T cells died in the patch (cumulative)"),
@@ -478,6 +483,9 @@ class CellRules(Process):
         sc["cart_kills_step"] = kills
         sc["cart_kills_total"] = get("cart_kills_total", 0) + kills
         sc["cart_kills_interval"] = get("cart_kills_interval", 0) + kills
+        by = k[KS.N_BYSTANDER]
+        sc["tumour_bystander_kills_step"] = by
+        sc["tumour_bystander_kills_total"] = get("tumour_bystander_kills_total", 0) + by
         sc["cart_egressed_step"] = k[KS.N_EGRESS]
         sc["cart_egressed_divisions_left_step"] = k[KS.N_EGRESS_DIVISIONS_LEFT]
         sc["cart_egressed_total"] = get("cart_egressed_total", 0) + k[KS.N_EGRESS]
@@ -524,7 +532,8 @@ class CellRules(Process):
         row["endothelial_mean_store"] = m[KY.M_ENDOTHELIAL_STORE]
         vs = state.lattice.vessel_sites
         row["vessel_mean_permeability"] = float(state.perm[vs].mean()) if len(vs) else 0.0
-        for key in ("cart_kills_interval", "cart_kills_total", "tumour_lysed_total",
+        for key in ("cart_kills_interval", "cart_kills_total", "tumour_bystander_kills_total",
+                    "tumour_lysed_total",
                     "cart_egressed_total", "cart_died_total", "tumour_died_total",
                     "myeloid_died_total", "cart_exhausted_total"):
             row[key] = int(sc.get(key, 0))

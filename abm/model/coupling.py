@@ -10,7 +10,8 @@ exponential moving averages, with time constant ``tau = coupling.window_h``,
 of numerators and denominators pooled over all patches::
 
     kill hazard per target cell   kappa = <kills> / <alive antigen-positive tumour cells * dt>
-    tumour net growth             g_T   = <d alive + kills> / <alive * dt>
+    bystander hazard per cell     kappa_by = <bystander kills> / <alive tumour cells * dt>
+    tumour net growth             g_T   = <d alive + kills + bystander kills> / <alive * dt>
     CAR-T net proliferation       r_C   = <N_C ln((N_C' + 1/2) / (N_C + 1/2))> / <N_C * dt>
                                           (N_C' = N_C after the step, less entries, plus egress)
     CAR-T egress                  eps   = <egressed> / <N_C * dt>
@@ -19,13 +20,16 @@ of numerators and denominators pooled over all patches::
     patch CAR-T per patch         Nbar  = <N_C> / K
 
 (``<.>`` the moving average; a ratio of averages is the windowed rate, not an
-average of noisy per-step ratios). A rate whose denominator is still empty
-(no CAR-T yet) takes its prior: ``r_C = -product.basal_death_per_day``,
-``eps = 0``, ``kappa = 0``.
+average of noisy per-step ratios). Both kinds of kill are added back into
+``g_T``: it is the growth the tumour would have without them, and the patient
+model takes the kills off again at the patient's CAR-T density. A rate whose
+denominator is still empty (no CAR-T yet) takes its prior:
+``r_C = -product.basal_death_per_day``, ``eps = 0``, ``kappa = kappa_by = 0``.
 
 The patient's tumour CAR-T ``C_T`` (smooth, :mod:`abm.model.kinetics`) and the
-patches' CAR-T differ by sampling noise. The tumour's per-cell kill hazard and
-its CAR-T-driven cytokine output act in proportion to the local CAR-T
+patches' CAR-T differ by sampling noise. The tumour's per-cell kill hazards
+(``kappa``, and ``kappa_by``, which follows the IFN-gamma of activated CAR-T)
+and its CAR-T-driven cytokine output act in proportion to the local CAR-T
 density, so they are re-weighted to the patient's density by the ratio
 estimator::
 
@@ -62,7 +66,7 @@ class CouplingParams(Section):
 
 #: Moving averages kept on the state: name -> what one step contributes.
 EMA_KEYS = ("kills", "tumour_time", "tumour_pos_time", "tumour_net", "cart_net", "cart_time", "egress",
-            "exhausted", "cart", "egress_divisions")
+            "exhausted", "cart", "egress_divisions", "bystander")
 #: Their ``state.scalars`` keys.
 _EMA = tuple(f"patch_ema_{k}" for k in EMA_KEYS)
 
@@ -114,6 +118,8 @@ class PatchRates:
 
     def init_state(self, s: dict, cells) -> None:
         if "patch_prev_tumour" in s:
+            for key in _EMA:        # a state saved before a moving average was added
+                s.setdefault(key, 0.0)
             return
         tum, pos, cart, _ = patch_counts(cells)
         s["patch_prev_tumour"] = float(tum)
@@ -126,6 +132,7 @@ class PatchRates:
         """Fold this step's patch counts into the moving averages; returns the counts (:func:`patch_counts`)."""
         tum, pos, cart, exh = patch_counts(cells)
         kills = float(s.get("cart_kills_step", 0))
+        bystander = float(s.get("tumour_bystander_kills_step", 0))
         entered = float(s.get("cart_entered_step", 0))
         egressed = float(s.get("cart_egressed_step", 0))
         dt = self.dt_s
@@ -134,13 +141,14 @@ class PatchRates:
             kills,                                             # kills
             prev_t * dt,                                       # tumour_time
             s["patch_prev_tumour_pos"] * dt,                   # tumour_pos_time
-            tum - prev_t + kills,                              # tumour_net
+            tum - prev_t + kills + bystander,                  # tumour_net
             prev_c * log_growth(prev_c, cart - entered + egressed),   # cart_net
             prev_c * dt,                                       # cart_time
             egressed,                                          # egress
             float(exh),                                        # exhausted
             float(cart),                                       # cart
             float(s.get("cart_egressed_divisions_left_step", 0)),     # egress_divisions
+            bystander,                                         # bystander
         )
         a = self.alpha
         for key, x in zip(_EMA, step):
@@ -159,6 +167,9 @@ class PatchRates:
 
     def kill_hazard(self, s: dict) -> float:
         return self._ratio(s, "patch_ema_kills", "patch_ema_tumour_pos_time", 0.0)
+
+    def bystander_hazard(self, s: dict) -> float:
+        return self._ratio(s, "patch_ema_bystander", "patch_ema_tumour_time", 0.0)
 
     def tumour_growth(self, s: dict) -> float:
         return self._ratio(s, "patch_ema_tumour_net", "patch_ema_tumour_time", 0.0)

@@ -56,18 +56,23 @@ Antigen-positive cells ``T+`` and antigen-negative cells ``T-`` (never
 engaged; ``tumour.antigen_negative_fraction`` of the burden at start; their
 daughters stay negative)::
 
-    dT+/dt = (g_T - rho kappa) T+,    dT-/dt = g_T T-,    T = T+ + T-
+    dT+/dt = (g_T - rho (kappa + kappa_by)) T+,    dT-/dt = (g_T - rho kappa_by) T-,
+    T = T+ + T-
 
-with the patches' tumour net growth ``g_T`` and kill hazard per
-antigen-positive cell ``kappa``, re-weighted to the patient's CAR-T
-density by ``rho`` (:meth:`abm.model.coupling.PatchRates.density_ratio`);
-the killed cells lyse (metabolites, :mod:`abm.model.blood`).
+with the patches' tumour net growth ``g_T`` (kills added back), CAR-T kill
+hazard per antigen-positive cell ``kappa`` and bystander (antigen-independent)
+kill hazard per tumour cell ``kappa_by`` (:mod:`abm.model.coupling`),
+re-weighted to the patient's CAR-T density by ``rho``
+(:meth:`abm.model.coupling.PatchRates.density_ratio`); each population is
+advanced exactly over a step with its rates frozen, and the killed cells of
+both lyse (metabolites, :mod:`abm.model.blood`).
 
 Direct coupling
 ---------------
 With ``coupling.mode = "direct"`` the patches are the whole tumour
 (``S = B / (K n_T0) <= 2``): ``T = S n_T``, ``C_T = S N_C``, each CAR-T entering
-a patch is taken from blood and each leaving one returned, once each.
+a patch is taken from blood and each leaving one returned, once each; CAR-T
+and bystander kills alike are counted as killed cells (``S`` each).
 
 Division potential
 ------------------
@@ -121,7 +126,10 @@ PATIENT_SLOTS: tuple[Slot, ...] = (
                                                    "(never engaged)"),
     Slot("b_cells", "cells", "normal CD19+ B cells (marrow and lymphoid organs)"),
     Slot("cart_pool_divisions_left", "1", "mean remaining division potential of CAR-T outside the tumour"),
-    Slot("tumour_kill_hazard_per_day", "1/day", "per-cell kill hazard of the whole tumour"),
+    Slot("tumour_kill_hazard_per_day", "1/day", "per-cell CAR-T kill hazard of the whole tumour's "
+                                                "antigen-positive cells"),
+    Slot("tumour_bystander_hazard_per_day", "1/day", "per-cell bystander (antigen-independent) kill "
+                                                     "hazard of the whole tumour"),
     Slot("cart_density_ratio", "1", "patient over patch CAR-T density in the tumour (rho)"),
     Slot("cart_total_cells", "cells", "CAR-T cells in the whole patient"),
 )
@@ -215,6 +223,15 @@ def division_rate_per_day(product) -> float:
     return 24.0 / effective_rates(product)["division_time_h"]
 
 
+def _decay_step(n: float, growth: float, kill: float, dt: float) -> tuple[float, float]:
+    """``dn/dt = (growth - kill) n`` over ``dt`` (exact): the new ``n`` and the cells killed,
+    ``kill n (exp((growth - kill) dt) - 1) / (growth - kill)``."""
+    lam = growth - kill
+    x = lam * dt
+    integral = math.expm1(x) / lam if x != 0.0 else dt
+    return n * math.exp(x), kill * n * integral
+
+
 class WholePatient:
     """CAR-T pools, the tumour and B cells of the patient (phase ``tissue_to_blood``, before the blood)."""
 
@@ -262,6 +279,8 @@ class WholePatient:
         s = state.scalars
         self.rates.init_state(s, state.cells)
         if "tumour_cells" in s:
+            for slot in PATIENT_SLOTS:      # a state saved before a slot was added
+                s.setdefault(slot.name, 0.0)
             return
         for slot in PATIENT_SLOTS:
             s[slot.name] = 0.0
@@ -373,23 +392,27 @@ class WholePatient:
         return r_e / (r_e + self.deactivate_per_day) if r_e > 0.0 else 0.0
 
     def _tumour(self, s: dict) -> None:
-        """``dT+/dt = (g_T - rho kappa) T+``, ``dT-/dt = g_T T-`` over one step, and the cells killed."""
+        """``dT+/dt = (g_T - rho (kappa + kappa_by)) T+``, ``dT-/dt = (g_T - rho kappa_by) T-``
+        over one step (exactly, rates frozen), and the cells killed."""
         rho = self.rates.density_ratio(s, s["tumour_cart_cells"], self.scale)
         kappa = self.rates.kill_hazard(s) * rho
+        kappa_by = self.rates.bystander_hazard(s) * rho
         growth = self.rates.tumour_growth(s)
-        lam = growth - kappa
         neg = s["tumour_antigen_negative_cells"]
         t = s["tumour_cells"] - neg
-        x = lam * self.dt_s
-        integral = math.expm1(x) / lam if x != 0.0 else self.dt_s
-        killed = kappa * t * integral
-        neg *= math.exp(growth * self.dt_s)
+        t_new, killed = _decay_step(t, growth, kappa + kappa_by, self.dt_s)
+        if kappa_by > 0.0:
+            neg, killed_neg = _decay_step(neg, growth, kappa_by, self.dt_s)
+            killed += killed_neg
+        else:
+            neg *= math.exp(growth * self.dt_s)
         s["tumour_antigen_negative_cells"] = neg
-        s["tumour_cells"] = t * math.exp(x) + neg
+        s["tumour_cells"] = t_new + neg
         s["tumour_lysed_patient_step"] = killed
         s["tumour_lysed_patient_cells"] += killed
         s["cart_density_ratio"] = rho
         s["tumour_kill_hazard_per_day"] = kappa * DAY
+        s["tumour_bystander_hazard_per_day"] = kappa_by * DAY
 
     def _direct_tumour(self, s: dict, counts) -> None:
         """Direct coupling: the patches hold the whole tumour; cells cross one by one."""
@@ -407,14 +430,16 @@ class WholePatient:
             blood = 0.0
         s["blood_cart_cells"] = blood
         kills = S * float(s.get("cart_kills_step", 0))
-        s["tumour_lysed_patient_step"] = kills
-        s["tumour_lysed_patient_cells"] += kills
+        bystander = S * float(s.get("tumour_bystander_kills_step", 0))
+        s["tumour_lysed_patient_step"] = kills + bystander
+        s["tumour_lysed_patient_cells"] += kills + bystander
         s["tumour_cells"] = S * tum
         s["tumour_antigen_negative_cells"] = S * (tum - pos)
         s["tumour_cart_cells"] = S * cart
         s["cart_density_ratio"] = 1.0
         t_time = s["tumour_cells"] * self.dt_day
         s["tumour_kill_hazard_per_day"] = kills / t_time if t_time > 0 else 0.0
+        s["tumour_bystander_hazard_per_day"] = bystander / t_time if t_time > 0 else 0.0
 
     def _egress_potential(self, s: dict, cells: float) -> None:
         if cells > 0.0:

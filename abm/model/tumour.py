@@ -6,6 +6,21 @@ docstring): natural death (rate d), division into a free non-vessel neighbour
 CAR-T a dying state left by lysis at rate ``1 / dying_time_h``, which removes
 the cell, releases ``damage_release_fg`` into the damage field and is counted
 for the blood model (tumour lysis metabolites).
+
+Bystander killing: every alive tumour cell, antigen-positive or negative,
+is killed (turns dying, lyses as above) with hazard
+``k_by I^n / (I^n + EC50^n)`` of the IFN-gamma ``I`` at its site. Activated T
+cells kill antigen-negative tumour cells near the fight: Fas/FasL (Upadhyay et
+al. 2021, Cancer Discov 11:599) and IFN-gamma acting on the tumour and its
+stroma (Textor et al. 2014, Cancer Res 74:6796; Alizadeh et al. 2021, Cancer
+Discov 11:2248; Larson et al. 2022, Nature 604:563). IFN-gamma marks where
+activated CAR-T cells are; the EC50 is a 3D tissue level of ~100-1000 pg/mL at
+which IFN-gamma acts on tumour cells (MHC, Fas and ICAM-1 up-regulation) times
+the ~10x field factor of the one-site-thick 2D patch (docs/calibration.md 2.1),
+the same as the macrophages' IFN-gamma EC50 (:mod:`abm.model.myeloid`), with
+the same Hill coefficient 2 [A]: the hazard is high in clusters of activated
+CAR-T, low around single cells. The maximal hazard ``k_by`` is an assumption
+[A] (a fraction per day; fitted by ``abm calibrate``).
 """
 
 from __future__ import annotations
@@ -41,6 +56,18 @@ class TumourParams(Section):
                                 doc="mean time from a lethal hit to lysis (exponential)")
     damage_release_fg: float = param(5.0, unit="fg/cell", ge=0,
                                      doc="damage signal released into the voxel on lysis")
+    bystander_kill_per_day: float = param(
+        0.5, unit="1/day", ge=0, le=100,
+        doc="maximal antigen-independent (bystander) kill hazard of a tumour cell, antigen-positive "
+            "or negative, at saturating IFN-gamma (Fas/FasL and IFN-gamma near activated CAR-T, "
+            "Upadhyay 2021; 0 turns it off) [A]")
+    bystander_ifng_ec50_pg_ml: float = param(
+        4000.0, unit="pg/mL", gt=0,
+        doc="IFN-gamma of half-maximal bystander hazard in the 2D patch (100-1000 pg/mL acting on "
+            "tumour cells in 3D tissue x ~10 slab correction, docs/calibration.md; as the "
+            "macrophages' EC50) [A]")
+    bystander_ifng_hill: float = param(2.0, unit="1", gt=0, le=10,
+                                       doc="Hill coefficient of the bystander hazard in IFN-gamma [A]")
     homing_reference_burden_cells: float = param(
         9.5e10, unit="cells", gt=0,
         doc="burden B_ref at which blood CAR-T home to the tumour at product.homing_per_day")
@@ -88,4 +115,8 @@ def kernel_params(t: TumourParams, dt_s: float, voxel_ml: float) -> np.ndarray:
     v[K.T_DAMAGE_SRC] = t.damage_release_fg * 1e-3 / voxel_ml / dt_s
     v[K.T_DT_H] = dt_s / 3600.0
     v[K.T_P_FATE] = v[K.T_P_DEATH] + (1.0 - v[K.T_P_DEATH]) * v[K.T_P_DIVIDE]
+    v[K.T_BY_RATE] = t.bystander_kill_per_day / day
+    v[K.T_BY_EC50] = t.bystander_ifng_ec50_pg_ml
+    v[K.T_BY_HILL] = t.bystander_ifng_hill
+    v[K.T_DT_S] = dt_s
     return v

@@ -115,7 +115,9 @@ class DecayFields(Process):
 MIXED = {
     "lattice": {"shape": [24, 24], "vessel_fraction": 0.06, "vessel_segment_sites": 4},
     "tumour": {"initial_cells": 220, "growth_rate_per_day": 3.0, "death_rate_per_day": 0.5,
-               "dying_time_h": 0.3, "homing_reference_burden_cells": 1e9},   # h_T = product.homing_per_day
+               "dying_time_h": 0.3, "homing_reference_burden_cells": 1e9,   # h_T = product.homing_per_day
+               # bystander kills fire at the scenario's IFN-gamma (~200-400 pg/mL)
+               "bystander_kill_per_day": 3.0, "bystander_ifng_ec50_pg_ml": 200.0},
     "myeloid": {"resident_fraction": 0.2, "recruit_per_vessel_per_day": 20.0,
                 "activated_death_per_day": 3.0, "speed_um_per_min": 4.0},
     "product": {"engagement_rate_per_h": 6.0, "division_time_h": 1.5, "exhaustion_engagements": 3,
@@ -132,12 +134,14 @@ MIXED = {
 
 
 def mixed_scenario(steps: int = 24, threads: int | None = None, par_min: int | None = None,
-                   seed: int = 11, checks: bool = True, tile: int = 4, keep_sim: bool = False) -> dict:
+                   seed: int = 11, checks: bool = True, tile: int = 4, keep_sim: bool = False,
+                   extra: dict | None = None) -> dict:
     """The mixed scenario of the determinism tests; returns every array to compare.
 
     Tiles of 4 sites give 36 tiles (9 per tile colour) on the 24 x 24 lattice,
     so the parallel path has work items to share out. ``keep_sim`` adds the
-    Simulation itself (``out["sim"]``).
+    Simulation itself (``out["sim"]``); ``extra`` overrides config keys of
+    :data:`MIXED`.
     """
     from abm.kernels.jit import set_threads
 
@@ -149,7 +153,8 @@ def mixed_scenario(steps: int = 24, threads: int | None = None, par_min: int | N
     CellRules.check_invariants = checks
     CellRules.tile_2d = tile
     try:
-        sim = make_sim(deep_update(MIXED, {"myeloid": {"resident_fraction": 0.2}}), seed=seed,
+        table = deep_update(MIXED, {"myeloid": {"resident_fraction": 0.2}})
+        sim = make_sim(deep_update(table, extra or {}), seed=seed,
                        processes=(Extravasation, CellRules, DecayFields), clear=False)
         st = sim.state
         c, lat = st.cells, st.lattice

@@ -75,7 +75,8 @@ def test_scenario_exercises_every_rule(reference):
     s = dict(zip(reference["scalar_names"], reference["scalars"]))
     for key in ("cart_entered_total", "cart_egressed_total", "cart_kills_total",
                 "tumour_lysed_total", "tumour_died_total", "cart_died_total", "myeloid_died_total",
-                "monocytes_recruited_total", "cart_exhausted_total", "il6_secreted_cart_pg",
+                "monocytes_recruited_total", "cart_exhausted_total", "tumour_bystander_kills_total",
+                "il6_secreted_cart_pg",
                 "il6_secreted_myeloid_pg", "vwf_released_pg"):
         assert s[key] > 0, key
     kind, ph = reference["kind"], reference["phenotype"]

@@ -89,7 +89,9 @@ def test_myeloid_il6_dominates_cart_il6_per_activated_cell(preset):
                                 "detach_rate_per_h": 0.0, "max_divisions": 0,
                                 "speed_um_per_min": 0.0, "basal_death_per_day": 0.0,
                                 "activation_death_per_day": 0.0},
-                    "tumour": {"death_rate_per_day": 0.0, "growth_rate_per_day": 0.0},
+                    # the targets stay alive (no bystander kills in the saturating IFN-gamma)
+                    "tumour": {"death_rate_per_day": 0.0, "growth_rate_per_day": 0.0,
+                               "bystander_kill_per_day": 0.0},
                     "myeloid": STILL}, seed=2)
     lat = sim.state.lattice
     nx = lat.shape[1]
