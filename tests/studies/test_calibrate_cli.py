@@ -275,4 +275,4 @@ def test_summaries_rates_and_log_medians():
 def test_the_shipped_calibration_config_validates(capsys):
     assert cli_main(["calibrate", str(ROOT / "configs" / "calibration.toml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "400 runs + 100 for the check" in out and "16 targets" in out
+    assert "800 runs + 100 for the check" in out and "16 targets" in out
