@@ -16,6 +16,9 @@ design points of every wave, in order), ``wave``, ``draw`` (NROY sample) and
 ``observed(target)``            z (same scale as simulated); ``observed_sd``, ``discrepancy_sd``;
                                 ``observed_value`` in natural units
 ``prior_low/high(parameter)``   the ranges; ``parameter_scale``, ``parameter_kind`` coordinates
+``sample_implausibility(draw)``  each draw's emulated implausibility measure (over waves)
+``best_estimate(parameter)``    the draw with the smallest one: the point the emulators
+                                place closest to every target at once
 ``nroy_min/max/median/q05/q95`` per-parameter summaries of the sample
 ``nroy_fraction(wave)``         share of the parameter box not ruled out after each wave
 ``emulator_noise_sd(wave, target)``, ``emulator_lengthscale(wave, target, parameter)``
@@ -74,6 +77,9 @@ def build_dataset(cfg, hm, waves: list[dict], samples: np.ndarray, nroy_fraction
         imp = np.full((len(u), len(tnames)), np.nan)
         meas = np.full(len(u), np.nan)
     samples = np.asarray(samples, float).reshape(-1, d)
+    # emulated, not simulated: free of the winner's curse of picking the best noisy design point
+    s_meas = hm.measure(hm.units(samples)) if hm.waves and len(samples) else np.zeros(0)
+    best = samples[int(np.argmin(s_meas))] if len(s_meas) else np.full(d, np.nan)
 
     coords = {
         "parameter": ("parameter", _str(params)),
@@ -96,6 +102,11 @@ def build_dataset(cfg, hm, waves: list[dict], samples: np.ndarray, nroy_fraction
         "samples": (("draw", "parameter"), samples.astype(np.float64),
                     {"long_name": "NROY sample (calibration posterior): parameter values",
                      "description": "uniform draws from the region not ruled out by any wave"}),
+        "sample_implausibility": (("draw",), s_meas.astype(np.float64),
+                                  {"long_name": f"emulated {cfg.measure} implausibility of "
+                                                "the draw, largest over waves"}),
+        "best_estimate": (("parameter",), best.astype(np.float64),
+                          {"long_name": "the NROY draw of smallest emulated implausibility"}),
         "design": (("point", "parameter"), design.astype(np.float64),
                    {"long_name": "design points of every wave"}),
         "simulated": (("point", "target"), sim,

@@ -223,9 +223,15 @@ def write_summary(ds, path: Path, figures: dict | None = None, *, folder: Path |
                      f" ({str(ds['parameter_scale'].values[j])})",
                      span(ds["nroy_min"][j], ds["nroy_max"][j]),
                      _g(float(ds["nroy_median"][j])),
-                     span(ds["nroy_q05"][j], ds["nroy_q95"][j])])
-    lines += [f"NROY sample: {len(s)} draws, {_g(100 * frac)} % of the parameter box.", "",
-              _table(["parameter", "prior range", "range kept", "median", "5-95 %"], rows), ""]
+                     span(ds["nroy_q05"][j], ds["nroy_q95"][j]),
+                     _g(float(ds["best_estimate"][j]), 3) if "best_estimate" in ds else "-"])
+    lines += [f"NROY sample: {len(s)} draws, {_g(100 * frac)} % of the parameter box. Best "
+              "estimate: the draw the emulators find least implausible (`best_estimate`; its "
+              "measure " + (_g(float(np.min(ds["sample_implausibility"].values)), 3)
+                            if "sample_implausibility" in ds and ds.sizes["draw"] else "-")
+              + ").", "",
+              _table(["parameter", "prior range", "range kept", "median", "5-95 %",
+                      "best estimate"], rows), ""]
     lines += ["## Targets", ""]
     rows = []
     sim = np.asarray(ds["simulated"].values, float)

@@ -174,6 +174,10 @@ def test_the_dataset(calibrated):
     assert ds["nroy_fraction"].shape == (1,) and 0 < float(ds["nroy_fraction"][0]) <= 1
     lo, hi = float(ds["nroy_min"][0]), float(ds["nroy_max"][0])
     assert lo <= float(ds["nroy_median"][0]) <= hi
+    # the best estimate is the draw of smallest emulated implausibility, within the cut-off
+    meas = ds["sample_implausibility"].values
+    assert meas.shape == (len(s),) and np.all(meas <= 3.0)
+    assert float(ds["best_estimate"][0]) == s[np.argmin(meas), 0]
     assert ds["check_simulated"].shape == (2, 2)
     assert set(np.unique(ds["check_covered"].values)) <= {0, 1}
     assert "[calibration]" in ds.attrs["config_toml"] and ds.attrs["software_version"]
@@ -271,4 +275,4 @@ def test_summaries_rates_and_log_medians():
 def test_the_shipped_calibration_config_validates(capsys):
     assert cli_main(["calibrate", str(ROOT / "configs" / "calibration.toml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "400 runs + 100 for the check" in out and "16 targets" in out
+    assert "800 runs + 100 for the check" in out and "16 targets" in out
