@@ -133,7 +133,7 @@ def plot_patient(ds: xr.Dataset, *, title: str | None = None):
     ax_drug = axes[-1]
     fig.suptitle(title or _run_title(ds), fontsize=11.5)
 
-    # CAR-T in blood (log) and tumour in the patch
+    # CAR-T in blood (log) and the whole tumour
     cart = _values(ds, E.CART_VAR)
     if cart is not None:
         ax_cart.semilogy(t, np.where(cart > 0, cart, np.nan), color="#e41a1c", lw=1.6,
@@ -144,8 +144,8 @@ def plot_patient(ds: xr.Dataset, *, title: str | None = None):
     if tum is not None:
         ax_t = ax_cart.twinx()
         ax_t.spines["right"].set_visible(True)
-        ax_t.plot(t, tum, color="#525252", lw=1.2, ls="--", label="tumour cells in patch")
-        ax_t.set_ylabel("tumour cells in patch")
+        ax_t.plot(t, tum, color="#525252", lw=1.2, ls="--", label="tumour cells (whole tumour)")
+        ax_t.set_ylabel("tumour cells (whole tumour)")
         ax_t.set_ylim(bottom=0)
         ax_t.grid(False)
         handles += ax_t.get_legend_handles_labels()[0]
