@@ -167,7 +167,7 @@ class AbmAccessor:
         ``blood_cart_peak_day`` (the expansion peak: records from
         ``cart_peak_after_days`` after infusion on, skipping the infusion
         itself, as the simulator), ``blood_cart_day<d>_per_ul`` (d = 7, 14,
-        28); ``plasma_<c>_peak_pg_ml`` and ``plasma_<c>_peak_day`` per
+        28), ``blood_cart_day28_over_peak`` (contraction); ``plasma_<c>_peak_pg_ml`` and ``plasma_<c>_peak_day`` per
         cytokine; ``tumour_baseline, tumour_eval, response_day,
         tumour_change, response`` (CR/PR/SD/PD); ``<drug>_doses``,
         ``<drug>_total_mg``, ``<drug>_first_day``, ``drugs_used`` (text);
@@ -377,8 +377,11 @@ def _run_endpoints(t, v: dict, kinds, drugs, cytos, merge_gap_h, response_day,
         out["blood_cart_peak_per_ul"], out["blood_cart_peak_day"] = E.peak(t, late)
         for d in CART_DAYS:
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
+        peak = out["blood_cart_peak_per_ul"]
+        out["blood_cart_day28_over_peak"] = out["blood_cart_day28_per_ul"] / peak if peak > 0 else math.nan
     else:
         out["blood_cart_peak_per_ul"] = out["blood_cart_peak_day"] = math.nan
+        out["blood_cart_day28_over_peak"] = math.nan
         for d in CART_DAYS:
             out[f"blood_cart_day{d}_per_ul"] = math.nan
     for c in cytos:

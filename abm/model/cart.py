@@ -52,6 +52,14 @@ class ProductParams(Section):
                                    "state (abm/presets/costimulation.toml)")
     dose_cells: float = param(1.4e8, unit="cells", gt=0, le=1e10,
                               doc="CAR-T cells infused on day 0")
+    glycolytic_gain: float | None = param(None, unit="1", ge=0, le=10,
+                                          doc="glycolytic gain G of the costimulatory domain (drive of "
+                                              "division, IFN-gamma/GM-CSF secretion and AICD); unset: the "
+                                              "domain's value (abm/presets/costimulation.toml)")
+    oxidative_gain: float | None = param(None, unit="1", ge=0, le=10,
+                                         doc="oxidative gain O of the costimulatory domain (memory "
+                                             "conversion, resistance to exhaustion, persistence); unset: "
+                                             "the domain's value (abm/presets/costimulation.toml)")
     # -- homing and egress ---------------------------------------------------
     homing_per_day: float = param(0.46, unit="1/day", ge=0, le=100,
                                   doc="fraction of blood CAR-T entering the tumour per day through "
@@ -171,13 +179,20 @@ def domain_gains(costimulation: str) -> tuple[float, float]:
     return float(d["glycolytic_gain"]), float(d["oxidative_gain"])
 
 
+def signalling_gains(p: ProductParams) -> tuple[float, float]:
+    """The product's gains ``(G, O)``: its domain's, unless the config sets them."""
+    G, O = domain_gains(p.costimulation)
+    return (G if p.glycolytic_gain is None else float(p.glycolytic_gain),
+            O if p.oxidative_gain is None else float(p.oxidative_gain))
+
+
 def signalling_steady_state(p: ProductParams, activation: float) -> tuple[float, float]:
     """Steady ``(g, o)`` of a cell held at ``activation`` a.
 
     ``g = G a (1 + K) / (a + K)`` (saturating in a, G at a = 1) and
     ``o = O (r + (1 - r) a)``.
     """
-    G, O = domain_gains(p.costimulation)
+    G, O = signalling_gains(p)
     r, k = p.oxidative_tonic_fraction, p.glycolytic_activation_k
     return G * activation * (1.0 + k) / (activation + k), O * (r + (1.0 - r) * activation)
 
@@ -260,7 +275,7 @@ def kernel_params(p: ProductParams, dt_s: float, voxel_ml: float) -> np.ndarray:
     v[K.C_IL7_UPTAKE] = p.il7_15_uptake_per_s
     v[K.C_STEROID_MAX] = p.steroid_max_suppression
     v[K.C_ARREST] = 1.0 if p.contact_arrest else 0.0
-    G, O = domain_gains(p.costimulation)
+    G, O = signalling_gains(p)
     v[K.C_GLYC_GAIN] = G
     v[K.C_OXID_GAIN] = O
     v[K.C_OXID_TONIC] = p.oxidative_tonic_fraction

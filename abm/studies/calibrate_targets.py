@@ -8,7 +8,8 @@ population) into one number:
   ICANS any grade / grade >= 3 from the maximal grades, ORR and CR from the
   best overall response of the whole tumour (day 14 on);
 * kinetics: the median over the runs of blood CAR-T at days 7, 14 and 28, of
-  the blood peak (Cmax) and of its day (Tmax), compared on the log10 scale.
+  the blood peak (Cmax), of its day (Tmax) and of the day-28 level over the
+  peak (contraction), compared on the log10 scale.
 
 Default observed values (used when a target gives none) follow the arm's
 costimulation domain: toxicity rates from :data:`analysis.notes.CALIBRATION`
@@ -57,6 +58,8 @@ SUMMARIES = {s.name: s for s in (
     Summary("cart_day28", "log_median", "blood_cart_day28_per_ul", "blood CAR-T day 28", "cells/uL"),
     Summary("cart_cmax", "log_median", "blood_cart_peak_per_ul", "blood CAR-T peak (Cmax)", "cells/uL"),
     Summary("cart_tmax", "log_median", "blood_cart_peak_day", "day of the blood CAR-T peak (Tmax)", "day"),
+    Summary("cart_contraction", "log_median", "blood_cart_day28_over_peak",
+            "blood CAR-T day 28 over the peak (contraction)"),
 )}
 
 #: Endpoints a run contributes (columns of a wave's endpoints.csv).
@@ -67,11 +70,19 @@ EFFICACY = {"CD28": (82, 54), "4-1BB": (52, 40)}
 #: Trial sizes behind the rates: costimulation -> (safety n, efficacy n)
 #: (ZUMA-1: 101 treated, Neelapu 2017; JULIET: 111 infused, 93 evaluable, Schuster 2019).
 TRIAL_N = {"CD28": (101, 101), "4-1BB": (111, 93)}
+def contraction_ratio(days: float, alpha: float, fb: float, beta: float) -> float:
+    """Level ``days`` after the peak over the peak, biexponential decline (Stein 2019):
+    ``(1 - FB) exp(-alpha t) + FB exp(-beta t)``."""
+    return (1.0 - fb) * math.exp(-alpha * days) + fb * math.exp(-beta * days)
+
+
 #: Blood CAR-T kinetics (docs/model.md 11): costimulation -> {summary: (value, source)}.
 KINETICS = {
     "CD28": {"cart_day7": (27.5, "Kimmel 2021"), "cart_day14": (9.1, "Kimmel 2021"),
              "cart_day28": (2.1, "Kimmel 2021")},
-    "4-1BB": {"cart_tmax": (9.5, "Stein 2019 (Tmax ~9-10 d)")},
+    "4-1BB": {"cart_tmax": (9.5, "Stein 2019 (Tmax ~9-10 d)"),
+              "cart_contraction": (contraction_ratio(28.0 - 9.5, 0.16, 0.0079, 0.0032),
+                                   "Stein 2019 (alpha 0.16/d, FB 0.79 %, beta 0.0032/d from a day-9.5 peak)")},
 }
 
 
@@ -136,6 +147,9 @@ def run_endpoints(path) -> dict:
         out["blood_cart_peak_per_ul"], out["blood_cart_peak_day"] = E.peak(t, late)
         for d in (7, 14, 28):
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
+        peak = out["blood_cart_peak_per_ul"]
+        out["blood_cart_day28_over_peak"] = (out["blood_cart_day28_per_ul"] / peak
+                                             if peak > 0 else math.nan)
     whole = E.TUMOUR_VAR in v
     tum = v.get(E.TUMOUR_VAR, v.get(E.PATCH_TUMOUR_VAR))
     out["best_response"] = (E.response(t, tum, E.RESPONSE_DAY, whole=whole)["best_response"]
@@ -201,4 +215,5 @@ def from_scale(summary: Summary, value):
 
 
 __all__ = ["Summary", "SUMMARIES", "ENDPOINTS", "EFFICACY", "TRIAL_N", "KINETICS", "LOG_FLOOR",
+           "contraction_ratio",
            "default_target", "run_endpoints", "event", "summarise", "to_scale", "from_scale"]

@@ -241,3 +241,20 @@ def test_kernel_vector_carries_the_domain_gains():
         p = config_from_dict({"product": {"costimulation": cs}}).product
         v = cart.kernel_params(p, 360.0, 8e-9)
         assert (v[K.C_GLYC_GAIN], v[K.C_OXID_GAIN]) == cart.domain_gains(cs)
+
+
+def test_config_gains_override_the_domain_and_act_through_the_same_rules():
+    """``product.glycolytic_gain`` / ``oxidative_gain`` replace the domain's gains: a CD28 product
+    given the 4-1BB gains has the 4-1BB effective rates and kernel vector, and unset keys keep the domain's."""
+    bb = config_from_dict({"product": {"costimulation": "4-1BB"}}).product
+    G, O = cart.domain_gains("4-1BB")
+    as_bb = config_from_dict({"product": {"costimulation": "CD28", "glycolytic_gain": G,
+                                          "oxidative_gain": O}}).product
+    assert cart.effective_rates(as_bb) == cart.effective_rates(bb)
+    assert np.array_equal(cart.kernel_params(as_bb, 360.0, 8e-9), cart.kernel_params(bb, 360.0, 8e-9))
+    # one gain set, the other from the domain; faster division with a larger glycolytic gain
+    half = config_from_dict({"product": {"costimulation": "4-1BB", "glycolytic_gain": 0.6}}).product
+    assert cart.signalling_gains(half) == (0.6, O)
+    assert cart.effective_rates(half)["division_time_h"] < cart.effective_rates(bb)["division_time_h"]
+    assert cart.effective_rates(half)["memory_conversion_per_day"] == cart.effective_rates(bb)[
+        "memory_conversion_per_day"]

@@ -270,9 +270,18 @@ def test_summaries_rates_and_log_medians():
                                               "source": "JULIET tisa-cel (4-1BB), n ~ 110"}
     assert default_target("CD28", "cart_day14")["observed"] == 9.1
     assert default_target("CD28", "cart_tmax") is None and default_target(None, "crs_any") is None
+    # contraction: Stein 2019's biexponential decline 18.5 days after a day-9.5 peak
+    from abm.studies.calibrate_targets import contraction_ratio
+    assert contraction_ratio(0.0, 0.16, 0.0079, 0.0032) == pytest.approx(1.0)
+    assert default_target("4-1BB", "cart_contraction")["observed"] == pytest.approx(
+        0.9921 * math.exp(-0.16 * 18.5) + 0.0079 * math.exp(-0.0032 * 18.5))
+    assert summarise(SUMMARIES["cart_contraction"], [0.01, 0.1, 1.0])[0] == pytest.approx(-1.0)
 
 
 def test_the_shipped_calibration_config_validates(capsys):
     assert cli_main(["calibrate", str(ROOT / "configs" / "calibration.toml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "800 runs + 100 for the check" in out and "16 targets" in out
+    assert cli_main(["calibrate", str(ROOT / "configs" / "calibration_41bb.toml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "480 runs + 60 for the check" in out and "8 targets" in out
