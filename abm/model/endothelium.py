@@ -57,6 +57,27 @@ class EndothelialParams(Section):
                                            doc="maximal steroid suppression of activation")
 
 
+def resting_state(en: EndothelialParams, baseline: float, dt_s: float) -> tuple[float, float]:
+    """``(activation, store)`` of an endothelial cell at the patient's resting state.
+
+    Without cytokines the activation target is the baseline ``e_0``, and the
+    store's expected value is the fixed point of one step of the rule (release
+    of the fraction ``phi`` with probability ``p = 1 - exp(-k_rel e_0 dt)``,
+    then refill ``w' = 1 - (1 - w) f``)::
+
+        w_ss = (1 - f) / (1 - f + f p phi)
+
+    (1 at ``e_0 = 0``). Cells start there, so a patient with chronically
+    activated endothelium does not empty full stores into plasma in the first
+    hours of the run, a transient of the start, not of the disease.
+    """
+    if not en.enabled or baseline <= 0.0:
+        return 0.0, 1.0
+    f = math.exp(-math.log(2.0) / (en.store_refill_half_life_h * 3600.0) * dt_s)
+    p = -math.expm1(-en.release_rate_per_h / 3600.0 * baseline * dt_s)
+    return float(baseline), (1.0 - f) / (1.0 - f + f * p * en.release_fraction)
+
+
 def kernel_params(en: EndothelialParams, baseline: float, dt_s: float,
                   voxel_ml: float) -> np.ndarray:
     """Parameter vector of :func:`abm.kernels.cells_endothelial.endothelial_step`."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from abm.cells import ENDOTHELIAL, TUMOUR, TUMOUR_ALIVE
 from abm.kernels import rng, streams
+from abm.model import endothelium
 from abm.model.myeloid import place_residents
 
 
@@ -49,8 +50,10 @@ def place_initial_cells(state) -> None:
     :func:`abm.model.myeloid.place_residents`.
     """
     lat, cfg, seed, cells = state.lattice, state.config, state.seed, state.cells
-    cells.add(ENDOTHELIAL, lat.vessel_sites, store=1.0)
-    state.perm[lat.vessel_sites] = 1.0
+    e0, w0 = endothelium.resting_state(cfg.endothelium, cfg.patient.baseline_endothelial_activation,
+                                       cfg.run.dt_s)
+    cells.add(ENDOTHELIAL, lat.vessel_sites, store=w0, activation=e0)
+    state.perm[lat.vessel_sites] = 1.0 + cfg.endothelium.perm_activation_gain * e0   # the rule's, no ANG-2 yet
     sites = tumour_sites(lat, cfg.tumour.initial_cells, seed)
     rows = cells.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
     ids = cells.id[rows]

@@ -122,3 +122,47 @@ def test_no_cytokine_drive_through_a_resting_barrier_whatever_the_sensitivity():
                 patient={"baseline_endothelial_activation": 0.5, "random_effects": False})
     sim_on, _ = run(on, il6=20000.0, il1=500.0, ifng=5000.0)
     assert sim_on.state.scalars["neuroinflammation_max"] > 0.5
+
+
+def test_endothelium_starts_at_its_resting_state():
+    """Cells start at the rule's resting fixed point: activation E_0 and the store's expected steady
+    value, which the rule then keeps (mean over the patch's cells, no cytokines)."""
+    import numpy as np
+
+    from abm.cells import ENDOTHELIAL
+    from abm.model import endothelium
+    en = config_from_dict({}).endothelium
+    assert endothelium.resting_state(en, 0.0, 360.0) == (0.0, 1.0)
+    e, w = endothelium.resting_state(en, 0.5, 360.0)
+    assert e == 0.5 and 0.0 < w < 0.2    # release 1/h against a 24 h refill: a store mostly spent
+    cfg = config_from_dict({"lattice": {"shape": [64, 64], "vessel_fraction": 0.25}, "tumour": {"initial_cells": 2000},
+                            "run": {"seed": 9, "start_day": -1.0, "end_day": 1.0},
+                            "patient": {"baseline_endothelial_activation": 0.5}})
+    sim = build_simulation(cfg)
+    c = sim.state.cells
+    rows = np.flatnonzero(c.kind[: c.n] == ENDOTHELIAL)
+    assert np.all(c.activation[rows] == 0.5) and np.allclose(c.store[rows], w)
+    sim.run(120)                                     # 12 h, all before the infusion
+    store = c.store[rows]
+    assert abs(store.mean() - w) < 4 * store.std() / np.sqrt(rows.size) + 1e-12
+    assert np.allclose(c.activation[rows], 0.5, atol=0.02)    # baseline plasma cytokines add a little
+
+
+@pytest.mark.parametrize("e0", [0.5, 0.9])
+def test_no_angiopoietin_burst_at_the_start_of_a_run(e0):
+    """With the patches' endothelium on, a chronically activated patient's ANG-2 / ANG-1 stays at or
+    below its resting level before any CAR-T or cytokine (no store emptied into plasma at start-up),
+    so the brain barrier stays closed."""
+    cfg = config_from_dict({"lattice": {"shape": [64, 64]}, "tumour": {"initial_cells": 2000},
+                            "run": {"seed": 4, "start_day": -1.0, "end_day": 1.0},
+                            "patient": {"baseline_endothelial_activation": e0,
+                                        "tumour_burden_cells": 1e11}})
+    sim = build_simulation(cfg)
+    rows = []
+    sim.add_writer(1, lambda x: rows.append(x.record_row()))
+    sim.run(239)                                     # day -1 to just before the infusion
+    brain = next(p.model for p in sim.processes if isinstance(getattr(p, "model", None), B.Brain))
+    s = sim.state.scalars
+    rest = brain.ang_ratio_healthy(s) * brain.ang_rest_factor
+    assert max(r["ang2_ang1_ratio"] for r in rows) <= rest * (1 + 1e-6)
+    assert s["brain_barrier_activation_max"] < 1e-3 and s["icans_max_grade"] == 0
