@@ -420,6 +420,32 @@ def _number(ctx: _Ctx, v, key: str) -> float:
     return float(v)
 
 
+def parse_bounds(fail, v: dict, key: str) -> tuple[float, float, str]:
+    """``(low, high, scale)`` of a range table ``{low, high, scale = "linear" | "log"}``.
+
+    Shared by batch sweeps, sensitivity studies and calibrations, so that the
+    three give the same one-line errors; ``fail(key, message)`` raises one.
+    """
+    for k in ("low", "high"):
+        if k not in v:
+            fail(f"{key}.{k}", "is required")
+    bounds = []
+    for k in ("low", "high"):
+        x = v[k]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            fail(f"{key}.{k}", f"must be a finite number (got {x!r})")
+        bounds.append(float(x))
+    low, high = bounds
+    scale = v.get("scale", "linear")
+    if scale not in LHS_SCALES:
+        fail(f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")
+    if not low < high:
+        fail(f"{key}.high", f"must be > low = {low!r} (got {high!r})")
+    if scale == "log" and not low > 0:
+        fail(f"{key}.low", f"must be > 0 with scale = 'log' (got {low!r})")
+    return low, high, scale
+
+
 def _check_length(ctx: _Ctx, values: list, key: str) -> None:
     if len(values) > MAX_RUNS:
         ctx.fail(key, f"lists {len(values)} values, more than {MAX_RUNS} (the most runs of "
@@ -509,17 +535,7 @@ def _parse_lhs_param(ctx: _Ctx, path: str, v, key: str) -> SweepParam:
     _check_keys(ctx, v, key, ("low", "high", "scale"))
     if param_kind(path) not in ("float", "int"):
         ctx.fail(key, f"is a {param_kind(path)} parameter: give {{values = [...]}} to sample it")
-    for k in ("low", "high"):
-        if k not in v:
-            ctx.fail(f"{key}.{k}", "is required")
-    low, high = _number(ctx, v["low"], f"{key}.low"), _number(ctx, v["high"], f"{key}.high")
-    scale = v.get("scale", "linear")
-    if scale not in LHS_SCALES:
-        ctx.fail(f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")
-    if not low < high:
-        ctx.fail(f"{key}.high", f"must be > low = {low!r} (got {high!r})")
-    if scale == "log" and not low > 0:
-        ctx.fail(f"{key}.low", f"must be > 0 with scale = 'log' (got {low!r})")
+    low, high, scale = parse_bounds(ctx.fail, v, key)
     for k, x in (("low", low), ("high", high)):
         ctx.check_value(path, int(round(x)) if param_kind(path) == "int" else x, f"{key}.{k}")
     return SweepParam(path, low=low, high=high, scale=scale)

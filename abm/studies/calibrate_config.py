@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abm.batch.config import (BATCH_OWNED, BatchConfig, load_batch, param_index, param_kind,
-                              set_path)
+                              parse_bounds, set_path)
 from abm.batch.expand import expand_batch
 from abm.config import config_from_dict
 from abm.config.files import read_toml
@@ -331,18 +331,7 @@ def _parameters(file, cal, arms: list[Arm]) -> list[Parameter]:
             _fail(file, key, f"is a {kind} parameter; only numbers can be calibrated")
         v = _table(file, v, key)
         _check_keys(file, v, key, PARAM_KEYS)
-        for k in ("low", "high"):
-            if k not in v:
-                _fail(file, f"{key}.{k}", "is required")
-        low = _float(file, v["low"], f"{key}.low")
-        high = _float(file, v["high"], f"{key}.high")
-        scale = v.get("scale", "linear")
-        if scale not in ("linear", "log"):
-            _fail(file, f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")
-        if not low < high:
-            _fail(file, f"{key}.high", f"must be > low = {low!r} (got {high!r})")
-        if scale == "log" and not low > 0:
-            _fail(file, f"{key}.low", f"must be > 0 with scale = 'log' (got {low!r})")
+        low, high, scale = parse_bounds(lambda k, m: _fail(file, k, m), v, key)
         if kind == "int" and round(high) - round(low) < 1:
             _fail(file, f"{key}.high", "must leave at least two integers in the range")
         for arm in arms:

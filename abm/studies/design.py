@@ -43,7 +43,7 @@ import numpy as np
 
 from abm.batch.options import sigterm_as_interrupt
 from abm.batch.config import (MAX_RUNS, BatchConfig, Sweep, SweepParam, _Ctx,
-                              batch_from_dict, load_batch, param_kind)
+                              batch_from_dict, load_batch, param_kind, parse_bounds)
 from abm.config import apply_overrides, config_from_dict
 from abm.config.files import read_toml
 from abm.errors import AbmError, ConfigError
@@ -125,12 +125,6 @@ def parse_ranges(table, *, prefix: str, file: str | None, base_data: dict,
     return tuple(out)
 
 
-def _number(ctx: _Ctx, v, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        ctx.fail(key, f"must be a finite number (got {v!r})")
-    return float(v)
-
-
 def _parse_range(ctx: _Ctx, path: str, v, key: str) -> Range:
     kind = param_kind(path)
     if kind not in ("float", "int"):
@@ -145,17 +139,7 @@ def _parse_range(ctx: _Ctx, path: str, v, key: str) -> Range:
     for k in v:
         if k not in ("low", "high", "scale"):
             ctx.fail(f"{key}.{k}", "is not a known key (known keys: low, high, scale)")
-    for k in ("low", "high"):
-        if k not in v:
-            ctx.fail(f"{key}.{k}", "is required")
-    low, high = _number(ctx, v["low"], f"{key}.low"), _number(ctx, v["high"], f"{key}.high")
-    scale = v.get("scale", "linear")
-    if scale not in SCALES:
-        ctx.fail(f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")
-    if not low < high:
-        ctx.fail(key, f"low must be < high (got low = {low:g}, high = {high:g})")
-    if scale == "log" and not low > 0:
-        ctx.fail(f"{key}.low", f"must be > 0 with scale = 'log' (got {low:g})")
+    low, high, scale = parse_bounds(ctx.fail, v, key)
     integer = kind == "int"
     for k, x in (("low", low), ("high", high)):
         ctx.check_value(path, int(math.floor(x + 0.5)) if integer else x, f"{key}.{k}")

@@ -250,7 +250,7 @@ def test_population_design_shares_patients_across_points(tmp_path):
     ({'"myeloid.il6_secretion_fg_per_h"': '"myeloid.il6_secretion_fg_per_hr"'},
      "sensitivity.parameters.\"myeloid.il6_secretion_fg_per_hr\" is not a parameter path of "
      "the run config; did you mean 'myeloid.il6_secretion_fg_per_h'?"),
-    ({"[0.25, 1.0]": "[1.0, 0.25]"}, "low must be < high (got low = 1, high = 0.25)"),
+    ({"[0.25, 1.0]": "[1.0, 0.25]"}, ".high must be > low = 1.0 (got 0.25)"),
     ({"[0.25, 1.0]": "[-1.0, 0.25]"}, "must be >= 0"),
     ({'"mean(il6_peak)"': '"mean(il6_peek)"'},
      "unknown endpoint 'il6_peek'; did you mean 'il6_peak'?"),
