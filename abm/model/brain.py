@@ -167,7 +167,9 @@ class BrainParams(Section):
                                      doc="cytokine PS / albumin PS (15-25 vs 66 kDa; restricted like albumin)")
     csf_cytokine_half_life_h: float = param(2.0, unit="h", gt=0, doc="local loss of cytokines in CSF/interstitium")
     local_il6_loop_gain: float = param(1.0, unit="1", ge=0, lt=2,
-                                       doc="local IL-6 at N = 1, in units of EC_N6 (< 2: no self-sustaining loop)")
+                                       doc="local IL-6 at N = 1, in units of the patient's CSF IL-6 potency "
+                                           "EC_N6 / s (s the neuro sensitivity; < 2: no self-sustaining loop "
+                                           "whatever s)")
     # neuro-inflammation
     neuro_il6_ec50_pg_ml: float = param(12.0, unit="pg/mL", gt=0, doc="CSF IL-6 potency on neuro-inflammation")
     neuro_il1_ec50_pg_ml: float = param(10.0, unit="pg/mL", gt=0, doc="CSF IL-1 potency")
@@ -494,7 +496,9 @@ class Brain:
             c_p = s.get(plasma, 0.0)
             prod = (drag + ps_c) * c_p / v
             if sp == "il6":
-                prod += p.local_il6_loop_gain * p.neuro_il6_ec50_pg_ml * self.k_csf * n
+                # in units of this patient's potency EC_N6 / s: the loop's strength in N* is then
+                # the gain for every s, and a gain < 2 cannot hold N up by itself
+                prod += p.local_il6_loop_gain * p.neuro_il6_ec50_pg_ml / self.neuro_sens * self.k_csf * n
             s[csf] = relax(s[csf], prod, lam, dt)
             # relax(rest, entry, rest_loss_per_h, dt) with its factors formed once
             s[csf_rest] = (self._csf_rest(s, csf_rest, baseline) * self._rest_decay

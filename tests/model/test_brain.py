@@ -124,9 +124,14 @@ def test_baseline_activation_is_a_risk_factor():
     assert high["icans_max_grade"] >= low["icans_max_grade"]
 
 
-def test_local_il6_loop_does_not_sustain_itself():
+@pytest.mark.parametrize("sensitivity", [1.0, 3.0, 10.0])
+def test_local_il6_loop_does_not_sustain_itself(sensitivity):
+    """Whatever the patient's neuro sensitivity s: the loop's IL-6 is counted in units of the
+    patient's own potency EC_N6 / s, so a gain < 2 never holds N up without a drive (with the
+    potency alone, s > ~2.3 made the loop bistable: any seed ignited ICANS)."""
     cfg = config()
     sim = build_simulation(cfg, processes=[plasma(t_on=99, t_off=99), BrainProcess])
+    sim.processes[1].model.neuro_sens = sensitivity
     s = sim.state.scalars
     s["neuroinflammation"], s["csf_il6"] = 1.0, 200.0
     sim.run()
