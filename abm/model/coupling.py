@@ -13,8 +13,10 @@ of numerators and denominators pooled over all patches::
     bystander hazard per cell     kappa_by = <bystander kills> / <alive tumour cells * dt>
     tumour net growth             g_T   = <d alive + kills + bystander kills> / <alive * dt>
     CAR-T net proliferation       r_C   = <N_C ln((N_C' + 1/2) / (N_C + 1/2))> / <N_C * dt>
-                                          (N_C' = N_C after the step, less entries, plus egress)
     CAR-T egress                  eps   = <egressed> / <N_C * dt>
+        (N_C = the CAR-T the agent phase acted on: those after the last step plus this
+        step's entrants, who enter before it and may die, divide or leave in the same
+        step; N_C' = the CAR-T after the step plus egress)
     exhausted share               x     = <exhausted> / <N_C>
     potential of egressing cells  m_e   = <divisions left of egressed> / <egressed>
     patch CAR-T per patch         Nbar  = <N_C> / K
@@ -136,14 +138,17 @@ class PatchRates:
         entered = float(s.get("cart_entered_step", 0))
         egressed = float(s.get("cart_egressed_step", 0))
         dt = self.dt_s
-        prev_t, prev_c = s["patch_prev_tumour"], s["patch_prev_cart"]
+        prev_t = s["patch_prev_tumour"]
+        # the CAR-T the agent phase acted on: those of the last step and this step's entrants
+        # (who enter before it and may die, divide or leave in the same step)
+        exposed = s["patch_prev_cart"] + entered
         step = (                                               # in the order of EMA_KEYS
             kills,                                             # kills
             prev_t * dt,                                       # tumour_time
             s["patch_prev_tumour_pos"] * dt,                   # tumour_pos_time
             tum - prev_t + kills + bystander,                  # tumour_net
-            prev_c * log_growth(prev_c, cart - entered + egressed),   # cart_net
-            prev_c * dt,                                       # cart_time
+            exposed * log_growth(exposed, cart + egressed),    # cart_net
+            exposed * dt,                                      # cart_time
             egressed,                                          # egress
             float(exh),                                        # exhausted
             float(cart),                                       # cart

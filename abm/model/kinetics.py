@@ -299,6 +299,9 @@ class WholePatient:
             b = self._b_cells_step(b, 0.0, 0.0, t)
             t += self.dt_day
         s["b_cells"] = b
+        if self._infusion_due(0):   # a run that starts at (or after) the infusion
+            self._infuse(s)
+            s["cart_total_cells"] = self.dose
 
     def _ld_overlap(self, t0: float) -> float:
         ld = self.ld
@@ -325,10 +328,8 @@ class WholePatient:
         s, p = state.scalars, self.p
         t0 = state.time_day
         dt = self.dt_day
-        if s["cart_infused"] == 0.0 and t0 + 0.5 * dt >= self.infusion_day:
-            s["cart_infused"] = 1.0
-            self._mix_potential(s, self.dose, self.dose * self.max_div)
-            s["blood_cart_cells"] += self.dose
+        if s["cart_infused"] == 0.0 and self._infusion_due(state.step):
+            self._infuse(s)     # a state saved before the end-of-step infusion (below) was added
         counts = self.rates.update(s, state.cells)
         steroid = s.get("steroid_effect", 0.0)
         c7 = s.get("plasma_il7_15", 0.0)
@@ -365,7 +366,22 @@ class WholePatient:
         if not self.direct:
             self._tumour(s)
         s["tumour_cart_exhausted_cells"] = self.rates.exhausted_share(s) * s["tumour_cart_cells"]
+        if s["cart_infused"] == 0.0 and self._infusion_due(state.step + 1):
+            # the dose is in blood at the start of the infusion step, for the patches' entries
+            # (phase blood_to_tissue, before this process) as for the pools' inflow
+            self._infuse(s)
         s["cart_total_cells"] = sum(s[n] for n in names)
+
+    def _infusion_due(self, step: int) -> bool:
+        """Whether step ``step`` (starting at day ``start_day + step dt``) is the infusion step:
+        the first whose start is at most half a step before ``blood.infusion_day``."""
+        r = self.cfg.run
+        return r.start_day + step * r.dt_min / 1440.0 + 0.5 * self.dt_day >= self.infusion_day
+
+    def _infuse(self, s: dict) -> None:
+        s["cart_infused"] = 1.0
+        self._mix_potential(s, self.dose, self.dose * self.max_div)
+        s["blood_cart_cells"] += self.dose
 
     def _rate_matrix(self, h_t: float, g_h: float, g_b: float, k_m: float, r_c: float,
                      eps: float) -> np.ndarray:

@@ -125,6 +125,62 @@ def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
     assert rates.density_ratio(s, 21 * S, S) == pytest.approx(2.0, rel=1e-9)
 
 
+def test_cart_rates_are_per_cell_the_agent_phase_acted_on():
+    """Entrants enter before the agent phase and may leave, die or divide in the same step: the
+    CAR-T rates are per cell exposed to the step (last step's cells plus this step's entrants)."""
+    from abm.cells import CART, CART_EFFECTOR
+    cfg = small()
+    dt = cfg.run.dt_s
+    rates = PatchRates(cfg)
+    cells = _Cells([CART] * 10, [CART_EFFECTOR] * 10)
+    s = {}
+    rates.init_state(s, cells)
+    for _ in range(5000):   # 10 cells stay; 5 enter and leave again each step
+        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=5)
+        rates.update(s, cells)
+    assert rates.cart_egress(s) == pytest.approx(5 / (15 * dt), rel=1e-9)
+    assert rates.cart_net_proliferation(s) == pytest.approx(0.0, abs=1e-12)
+    for _ in range(5000):   # 5 enter and 5 die each step
+        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=0)
+        rates.update(s, cells)
+    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(10.5 / 15.5) / dt, rel=1e-9)
+
+
+def test_an_entrant_that_dies_in_an_empty_patch_is_a_death():
+    cfg = small()
+    rates = PatchRates(cfg)
+    empty = _Cells([], [])
+    s = {}
+    rates.init_state(s, empty)
+    s.update(cart_kills_step=0, cart_entered_step=1, cart_egressed_step=0)
+    rates.update(s, empty)      # one cell entered the empty patch and died in the same step
+    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(0.5 / 1.5) / cfg.run.dt_s, rel=1e-12)
+    assert rates.cart_egress(s) == 0.0
+
+
+def test_the_patches_see_the_dose_in_the_step_the_patient_pools_first_receive_it():
+    """The dose is in blood at the start of the infusion step, so the patches' entries (phase
+    blood_to_tissue) and the whole tumour's homing inflow start in the same step."""
+    cfg = small({"run": {"end_day": 0.05}})
+    sim = build_simulation(cfg, seed=3)
+    s = sim.state.scalars
+    dt = cfg.run.dt_min / 1440.0
+    while s["tumour_cart_cells"] == 0.0:
+        blood_seen = s["blood_cart_cells"]     # what Extravasation reads this step
+        t = sim.state.time_day
+        sim.step()
+    assert blood_seen == cfg.product.dose_cells
+    assert abs(t - cfg.blood.infusion_day) <= 0.5 * dt
+
+
+def test_a_run_that_starts_at_the_infusion_holds_the_dose_from_the_start():
+    cfg = small({"run": {"start_day": 0.0, "end_day": 0.01}})
+    sim = build_simulation(cfg, seed=3)
+    s = sim.state.scalars
+    assert s["cart_infused"] == 1.0 and s["blood_cart_cells"] == cfg.product.dose_cells
+    assert s["cart_total_cells"] == cfg.product.dose_cells
+
+
 def test_kill_hazard_counts_only_antigen_positive_targets():
     from abm.cells import TUMOUR, TUMOUR_ALIVE
     cfg = small()
