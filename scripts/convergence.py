@@ -94,7 +94,7 @@ def plot(by: dict, path: Path) -> None:
                     lo, hi = wilson(k, v.size)
                     shares.append(k / v.size), los.append(lo), his.append(hi)
                 sh = np.array(shares)
-                line = ax.errorbar(x, sh, yerr=[sh - np.array(los), np.array(his) - sh], fmt=marker,
+                line = ax.errorbar(x, sh, yerr=np.maximum(0.0, [sh - np.array(los), np.array(his) - sh]), fmt=marker,
                                    capsize=3, label=f">= {c}")
                 ax.axhspan(los[-1], his[-1], color=line[0].get_color(), alpha=0.12, zorder=0)
             ax.set_ylim(-0.05, 1.05)
