@@ -182,7 +182,9 @@ def test_cd28_expands_faster_exhausts_sooner_4_1bb_leaves_more_memory():
     assert cd[day2, 1] >= 3 and bb[day2, 1] < 0.2 * cd[day2, 1]  # earlier exhaustion
     first_exh = [np.argmax(r[:, 1] >= 5) if np.any(r[:, 1] >= 5) else len(r) for r in (cd, bb)]
     assert first_exh[0] < first_exh[1]
-    assert bb[day6, 2] > 1.3 * cd[day6, 2]         # more memory cells with 4-1BB
+    # a larger memory share with 4-1BB (11.8 vs 5.2 % at day 6); with the calibrated 4-1BB
+    # oxidative gain (docs/calibration.md 7.9) CD28's 3x larger expansion leaves more memory
+    # cells in number (76 vs 54), so the count is no longer compared
     assert bb[day6, 2] / bb[day6, 0] > 2 * cd[day6, 2] / cd[day6, 0]
 
 
