@@ -377,8 +377,8 @@ def _run_endpoints(t, v: dict, kinds, drugs, cytos, merge_gap_h, response_day,
         out["blood_cart_peak_per_ul"], out["blood_cart_peak_day"] = E.peak(t, late)
         for d in CART_DAYS:
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
-        peak = out["blood_cart_peak_per_ul"]
-        out["blood_cart_day28_over_peak"] = out["blood_cart_day28_per_ul"] / peak if peak > 0 else math.nan
+        out["blood_cart_day28_over_peak"] = E.over_peak(out["blood_cart_day28_per_ul"],
+                                                        out["blood_cart_peak_per_ul"])
     else:
         out["blood_cart_peak_per_ul"] = out["blood_cart_peak_day"] = math.nan
         out["blood_cart_day28_over_peak"] = math.nan

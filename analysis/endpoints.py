@@ -185,6 +185,11 @@ def peak(time, y) -> tuple[float, float]:
     return float(v[i]), float(t[i])
 
 
+def over_peak(value: float, peak: float) -> float:
+    """A level over the expansion peak (the contraction since it); NaN without a positive peak."""
+    return value / peak if peak > 0 else math.nan
+
+
 def value_at(time, y, day: float) -> float:
     """Value at the last record at or before ``day`` (NaN if the run ends before ``day``
     by more than half a record interval, or starts after it)."""
@@ -282,6 +287,6 @@ def cytokine_names(variables) -> list[str]:
     return [v[len(PEAK_PREFIX):] for v in variables if v.startswith(PEAK_PREFIX)]
 
 
-__all__ = ["episodes", "grade_summary", "first_at_or_above", "peak", "value_at", "response",
+__all__ = ["episodes", "grade_summary", "first_at_or_above", "peak", "over_peak", "value_at", "response",
            "response_category", "dose_times", "drug_names", "cytokine_names", "GRADE_FIELDS",
            "MERGE_GAP_H", "RESPONSE_DAY", "CART_PEAK_AFTER_DAYS", "EXTREMES", "CART_VAR", "TUMOUR_VAR"]

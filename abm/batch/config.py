@@ -415,8 +415,12 @@ def _concerns(error_key: str | None, path: str) -> bool:
 
 
 def _number(ctx: _Ctx, v, key: str) -> float:
+    return _finite(ctx.fail, v, key)
+
+
+def _finite(fail, v, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        ctx.fail(key, f"must be a finite number (got {v!r})")
+        fail(key, f"must be a finite number (got {v!r})")
     return float(v)
 
 
@@ -429,13 +433,7 @@ def parse_bounds(fail, v: dict, key: str) -> tuple[float, float, str]:
     for k in ("low", "high"):
         if k not in v:
             fail(f"{key}.{k}", "is required")
-    bounds = []
-    for k in ("low", "high"):
-        x = v[k]
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            fail(f"{key}.{k}", f"must be a finite number (got {x!r})")
-        bounds.append(float(x))
-    low, high = bounds
+    low, high = (_finite(fail, v[k], f"{key}.{k}") for k in ("low", "high"))
     scale = v.get("scale", "linear")
     if scale not in LHS_SCALES:
         fail(f"{key}.scale", f"must be 'linear' or 'log' (got {scale!r})")

@@ -73,9 +73,14 @@ def resting_state(en: EndothelialParams, baseline: float, dt_s: float) -> tuple[
     """
     if not en.enabled or baseline <= 0.0:
         return 0.0, 1.0
-    f = math.exp(-math.log(2.0) / (en.store_refill_half_life_h * 3600.0) * dt_s)
+    f = refill_factor(en, dt_s)
     p = -math.expm1(-en.release_rate_per_h / 3600.0 * baseline * dt_s)
     return float(baseline), (1.0 - f) / (1.0 - f + f * p * en.release_fraction)
+
+
+def refill_factor(en: EndothelialParams, dt_s: float) -> float:
+    """``f = exp(-k_refill dt)``: the unrefilled share of a store's deficit after one step."""
+    return math.exp(-math.log(2.0) / (en.store_refill_half_life_h * 3600.0) * dt_s)
 
 
 def kernel_params(en: EndothelialParams, baseline: float, dt_s: float,
@@ -93,7 +98,7 @@ def kernel_params(en: EndothelialParams, baseline: float, dt_s: float,
     v[K.EN_F_OFF] = math.exp(-en.deactivation_rate_per_h / hour * dt_s)
     v[K.EN_RELEASE] = en.release_rate_per_h / hour
     v[K.EN_RELEASE_FRAC] = en.release_fraction
-    v[K.EN_F_REFILL] = math.exp(-math.log(2.0) / (en.store_refill_half_life_h * hour) * dt_s)
+    v[K.EN_F_REFILL] = refill_factor(en, dt_s)
     v[K.EN_ANG2_STORE_SRC] = en.ang2_store_fg * 1e-3 / voxel_ml / dt_s
     v[K.EN_ANG2_STORE_PG] = en.ang2_store_fg * 1e-3
     v[K.EN_VWF_STORE_PG] = en.vwf_store_fg * 1e-3

@@ -147,9 +147,8 @@ def run_endpoints(path) -> dict:
         out["blood_cart_peak_per_ul"], out["blood_cart_peak_day"] = E.peak(t, late)
         for d in (7, 14, 28):
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
-        peak = out["blood_cart_peak_per_ul"]
-        out["blood_cart_day28_over_peak"] = (out["blood_cart_day28_per_ul"] / peak
-                                             if peak > 0 else math.nan)
+        out["blood_cart_day28_over_peak"] = E.over_peak(out["blood_cart_day28_per_ul"],
+                                                        out["blood_cart_peak_per_ul"])
     whole = E.TUMOUR_VAR in v
     tum = v.get(E.TUMOUR_VAR, v.get(E.PATCH_TUMOUR_VAR))
     out["best_response"] = (E.response(t, tum, E.RESPONSE_DAY, whole=whole)["best_response"]
