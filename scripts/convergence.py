@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     # each finished run is saved at once, so an interrupted call continues where it stopped
     rows = json.loads(saved.read_text()) if saved.exists() else []
     done = {(r["label"], r["seed"]) for r in rows}
-    jobs = [(lab, k, e, n0, seed) for lab, k, e, n0 in FIDELITIES for seed in range(1, args.seeds + 1)
+    # seed by seed, so a run cut short leaves every fidelity with about as many seeds
+    jobs = [(lab, k, e, n0, seed) for seed in range(1, args.seeds + 1) for lab, k, e, n0 in FIDELITIES
             if (lab, seed) not in done]
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for i, r in enumerate(pool.imap_unordered(one, jobs), 1):
