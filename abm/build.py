@@ -17,13 +17,14 @@ from abm.model.agents import AGENT_PROCESSES
 from abm.model.field_process import FieldProcess
 from abm.model.initial import place_initial_cells
 from abm.model.patient import PATIENT_PROCESSES
+from abm.model.relift import PatchRelift
 from abm.process import Process
 from abm.simulation import Simulation
 
 
 def default_processes(config: Config) -> list[type[Process]]:
     """The processes of a full model run, in registration order within each phase."""
-    return [*AGENT_PROCESSES, FieldProcess, *PATIENT_PROCESSES]
+    return [PatchRelift, *AGENT_PROCESSES, FieldProcess, *PATIENT_PROCESSES]
 
 
 def build_simulation(config: Config, seed: int | None = None, processes=None,

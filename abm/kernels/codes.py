@@ -113,6 +113,7 @@ class Stream(IntEnum):
     INFUSION_REACTION = 25  # acute infusion reactions at dosing
     BATCH_COVARIATES = 26   # sampling of virtual-patient covariates in batches
     TUMOUR_BYSTANDER = 27   # antigen-independent (bystander) killing of tumour cells near activated CAR-T
+    TUMOUR_RELIFT = 28      # re-lifting the patches' tumour to the whole tumour's density
 
 
 @dataclass(frozen=True)

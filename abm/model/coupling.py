@@ -64,6 +64,11 @@ class CouplingParams(Section):
                                 "but the patient lags the patches while their rates change)")
     pseudo_count_cells: float = param(1.0, unit="cells", gt=0, le=100,
                                       doc="pseudo-count c0 of the CAR-T density ratio estimator")
+    relift_alpha: float = param(
+        0.003, unit="1", ge=0, lt=1,
+        doc="re-lift the patches' tumour to the whole tumour's density when their alive tumour cells "
+            "lie outside the two-sided Poisson interval of this level around it (0.003: about 3 SD; "
+            "0 never re-lifts; multiscale only; abm/model/relift.py)")
 
 
 #: Moving averages kept on the state: name -> what one step contributes.

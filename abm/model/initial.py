@@ -38,14 +38,24 @@ def tumour_sites(lat, n_cells: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def initial_antigen(t, seed: int, ids: np.ndarray) -> np.ndarray:
+    """Antigen densities of new tumour cells ``ids`` (stream TUMOUR_ANTIGEN, keyed by cell id).
+
+    0 with probability ``t.antigen_negative_fraction``, else log-normal with
+    median ``t.antigen_median_molecules`` and log-sd ``t.antigen_log_sd``.
+    """
+    u = rng.uniform_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 0)
+    z = rng.normal_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 1)
+    antigen = t.antigen_median_molecules * np.exp(t.antigen_log_sd * z)
+    return np.where(u < t.antigen_negative_fraction, 0.0, antigen)
+
+
 def place_initial_cells(state) -> None:
     """Fill an empty state: endothelium on vessel sites, the tumour as a compact mass, residents.
 
     Tumour cells fill the ``tumour.initial_cells`` non-vessel sites closest
-    to the centre of each patch (:func:`tumour_sites`). Antigen density
-    per cell: 0 with probability ``antigen_negative_fraction``, else
-    log-normal with median ``antigen_median_molecules`` and log-sd
-    ``antigen_log_sd`` (stream TUMOUR_ANTIGEN, keyed by cell id). Resident
+    to the centre of each patch (:func:`tumour_sites`), with antigen
+    densities from :func:`initial_antigen`. Resident
     macrophages are then placed in each patch by
     :func:`abm.model.myeloid.place_residents`.
     """
@@ -56,12 +66,7 @@ def place_initial_cells(state) -> None:
     state.perm[lat.vessel_sites] = 1.0 + cfg.endothelium.perm_activation_gain * e0   # the rule's, no ANG-2 yet
     sites = tumour_sites(lat, cfg.tumour.initial_cells, seed)
     rows = cells.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
-    ids = cells.id[rows]
-    t = cfg.tumour
-    u = rng.uniform_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 0)
-    z = rng.normal_array(seed, streams.TUMOUR_ANTIGEN, 0, ids, 1)
-    antigen = t.antigen_median_molecules * np.exp(t.antigen_log_sd * z)
-    cells.antigen[rows] = np.where(u < t.antigen_negative_fraction, 0.0, antigen)
+    cells.antigen[rows] = initial_antigen(cfg.tumour, seed, cells.id[rows])
     if lat.layered:
         for k in range(lat.n_patches):
             place_residents(state, patch=k)

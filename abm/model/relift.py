@@ -1,0 +1,237 @@
+"""Re-lifting the patches: the sampled regions stay a sample of the whole tumour.
+
+The patches are regions sampled from the tumour bed, ``1 / S_v`` of it, so
+their alive tumour cells ``n`` should be a Poisson count around the whole
+tumour's density, ``n* = T / S_v``. The whole tumour ``T`` follows the
+patches' per-capita rates (:mod:`abm.model.coupling`) at the patient's CAR-T
+density, while the patches kill at their own, sampled CAR-T density, so the
+two drift apart. Left alone, a patch whose CAR-T clear it early stops
+measuring anything: with no tumour cells left the moving averages of kills
+and of tumour cell-time decay together, their ratio (the kill hazard) stays
+frozen at its last, high value, and the whole tumour is driven to zero
+although most of it was never in a patch; one patch with a few antigen-low
+survivors freezes it near zero instead. Either way the response depends on
+how many patches there are.
+
+Each step, before the agents (phase ``blood_to_tissue``), the patches' count
+``n`` is tested against ``Poisson(n*)``: when it lies outside the two-sided
+interval of level ``coupling.relift_alpha`` (0.003, about 3 SD), the
+patches are re-lifted to ``n*``: ``n* - n`` cells (rounded stochastically)
+are added or removed. This is the lift of heterogeneous-multiscale "patch
+dynamics": the coarse state re-initialises the micro state when they no
+longer agree. Inside the interval nothing changes, so the patches keep their
+own spatial structure and noise.
+
+* **Added cells** take free non-vessel sites of the initial tumour bed
+  (:func:`abm.model.initial.tumour_sites`), chosen uniformly at random; if
+  the bed has too few free sites, free non-vessel sites elsewhere in the
+  patches. A cell is antigen-negative with the whole tumour's share
+  ``T- / T``; an antigen-positive one copies the antigen density of an alive
+  antigen-positive patch cell chosen uniformly (the survivors' distribution,
+  so antigen-low selection carries over), or draws from the initial
+  distribution when there is none.
+* **Removed cells** are alive tumour cells chosen uniformly at random. They
+  leave the region without lysis: this is re-sampling, not death.
+
+The CAR-T cells are re-lifted the same way, to the whole tumour's CAR-T
+density ``C_T / S_v``. Their early noise is large: the first few entrants and
+their first divisions decide whether a patch holds about the patient's density
+or three times it for the rest of the run (8 seeds of the default patient at
+day 7: 0.82 to 3.0 times), and a patch with too many CAR-T kills its tumour
+too fast. An added CAR-T cell is a copy of a patch CAR-T chosen uniformly
+(phenotype, activation, engagements, division potential, signalling state;
+not engaged), or a naive-like cell with the blood pool's potential when the
+patches hold none, on a free non-vessel site of the tumour bed; a removed
+one is chosen uniformly. The density ratio ``rho`` of
+:mod:`abm.model.coupling` still corrects what is left inside the interval.
+
+The moving averages' base counts (``patch_prev_tumour``, ``..._pos``,
+``patch_prev_cart``) move with the lift, so lifted cells never count as
+growth, kills or entries. Random draws come from stream ``TUMOUR_RELIFT``
+keyed by the step (number rounding: draw 0 tumour, 5 CAR-T), by site (where:
+1) and by row id (which cells: 4, 6; antigen: 2, 3; which CAR-T is copied: 7).
+Direct coupling (``coupling.mode = "direct"``), where the patches are the
+whole tumour, never re-lifts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from abm.cells import CART, CART_NAIVE, TUMOUR, TUMOUR_ALIVE
+from abm.kernels import rng, streams
+from abm.model.coupling import bed_scale
+from abm.model.initial import initial_antigen, tumour_sites
+from abm.process import Process
+
+
+def outside_poisson_interval(n: float, mean: float, alpha: float) -> bool:
+    """Whether a count ``n`` lies outside the two-sided level-``alpha`` interval of ``Poisson(mean)``.
+
+    Outside means ``P(N <= n) < alpha / 2`` or ``P(N >= n) < alpha / 2``.
+    Counts within ``2 sqrt(mean) + 1`` of the mean are inside for any
+    ``alpha <= 0.05`` and are answered without evaluating the distribution.
+    """
+    if alpha <= 0.0:
+        return False
+    if abs(n - mean) <= 2.0 * math.sqrt(mean) + 1.0 and alpha <= 0.05:
+        return False
+    from scipy.stats import poisson
+    return bool(poisson.cdf(n, mean) < alpha / 2.0 or poisson.sf(n - 1, mean) < alpha / 2.0)
+
+
+class PatchRelift(Process):
+    """Re-lift the patches' tumour and CAR-T cells to the whole tumour's densities (module docstring)."""
+
+    phase = "blood_to_tissue"
+    meta = {"tumour_relifted_in_total": ("cells", "tumour cells added to the patches to match the whole "
+                                                  "tumour's density (cumulative)"),
+            "tumour_relifted_out_total": ("cells", "tumour cells taken out of the patches to match the "
+                                                   "whole tumour's density (cumulative)"),
+            "cart_relifted_in_total": ("cells", "CAR-T cells added to the patches to match the whole "
+                                                "tumour's CAR-T density (cumulative)"),
+            "cart_relifted_out_total": ("cells", "CAR-T cells taken out of the patches to match the "
+                                                 "whole tumour's CAR-T density (cumulative)")}
+
+    def __init__(self, sim):
+        super().__init__(sim)
+        cfg, state = sim.config, sim.state
+        self.alpha = cfg.coupling.relift_alpha
+        self.on = cfg.coupling.mode == "multiscale" and self.alpha > 0.0
+        self.scale = bed_scale(cfg)
+        self.tumour = cfg.tumour
+        lat = state.lattice
+        self.bed = tumour_sites(lat, cfg.tumour.initial_cells, state.seed)
+        in_bed = np.zeros(lat.n_sites, dtype=bool)
+        in_bed[self.bed] = True
+        self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel)
+        self.max_div = cfg.product.max_divisions
+        s = state.scalars
+        for key in self.meta:
+            s.setdefault(key, 0)
+
+    def step(self, state) -> None:
+        s = state.scalars
+        if not self.on or "patch_prev_tumour" not in s:
+            return
+        m = self._excess(state, s["patch_prev_tumour"], s["tumour_cells"], 0)
+        if m > 0:
+            added, positive = self._add(state, m)
+            s["patch_prev_tumour"] += added
+            s["patch_prev_tumour_pos"] += positive
+            s["tumour_relifted_in_total"] += added
+        elif m < 0:
+            removed, positive = self._remove(state, -m)
+            s["patch_prev_tumour"] -= removed
+            s["patch_prev_tumour_pos"] -= positive
+            s["tumour_relifted_out_total"] += removed
+        m = self._excess(state, s["patch_prev_cart"], s["tumour_cart_cells"], 5)
+        if m > 0:
+            added = self._add_cart(state, m)
+            s["patch_prev_cart"] += added
+            s["cart_relifted_in_total"] += added
+        elif m < 0:
+            removed = self._remove_cart(state, -m)
+            s["patch_prev_cart"] -= removed
+            s["cart_relifted_out_total"] += removed
+
+    def _excess(self, state, n: float, whole: float, draw: int) -> int:
+        """Cells to add (> 0) or remove (< 0) so that the patches hold ``whole / S_v``; 0 if inside."""
+        target = max(0.0, whole) / self.scale
+        if not outside_poisson_interval(n, target, self.alpha):
+            return 0
+        delta = target - n
+        m = math.floor(abs(delta))
+        m += int(rng.uniform(state.seed, streams.TUMOUR_RELIFT, state.step, 0, draw) < abs(delta) - m)
+        return m if delta > 0 else -m
+
+    def _free_sites(self, state, m: int) -> np.ndarray:
+        """``m`` free non-vessel sites: in the tumour bed first, then elsewhere (sorted)."""
+        occ = state.cells.occ
+        sites = self._pick(state, self.bed[occ[self.bed] < 0], m, 1)
+        if len(sites) < m:
+            free_out = self.elsewhere[occ[self.elsewhere] < 0]
+            sites = np.concatenate([sites, self._pick(state, free_out, m - len(sites), 1)])
+        return np.sort(sites)
+
+    def _pick(self, state, candidates: np.ndarray, m: int, draw: int) -> np.ndarray:
+        """``m`` of ``candidates`` (site or id numbers) chosen uniformly: the smallest keys."""
+        if m >= len(candidates):
+            return candidates
+        keys = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, candidates, draw)
+        return candidates[np.argsort(keys, kind="stable")[:m]]
+
+    def _add(self, state, m: int) -> tuple[int, int]:
+        """Add ``m`` tumour cells; returns (cells added, antigen-positive among them)."""
+        c, s = state.cells, state.scalars
+        sites = self._free_sites(state, m)
+        if len(sites) == 0:
+            return 0, 0
+        alive = c.rows_of(TUMOUR)
+        alive = alive[c.phenotype[alive] == TUMOUR_ALIVE]
+        donors = alive[c.antigen[alive] > 0.0]
+        rows = c.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
+        ids = c.id[rows]
+        t = max(s["tumour_cells"], 1e-300)
+        neg_share = min(1.0, max(0.0, s.get("tumour_antigen_negative_cells", 0.0) / t))
+        negative = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 2) < neg_share
+        if len(donors):
+            pick = (rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 3)
+                    * len(donors)).astype(np.int64)
+            antigen = c.antigen[donors[np.minimum(pick, len(donors) - 1)]]
+        else:
+            antigen = initial_antigen(self.tumour, state.seed, ids)
+            antigen = np.where(antigen > 0.0, antigen, self.tumour.antigen_median_molecules)
+        c.antigen[rows] = np.where(negative, 0.0, antigen)
+        return len(rows), int(np.count_nonzero(~negative))
+
+    def _remove(self, state, m: int) -> tuple[int, int]:
+        """Remove ``m`` alive tumour cells; returns (cells removed, antigen-positive among them)."""
+        c = state.cells
+        alive = c.rows_of(TUMOUR)
+        alive = alive[c.phenotype[alive] == TUMOUR_ALIVE]
+        ids = self._pick(state, c.id[alive], m, 4)
+        rows = alive[np.isin(c.id[alive], ids)]
+        positive = int(np.count_nonzero(c.antigen[rows] > 0.0))
+        c.remove(rows)
+        return len(rows), positive
+
+    def _add_cart(self, state, m: int) -> int:
+        """Add ``m`` CAR-T cells, copies of patch CAR-T cells; returns the cells added."""
+        c, s = state.cells, state.scalars
+        sites = self._free_sites(state, m)
+        if len(sites) == 0:
+            return 0
+        donors = c.rows_of(CART)
+        rows = c.add(CART, sites, phenotype=CART_NAIVE, target=-1)
+        if len(donors):
+            pick = (rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, c.id[rows], 7)
+                    * len(donors)).astype(np.int64)
+            src = donors[np.minimum(pick, len(donors) - 1)]
+            for name in ("phenotype", "activation", "engagements", "divisions_left", "timer",
+                         "glycolytic", "oxidative"):
+                col = getattr(c, name)
+                col[rows] = col[src]
+        else:
+            pool = s.get("cart_pool_divisions_left", self.max_div)
+            c.divisions_left[rows] = int(round(min(self.max_div, max(0.0, pool))))
+        return len(rows)
+
+    def _remove_cart(self, state, m: int) -> int:
+        """Remove ``m`` CAR-T cells chosen uniformly; returns the cells removed."""
+        c = state.cells
+        rows = c.rows_of(CART)
+        ids = self._pick(state, c.id[rows], m, 6)
+        rows = rows[np.isin(c.id[rows], ids)]
+        c.remove(rows)
+        return len(rows)
+
+    def record(self, state, row) -> None:
+        s = state.scalars
+        for key in self.meta:
+            row[key] = int(s[key])
+
+
+__all__ = ["PatchRelift", "outside_poisson_interval"]
