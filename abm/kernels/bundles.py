@@ -52,11 +52,11 @@ Scratch = namedtuple("Scratch", [
     "start", "rows", "kbuf", "motile", "hopmask", "class_order", "tile_order",
     "birth_site", "birth_value"])
 
-#: Per-row outputs of the pass (event flags, IL-6 / VWF / ANG-2 pg), per-tile
-#: tumour counters and the step's totals ``counts`` (int64) and ``sums``
-#: (float64), overwritten every step.
+#: Per-row outputs of the pass (event flags, IL-6 / VWF / ANG-2 pg, a CAR-T
+#: cell's expected births minus deaths), per-tile tumour counters and the
+#: step's totals ``counts`` (int64) and ``sums`` (float64), overwritten every step.
 Tallies = namedtuple("Tallies", [
-    "events", "il6_out", "vwf_out", "ang2_out", "tcount", "counts", "sums"])
+    "events", "il6_out", "vwf_out", "ang2_out", "growth_out", "tcount", "counts", "sums"])
 
 __all__ = ["CellColumns", "SiteArrays", "FieldArrays", "RuleParams", "TumourGroups", "Scratch",
            "Tallies"]

@@ -55,6 +55,12 @@ part that needs no glycolytic drive):
    ``s_x a w(b_s, g) (1 - sigma) f_x``, IL-6 at ``s_IL6 a w(b_IL6, g) (1 - sigma) f_x``
    (pg/mL/s); **uptake** of IL-7/IL-15 at a first-order rate per cell (1/s).
 
+**Expected growth** (for the patient model's rate, :mod:`abm.model.coupling`):
+each cell also reports its probability of dividing this step (step 7's, 0
+without a free neighbour; not reached by a cell that died or left) minus its
+probability of dying (step 1's). Their sum over the cells is the step's
+expected net births given the cells' states, without the noise of the draws.
+
 Movement of free cells happens afterwards in the movement passes
 (:func:`abm.kernels.cells_step.agent_step`).
 
@@ -157,13 +163,15 @@ def cart_prefetch(s, fields, sources, uptake):
 
 
 @jit(inline="always")
-def cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out):
+def cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out, growth_out):
     """Advance the CAR-T cell in row ``r`` by one step (see module docstring).
 
     ``cells``, ``sites``, ``fld``: :class:`abm.kernels.bundles.CellColumns`,
     :class:`~abm.kernels.bundles.SiteArrays`, :class:`~abm.kernels.bundles.FieldArrays`.
-    Sets ``events[r]`` (flags of this step) and ``il6_out[r]`` (pg secreted)
-    afresh: no scratch needs clearing before the pass.
+    Sets ``events[r]`` (flags of this step), ``il6_out[r]`` (pg secreted) and
+    ``growth_out[r]`` (the cell's expected births minus deaths this step:
+    ``p_divide [a free neighbour] - p_death``, see the module docstring) afresh:
+    no scratch needs clearing before the pass.
     """
     ids = cells.ids
     kind = cells.kind
@@ -203,6 +211,7 @@ def cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out
         mu = cp[C_DEATH_MEM] / (1.0 + cp[C_MEM_OXID] * o)
     else:
         mu = cp[C_DEATH_BASAL] + cp[C_DEATH_AICD] * glycolytic_share(cp[C_AICD_BASAL], g) * a
+    growth_out[r] = -event_prob(mu, dt)
     die = fires(keys[K_CART_DEATH], cid, 0, mu, dt)
     if die:
         occ[s] = FREE
@@ -298,6 +307,8 @@ def cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out
         rate = (cp[C_DIVIDE] * a * glycolytic_share(cp[C_DIV_BASAL], g)
                 * (1.0 + cp[C_IL_BOOST] * h_il)
                 + cp[C_HOMEO_DIVIDE] * h_il) * (1.0 - sigma)
+        if rate > 0.0 and pick_free(s, neighbours, occ, vessel, True, 0.0) >= 0:
+            growth_out[r] += event_prob(rate, dt)
         if fires(keys[K_CART_DIVIDE], cid, 0, rate, dt):
             d = pick_free(s, neighbours, occ, vessel, True, uniform(keys[K_CART_DIVIDE], cid, 1))
             if d >= 0:

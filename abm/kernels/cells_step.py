@@ -165,15 +165,16 @@ def append_births(parents, n0, next_id, cells, occ, birth_site, birth_value):
 
 
 @jit
-def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sums):
-    """Count event flags and sum IL-6 by source (serial, in the order of ``motile``).
+def tally(motile, events, divisions_left, kind, il6_out, growth_out, tcount, counts, sums):
+    """Count event flags, sum IL-6 by source and CAR-T expected growth (serial, in the order of ``motile``).
 
     ``motile``: the CAR-T and myeloid rows updated this step, in row order
     (their ``events`` and ``il6_out`` were set by the pass); tumour lysis,
     natural death and bystander kills come from the per-tile counters ``tcount``
     (:mod:`abm.kernels.cells_tumour`).
-    ``counts`` (int64, :data:`N_COUNTS`) and ``il6_sums[0:2]`` (CAR-T, myeloid
-    IL-6 in pg) are overwritten. ``counts[N_EGRESS_DIVISIONS_LEFT]`` sums the
+    ``counts`` (int64, :data:`N_COUNTS`), ``sums[S_IL6_CART]``,
+    ``sums[S_IL6_MYELOID]`` (IL-6 in pg) and ``sums[S_CART_GROWTH]`` (the CAR-T
+    cells' expected births minus deaths, ``growth_out``) are overwritten. ``counts[N_EGRESS_DIVISIONS_LEFT]`` sums the
     division potential the egressing CAR-T cells take back to the patient.
     """
     for i in range(counts.shape[0]):
@@ -184,6 +185,7 @@ def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sum
         counts[N_BYSTANDER] += tcount[t, TC_BYSTANDER]
     il6_cart = 0.0
     il6_mye = 0.0
+    growth = 0.0
     for i in range(motile.shape[0]):
         r = motile[i]
         ev = events[r]
@@ -207,8 +209,12 @@ def tally(motile, events, divisions_left, kind, il6_out, tcount, counts, il6_sum
                 il6_cart += x
             elif kind[r] == MYELOID:
                 il6_mye += x
-    il6_sums[0] = il6_cart
-    il6_sums[1] = il6_mye
+        # CAR-T rows, also those that died or left this step (kind DEAD by now)
+        if kind[r] == CART or (ev & (EV_CART_DIED | EV_EGRESS)) != 0:
+            growth += growth_out[r]
+    sums[S_IL6_CART] = il6_cart
+    sums[S_IL6_MYELOID] = il6_mye
+    sums[S_CART_GROWTH] = growth
 
 
 @jit(inline="always")
@@ -316,8 +322,8 @@ PAR_MIN = 30_000
 CHUNK = 1024
 
 # float tally slots
-S_IL6_CART, S_IL6_MYELOID, S_VWF, S_ANG2 = range(4)
-N_SUMS = 4
+S_IL6_CART, S_IL6_MYELOID, S_VWF, S_ANG2, S_CART_GROWTH = range(5)
+N_SUMS = 5
 
 
 # The tile helpers below hold the serial loops with the rule bodies inlined.
@@ -397,6 +403,7 @@ def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratc
     birth_value = scratch.birth_value
     events = tallies.events
     il6_out = tallies.il6_out
+    growth_out = tallies.growth_out
     tp = params.tp
     cp = params.cp
     mp = params.mp
@@ -441,7 +448,8 @@ def _tile_update(t, nc, keys, kc, km, cells, sites, fld, params, tgroups, scratc
             i += 1
             r = rows[j]
             if j < m1:
-                cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out)
+                cart_update(r, keys, cells, sites, fld, cp, env, birth_site, events, il6_out,
+                            growth_out)
                 key = kc
                 p = p_cart
             else:
@@ -517,7 +525,8 @@ def _agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, f
     order with ids from ``next_id`` (the caller guarantees capacity for ``n``
     more rows); (5) tallies: ``counts`` (int64, :data:`N_COUNTS`) and ``sums``
     (float64, :data:`N_SUMS`: IL-6 pg from CAR-T, from myeloid cells, VWF pg,
-    ANG-2 pg), summed serially in row order.
+    ANG-2 pg, the CAR-T cells' expected births minus deaths), summed serially
+    in row order.
 
     Args:
         erows: rows of the endothelial cells.
@@ -635,7 +644,8 @@ def _agent_step(seed, step, n, next_id, erows, rebuild, par_min, cells, sites, f
                     _tile_move(t, nc, class_order, mstart, rows, sub, kc, km, ids, kind, site,
                                occ, neighbours, vessel, occ_rows)
     # (5) tallies (before appending: daughters have no events)
-    tally(moving, events, cells.divisions_left, kind, il6_out, tcount, counts, sums)
+    tally(moving, events, cells.divisions_left, kind, il6_out, tallies.growth_out, tcount, counts,
+          sums)
     vwf = 0.0
     ang2 = 0.0
     for j in range(ne):

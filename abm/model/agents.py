@@ -428,12 +428,13 @@ class CellRules(Process):
         if capacity != self._cap:
             i8, i4, f8 = np.int64, np.int32, np.float64
             (self._rows, self._kbuf, self._motile, self._hopmask, self._birth_site,
-             self._birth_value, self._events, self._il6, self._vwf, self._ang2, self._srows,
-             self._smotile) = C.packed_arrays([
+             self._birth_value, self._events, self._il6, self._vwf, self._ang2, self._growth,
+             self._srows, self._smotile) = C.packed_arrays([
                  ((capacity,), i8, 0), ((capacity,), i4, 0), ((capacity,), i8, 0),
                  ((capacity,), i8, 0), ((capacity,), i8, -1), ((capacity,), f8, 0.0),
                  ((capacity,), i4, 0), ((capacity,), f8, 0.0), ((capacity,), f8, 0.0),
-                 ((capacity,), f8, 0.0), ((capacity,), i8, 0), ((capacity,), i8, 0)])
+                 ((capacity,), f8, 0.0), ((capacity,), f8, 0.0), ((capacity,), i8, 0),
+                 ((capacity,), i8, 0)])
             self._static_layout = None
             self._cap = capacity
             self._tgroups = TumourGroups(self._sstart, self._srows, self._smotile,
@@ -441,8 +442,8 @@ class CellRules(Process):
             self._scratch_bundle = Scratch(self._start, self._rows, self._kbuf, self._motile,
                                            self._hopmask, self._class_order, self._tile_order,
                                            self._birth_site, self._birth_value)
-            self._tallies = Tallies(self._events, self._il6, self._vwf, self._ang2, self._tcount,
-                                    self._counts, self._sums)
+            self._tallies = Tallies(self._events, self._il6, self._vwf, self._ang2, self._growth,
+                                    self._tcount, self._counts, self._sums)
 
     def step(self, state):
         c, sc = state.cells, state.scalars
@@ -487,6 +488,7 @@ class CellRules(Process):
         sc["tumour_bystander_kills_step"] = by
         sc["tumour_bystander_kills_total"] = get("tumour_bystander_kills_total", 0) + by
         sc["cart_egressed_step"] = k[KS.N_EGRESS]
+        sc["cart_expected_growth_step"] = s[KS.S_CART_GROWTH]
         sc["cart_egressed_divisions_left_step"] = k[KS.N_EGRESS_DIVISIONS_LEFT]
         sc["cart_egressed_total"] = get("cart_egressed_total", 0) + k[KS.N_EGRESS]
         sc["tumour_lysed_step"] = k[KS.N_LYSED]

@@ -111,14 +111,17 @@ def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
     assert rates.kill_hazard(s) == 0.0
     assert rates.cart_net_proliferation(s) == pytest.approx(-cfg.product.basal_death_per_day / 86400)
     for _ in range(5000):
-        s.update(cart_kills_step=2, cart_entered_step=0, cart_egressed_step=1)
-        rates.update(s, cells)   # counts unchanged: 2 kills balanced by 2 births, 1 egress by 1 birth
+        # counts unchanged: 2 kills balanced by 2 births, 1 egress by 1 birth; the cells expect 0.3
+        # net births a step
+        s.update(cart_kills_step=2, cart_entered_step=0, cart_egressed_step=1,
+                 cart_expected_growth_step=0.3)
+        rates.update(s, cells)
     dt = cfg.run.dt_s
     assert rates.kill_hazard(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
     assert rates.tumour_growth(s) == pytest.approx(2 / (100 * dt), rel=1e-9)
     assert rates.cart_egress(s) == pytest.approx(1 / (10 * dt), rel=1e-9)
-    # net proliferation is the log growth per cell-time: ln((11 + 1/2) / (10 + 1/2)) per step
-    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(11.5 / 10.5) / dt, rel=1e-9)
+    # net proliferation is the cells' expected net births per cell-time, not the realised ones
+    assert rates.cart_net_proliferation(s) == pytest.approx(0.3 / (10 * dt), rel=1e-9)
     # the patient holds exactly the patch density: rho = 1
     S = bed_scale(cfg)
     assert rates.density_ratio(s, 10 * S, S) == pytest.approx(1.0, rel=1e-9)
@@ -136,25 +139,29 @@ def test_cart_rates_are_per_cell_the_agent_phase_acted_on():
     s = {}
     rates.init_state(s, cells)
     for _ in range(5000):   # 10 cells stay; 5 enter and leave again each step
-        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=5)
+        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=5,
+                 cart_expected_growth_step=0.0)
         rates.update(s, cells)
     assert rates.cart_egress(s) == pytest.approx(5 / (15 * dt), rel=1e-9)
     assert rates.cart_net_proliferation(s) == pytest.approx(0.0, abs=1e-12)
-    for _ in range(5000):   # 5 enter and 5 die each step
-        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=0)
+    for _ in range(5000):   # 5 enter each step; the 15 cells expect 1.5 deaths
+        s.update(cart_kills_step=0, cart_entered_step=5, cart_egressed_step=0,
+                 cart_expected_growth_step=-1.5)
         rates.update(s, cells)
-    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(10.5 / 15.5) / dt, rel=1e-9)
+    assert rates.cart_net_proliferation(s) == pytest.approx(-1.5 / (15 * dt), rel=1e-9)
 
 
-def test_an_entrant_that_dies_in_an_empty_patch_is_a_death():
+def test_an_entrant_that_dies_in_an_empty_patch_counts_its_expected_death():
     cfg = small()
     rates = PatchRates(cfg)
     empty = _Cells([], [])
     s = {}
     rates.init_state(s, empty)
-    s.update(cart_kills_step=0, cart_entered_step=1, cart_egressed_step=0)
-    rates.update(s, empty)      # one cell entered the empty patch and died in the same step
-    assert rates.cart_net_proliferation(s) == pytest.approx(math.log(0.5 / 1.5) / cfg.run.dt_s, rel=1e-12)
+    # one cell entered the empty patch and died in the same step, with probability 0.2
+    s.update(cart_kills_step=0, cart_entered_step=1, cart_egressed_step=0,
+             cart_expected_growth_step=-0.2)
+    rates.update(s, empty)
+    assert rates.cart_net_proliferation(s) == pytest.approx(-0.2 / cfg.run.dt_s, rel=1e-12)
     assert rates.cart_egress(s) == 0.0
 
 
