@@ -80,9 +80,9 @@ class CouplingParams(Section):
                                       doc="pseudo-count c0 of the CAR-T density ratio estimator")
     relift_alpha: float = param(
         0.003, unit="1", ge=0, lt=1,
-        doc="re-lift the patches' tumour to the whole tumour's density when their alive tumour cells "
-            "lie outside the two-sided Poisson interval of this level around it (0.003: about 3 SD; "
-            "0 never re-lifts; multiscale only; abm/model/relift.py)")
+        doc="re-lift the patches' tumour (CAR-T) cells to the whole tumour's tumour (CAR-T) density "
+            "when their count lies outside the two-sided Poisson interval of this level around it "
+            "(0.003: about 3 SD; 0 never re-lifts; multiscale only; docs/multiscale.md section 2)")
 
 
 #: Moving averages kept on the state: name -> what one step contributes.

@@ -22,8 +22,9 @@ from abm.build import build_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# the tests place CAR-T cells by hand, which the patient's pools know nothing of: no re-lift
 SMALL = {"lattice": {"shape": [24, 24]}, "tumour": {"initial_cells": 100},
-         "run": {"start_day": 0.0, "end_day": 0.1, "seed": 5}}
+         "run": {"start_day": 0.0, "end_day": 0.1, "seed": 5}, "coupling": {"relift_alpha": 0.0}}
 
 
 def test_codes_are_plain_ints_defined_once():

@@ -143,11 +143,14 @@ def _worst_deviation(cfg, seed):
 def test_the_patches_stay_a_poisson_sample_of_the_whole_patient():
     """Over the expansion, the patches' tumour and CAR-T stay within the interval of the pools;
     without the lift they drift far outside it (the CAR-T's early noise, then the tumour)."""
-    base = {"lattice": {"shape": [64, 64]}, "tumour": {"initial_cells": 2000},
-            "patient": {"random_effects": False, "tumour_burden_cells": 9.5e10},
-            "run": {"end_day": 7.0}}
-    worst, s = _worst_deviation(small(base), seed=1)
-    free, _ = _worst_deviation(small({**base, "coupling": {"relift_alpha": 0.0}}), seed=1)
+    from abm.config import load_config
+
+    def default(alpha):
+        return load_config("configs/default.toml",
+                           overrides={"run": {"end_day": 8.0}, "coupling": {"relift_alpha": alpha},
+                                      "output": {"fields": False, "cells": False}})
+    worst, s = _worst_deviation(default(0.003), seed=20261121)
+    free, _ = _worst_deviation(default(0.0), seed=20261121)
     # one step of the agents may move a count a little past the interval before the next lift
     assert worst < 4.5
     assert free > 2 * worst
