@@ -22,14 +22,18 @@ dynamics": the coarse state re-initialises the micro state when they no
 longer agree. Inside the interval nothing changes, so the patches keep their
 own spatial structure and noise.
 
-* **Added cells** take free non-vessel sites of the initial tumour bed
-  (:func:`abm.model.initial.tumour_sites`), chosen uniformly at random; if
-  the bed has too few free sites, free non-vessel sites elsewhere in the
-  patches. A cell is antigen-negative with the whole tumour's share
-  ``T- / T``; an antigen-positive one copies the antigen density of an alive
-  antigen-positive patch cell chosen uniformly (the survivors' distribution,
-  so antigen-low selection carries over), or draws from the initial
-  distribution when there is none.
+* **Added cells** are copies of patch cells placed beside them, as a
+  division would place a daughter: a cell is antigen-negative with the whole
+  tumour's share ``T- / T``, copies an alive patch cell of its class (negative
+  or positive) chosen uniformly, takes its antigen density (so antigen-low
+  selection carries over) and a free non-vessel neighbour of its site. The
+  survivors of a patch sit where the CAR-T did not reach them (far from
+  vessels, behind dying cells); a copy beside them keeps that structure,
+  where cells strewn over the bed would sit among the CAR-T and die at once.
+  A cell without a donor (none of its class left) or without a free
+  neighbour takes a random free site of the initial tumour bed
+  (:func:`abm.model.initial.tumour_sites`), else elsewhere, and a positive
+  one without a donor draws from the initial antigen distribution.
 * **Removed cells** are alive tumour cells chosen uniformly at random. They
   leave the region without lysis: this is re-sampling, not death.
 
@@ -40,16 +44,17 @@ or three times it for the rest of the run (8 seeds of the default patient at
 day 7: 0.82 to 3.0 times), and a patch with too many CAR-T kills its tumour
 too fast. An added CAR-T cell is a copy of a patch CAR-T chosen uniformly
 (phenotype, activation, engagements, division potential, signalling state;
-not engaged), or a naive-like cell with the blood pool's potential when the
-patches hold none, on a free non-vessel site of the tumour bed; a removed
-one is chosen uniformly. The density ratio ``rho`` of
+not engaged) beside it, or a naive-like cell with the blood pool's potential
+on a random free site of the bed when the patches hold none; a removed one is
+chosen uniformly. The density ratio ``rho`` of
 :mod:`abm.model.coupling` still corrects what is left inside the interval.
 
 The moving averages' base counts (``patch_prev_tumour``, ``..._pos``,
 ``patch_prev_cart``) move with the lift, so lifted cells never count as
 growth, kills or entries. Random draws come from stream ``TUMOUR_RELIFT``
-keyed by the step (number rounding: draw 0 tumour, 5 CAR-T), by site (where:
-1) and by row id (which cells: 4, 6; antigen: 2, 3; which CAR-T is copied: 7).
+keyed by the step (number rounding: draw 0 tumour, 5 CAR-T), by site (random
+sites: 1) and by the new or removed cells' ids (which cells go: 4, 6;
+negative or not: 2; donor: 3 tumour, 7 CAR-T; which free neighbour: 8, 9).
 Direct coupling (``coupling.mode = "direct"``), where the patches are the
 whole tumour, never re-lifts.
 """
@@ -147,15 +152,6 @@ class PatchRelift(Process):
         m += int(rng.uniform(state.seed, streams.TUMOUR_RELIFT, state.step, 0, draw) < abs(delta) - m)
         return m if delta > 0 else -m
 
-    def _free_sites(self, state, m: int) -> np.ndarray:
-        """``m`` free non-vessel sites: in the tumour bed first, then elsewhere (sorted)."""
-        occ = state.cells.occ
-        sites = self._pick(state, self.bed[occ[self.bed] < 0], m, 1)
-        if len(sites) < m:
-            free_out = self.elsewhere[occ[self.elsewhere] < 0]
-            sites = np.concatenate([sites, self._pick(state, free_out, m - len(sites), 1)])
-        return np.sort(sites)
-
     def _pick(self, state, candidates: np.ndarray, m: int, draw: int) -> np.ndarray:
         """``m`` of ``candidates`` (site or id numbers) chosen uniformly: the smallest keys."""
         if m >= len(candidates):
@@ -163,27 +159,69 @@ class PatchRelift(Process):
         keys = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, candidates, draw)
         return candidates[np.argsort(keys, kind="stable")[:m]]
 
+    def _random_free(self, state, m: int, taken: set) -> list:
+        """``m`` free non-vessel sites not in ``taken``, at random: the tumour bed first, then elsewhere."""
+        occ = state.cells.occ
+        out = []
+        for pool in (self.bed, self.elsewhere):
+            free = pool[occ[pool] < 0]
+            free = free[~np.isin(free, list(taken))] if taken else free
+            out.extend(self._pick(state, free, m - len(out), 1).tolist())
+            if len(out) >= m:
+                break
+        return out
+
+    def _beside(self, state, donors: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """A site for each new cell: a free neighbour of its donor's site (``-1``: no donor), chosen
+        with ``u``; cells whose donor has no free neighbour get a random free site (:meth:`_random_free`).
+        Sites are distinct; fewer than asked when the patches are full."""
+        c, lat = state.cells, state.lattice
+        nb, occ, vessel = lat.neighbours, c.occ, lat.vessel
+        taken: set = set()
+        sites = np.full(len(donors), -1, dtype=np.int64)
+        for i, d in enumerate(donors):
+            if d < 0:
+                continue
+            free = [q for q in nb[c.site[d]] if q >= 0 and occ[q] < 0 and not vessel[q] and q not in taken]
+            if free:
+                sites[i] = free[min(int(u[i] * len(free)), len(free) - 1)]
+                taken.add(int(sites[i]))
+        lost = np.flatnonzero(sites < 0)
+        spare = self._random_free(state, len(lost), taken)
+        sites[lost[:len(spare)]] = spare
+        return sites
+
+    def _donors(self, state, candidates: np.ndarray, m: int, draw: int) -> np.ndarray:
+        """For each of ``m`` new cells a donor row of ``candidates`` chosen uniformly (-1 if none)."""
+        if len(candidates) == 0:
+            return np.full(m, -1, dtype=np.int64)
+        ids = state.cells.next_id + np.arange(m, dtype=np.int64)   # the ids the new cells will get
+        pick = (rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, draw)
+                * len(candidates)).astype(np.int64)
+        return candidates[np.minimum(pick, len(candidates) - 1)]
+
     def _add(self, state, m: int) -> tuple[int, int]:
         """Add ``m`` tumour cells; returns (cells added, antigen-positive among them)."""
         c, s = state.cells, state.scalars
-        sites = self._free_sites(state, m)
-        if len(sites) == 0:
-            return 0, 0
-        alive = c.rows_of(TUMOUR)
-        alive = alive[c.phenotype[alive] == TUMOUR_ALIVE]
-        donors = alive[c.antigen[alive] > 0.0]
-        rows = c.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
-        ids = c.id[rows]
+        ids = c.next_id + np.arange(m, dtype=np.int64)
         t = max(s["tumour_cells"], 1e-300)
         neg_share = min(1.0, max(0.0, s.get("tumour_antigen_negative_cells", 0.0) / t))
         negative = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 2) < neg_share
-        if len(donors):
-            pick = (rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 3)
-                    * len(donors)).astype(np.int64)
-            antigen = c.antigen[donors[np.minimum(pick, len(donors) - 1)]]
-        else:
-            antigen = initial_antigen(self.tumour, state.seed, ids)
-            antigen = np.where(antigen > 0.0, antigen, self.tumour.antigen_median_molecules)
+        alive = c.rows_of(TUMOUR)
+        alive = alive[c.phenotype[alive] == TUMOUR_ALIVE]
+        pos = c.antigen[alive] > 0.0
+        donors = np.where(negative, self._donors(state, alive[~pos], m, 3),
+                          self._donors(state, alive[pos], m, 3))
+        u = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 8)
+        sites = self._beside(state, donors, u)
+        keep = sites >= 0
+        sites, donors, negative, ids = sites[keep], donors[keep], negative[keep], ids[keep]
+        if len(sites) == 0:
+            return 0, 0
+        fresh = initial_antigen(self.tumour, state.seed, ids)
+        fresh = np.where(fresh > 0.0, fresh, self.tumour.antigen_median_molecules)
+        antigen = np.where(donors >= 0, c.antigen[np.maximum(donors, 0)], fresh)
+        rows = c.add(TUMOUR, sites, phenotype=TUMOUR_ALIVE)
         c.antigen[rows] = np.where(negative, 0.0, antigen)
         return len(rows), int(np.count_nonzero(~negative))
 
@@ -199,24 +237,25 @@ class PatchRelift(Process):
         return len(rows), positive
 
     def _add_cart(self, state, m: int) -> int:
-        """Add ``m`` CAR-T cells, copies of patch CAR-T cells; returns the cells added."""
+        """Add ``m`` CAR-T cells, copies of patch CAR-T cells beside them; returns the cells added."""
         c, s = state.cells, state.scalars
-        sites = self._free_sites(state, m)
+        donors = self._donors(state, c.rows_of(CART), m, 7)
+        ids = c.next_id + np.arange(m, dtype=np.int64)
+        sites = self._beside(state, donors, rng.uniform_array(state.seed, streams.TUMOUR_RELIFT,
+                                                              state.step, ids, 9))
+        keep = sites >= 0
+        sites, donors = sites[keep], donors[keep]
         if len(sites) == 0:
             return 0
-        donors = c.rows_of(CART)
         rows = c.add(CART, sites, phenotype=CART_NAIVE, target=-1)
-        if len(donors):
-            pick = (rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, c.id[rows], 7)
-                    * len(donors)).astype(np.int64)
-            src = donors[np.minimum(pick, len(donors) - 1)]
-            for name in ("phenotype", "activation", "engagements", "divisions_left", "timer",
-                         "glycolytic", "oxidative"):
-                col = getattr(c, name)
-                col[rows] = col[src]
-        else:
+        copied = donors >= 0
+        for name in ("phenotype", "activation", "engagements", "divisions_left", "timer",
+                     "glycolytic", "oxidative"):
+            col = getattr(c, name)
+            col[rows[copied]] = col[donors[copied]]
+        if not copied.all():
             pool = s.get("cart_pool_divisions_left", self.max_div)
-            c.divisions_left[rows] = int(round(min(self.max_div, max(0.0, pool))))
+            c.divisions_left[rows[~copied]] = int(round(min(self.max_div, max(0.0, pool))))
         return len(rows)
 
     def _remove_cart(self, state, m: int) -> int:

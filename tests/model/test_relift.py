@@ -61,10 +61,15 @@ def test_an_emptied_patch_is_refilled_to_the_whole_tumours_density():
     assert s["patch_prev_tumour"] == 120.0                  # the lift is not growth
     assert s["patch_prev_tumour_pos"] == np.count_nonzero(c.antigen[alive] > 0)
     assert s["tumour_relifted_in_total"] == 110
-    bed = set(tumour_sites(sim.state.lattice, cfg.tumour.initial_cells, 3).tolist())
     new = alive[c.id[alive] >= c.next_id - 110]
-    assert all(int(x) in bed for x in c.site[new])          # in the tumour bed
-    assert not sim.state.lattice.vessel[c.site[new]].any()
+    old = alive[c.id[alive] < c.next_id - 110]
+    lat = sim.state.lattice
+    beside = set(lat.neighbours[c.site[old]].ravel().tolist())
+    bed = set(tumour_sites(lat, cfg.tumour.initial_cells, 3).tolist())
+    # copies sit beside the ten survivors while there is room, then in the tumour bed
+    assert all(int(x) in beside or int(x) in bed for x in c.site[new])
+    assert sum(int(x) in beside for x in c.site[new]) >= 20   # the ten sit in a row: ~24 free sites
+    assert not lat.vessel[c.site[new]].any()
     negative = np.count_nonzero(c.antigen[new] == 0.0)
     assert 10 <= negative <= 45                             # ~ Binomial(110, 0.25): 27.5 +- 4.5
     c.check_invariants(sim.state.lattice)
