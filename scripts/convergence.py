@@ -27,10 +27,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (label, K, lattice edge, tumour cells per patch): same tumour share of the patch as the default.
-FIDELITIES = [("K1 64^2", 1, 64, 2000), ("K1 96^2", 1, 96, 4500), ("K1 128^2 (default)", 1, 128, 8000),
-              ("K2 128^2", 2, 128, 8000), ("K4 128^2", 4, 128, 8000), ("K8 128^2", 8, 128, 8000),
-              # as many sites as the default, in four patches
-              ("K4 64^2", 4, 64, 2000)]
+FIDELITIES = [("K1 64^2", 1, 64, 2000), ("K1 96^2", 1, 96, 4500), ("K1 128^2", 1, 128, 8000),
+              ("K4 64^2 (default)", 4, 64, 2000), ("K2 128^2", 2, 128, 8000), ("K4 128^2", 4, 128, 8000),
+              ("K8 128^2", 8, 128, 8000)]
 FINEST = "K8 128^2"
 ENDPOINTS = ("blood_cart_peak_per_ul", "blood_cart_peak_day", "blood_cart_day28_per_ul",
              "plasma_il6_peak_pg_ml", "crs_max_grade", "icans_max_grade", "best_response_code")
@@ -163,7 +162,8 @@ def main(argv=None) -> int:
             for lab, *_ in FIDELITIES:
                 v = np.array([r[key] for r in by[lab]])
                 p = float(np.mean(v >= c))
-                ok = lo <= p <= hi
+                # (the Wilson bounds of a share of 0 or 1 miss it by a rounding error)
+                ok = lo - 1e-9 <= p <= hi + 1e-9
                 verdicts[(f"{key}>={c}", lab)] = ok
                 cells.append(f"{100 * p:.0f} %{'' if ok or lab == FINEST else ' (out)'}")
             name = {"crs_max_grade": "CRS", "icans_max_grade": "ICANS"}.get(key, "response")
