@@ -19,6 +19,7 @@ import pytest
 from abm import cells as C
 from abm.kernels.cells_common import F_IFNG, event_prob
 from abm.model.kinetics import WholePatient
+from tests.helpers.patients import small
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
 from helpers.cells import fields2d, fill_tumour, make_sim, mixed_scenario  # noqa: E402
@@ -114,18 +115,6 @@ def test_bystander_off_is_bit_identical_to_main():
 
 
 # -- the whole patient ------------------------------------------------------------
-
-def small(extra=None):
-    """A small patient (as tests/model/test_kinetics.py)."""
-    from abm.config import config_from_dict
-    data = {"lattice": {"shape": [32, 32]}, "tumour": {"initial_cells": 300},
-            "patient": {"random_effects": False, "tumour_burden_cells": 3e10},
-            "run": {"seed": 5, "start_day": -1.0, "end_day": 6.0},
-            "output": {"fields": False, "cells": False}}
-    for k, v in (extra or {}).items():
-        data.setdefault(k, {}).update(v)
-    return config_from_dict(data)
-
 
 class _Cells:
     def __init__(self, kinds, phen, antigen):

@@ -8,22 +8,10 @@ import pytest
 from scipy.linalg import expm
 
 from abm.build import build_simulation
-from abm.config import config_from_dict
 from abm.model import response as R
 from abm.model.coupling import PatchRates, bed_scale
 from abm.model.kinetics import CART_POOLS, KineticsParams, PATIENT_SLOTS, cart_rate_matrix
-
-SMALL = {"lattice": {"shape": [32, 32]}, "tumour": {"initial_cells": 300},
-         "patient": {"random_effects": False, "tumour_burden_cells": 3e10},
-         "run": {"seed": 5, "start_day": -1.0, "end_day": 6.0},
-         "output": {"fields": False, "cells": False}}
-
-
-def small(extra=None):
-    data = {k: dict(v) for k, v in SMALL.items()}
-    for k, v in (extra or {}).items():
-        data.setdefault(k, {}).update(v)
-    return config_from_dict(data)
+from tests.helpers.patients import small
 
 
 def test_rate_matrix_conserves_cells_without_birth_or_death():
