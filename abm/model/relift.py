@@ -108,10 +108,12 @@ class PatchRelift(Process):
         self.scale = bed_scale(cfg)
         self.tumour = cfg.tumour
         lat = state.lattice
-        self.bed = tumour_sites(lat, cfg.tumour.initial_cells, state.seed)
+        # the initial tumour bed and the other free-able sites (only a lift places cells)
+        self.bed = tumour_sites(lat, cfg.tumour.initial_cells, state.seed) if self.on else \
+            np.empty(0, dtype=np.int64)
         in_bed = np.zeros(lat.n_sites, dtype=bool)
         in_bed[self.bed] = True
-        self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel)
+        self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel) if self.on else self.bed
         self.max_div = cfg.product.max_divisions
         s = state.scalars
         for key in self.meta:
