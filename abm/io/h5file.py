@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,6 +103,45 @@ def storage_error(exc: BaseException, path) -> StorageError:
     return StorageError(f"{path}: write failed: {reason}; {free_space(path)} on its file system")
 
 
+#: How long opening a locked file is retried before it is reported (a writer that is
+#: closing, or exiting, releases its lock within this time).
+LOCK_WAIT_S = 3.0
+
+
+def lock_holders(path) -> list[str]:
+    """The processes holding a lock on ``path``, as ``"PID (command)"`` (Linux, from
+    /proc/locks; empty where that cannot be read).
+
+    A flock belongs to an open file, and /proc/locks names the process that took
+    it: a holder named "exited" passed the open file on to a child it started.
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 5 and parts[5] == key and parts[4].isdigit():
+            pid = parts[4]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = " ".join(fh.read().decode(errors="replace").replace("\0", " ").split())
+            except OSError:
+                cmd = "exited"
+            out.append(f"{pid} ({cmd[:80] or '?'})")
+    return out
+
+
+def _locked_error(path: Path) -> FileFormatError:
+    holders = lock_holders(path)
+    by = f" by process {', '.join(holders)}" if holders else ""
+    return FileFormatError(f"{path}: is locked{by}; is another abm process writing it?")
+
+
 def part_path(path: Path) -> Path:
     """The name under which ``path`` is written until the run completes."""
     return path.with_name(path.name + PART_SUFFIX)
@@ -130,15 +170,18 @@ def open_run_file(path, mode: str = "r") -> h5py.File:
         raise FileFormatError(f"{path}: is a directory, not an output file")
     if not h5py.is_hdf5(path):
         raise FileFormatError(f"{path}: not an HDF5 file")
-    for attempt in (0, 1):
+    attempt, deadline = 0, time.monotonic() + LOCK_WAIT_S
+    while True:
         try:
             h5 = h5py.File(path, mode)
             break
         except OSError as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "lock" in msg.lower():
-                raise FileFormatError(f"{path}: is locked; is another abm process writing it?") \
-                    from None
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise _locked_error(path) from None
             if is_unclosed_error(exc) and attempt == 0:
                 if mode == "r":   # a killed writer's file, read without changing it
                     h5 = open_readonly(path)
@@ -146,6 +189,7 @@ def open_run_file(path, mode: str = "r") -> h5py.File:
                 # killed writer: no process holds the lock (HDF5 checks it first),
                 # so clear the superblock's "open for write" flag, as h5clear -s does
                 if clear_status_flags(path):
+                    attempt = 1
                     continue
                 raise FileFormatError(f"{path}: was not closed cleanly and abm cannot repair "
                                       "it; try 'h5clear -s' on it") from None
