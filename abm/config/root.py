@@ -12,7 +12,7 @@ from abm.model.blood import BloodParams, LymphodepletionParams
 from abm.model.brain import BrainParams
 from abm.model.cart import ProductParams
 from abm.model.clinician import ClinicianParams
-from abm.model.coupling import CouplingParams, bed_scale
+from abm.model.coupling import CouplingParams, bed_scale, n_patches
 from abm.model.drugs import DrugParams
 from abm.model.endothelium import EndothelialParams
 from abm.model.events import EventParams
@@ -187,6 +187,13 @@ class Config(Section):
             fail("coupling.mode", f"'direct' needs the whole tumour in the patches, but the burden "
                                   f"{self.patient.burden_cells:.3g} cells is {bed_scale(self):.3g} times the "
                                   f"patches' tumour cells; use 'multiscale' or a burden <= 2 x the patch cells")
+        if self.coupling.mode == "multiscale" and bed_scale(self) < 1.0:
+            # the patches are regions sampled from the tumour: they cannot hold more of it than
+            # there is
+            fail("patient.tumour_burden_cells", f"{self.patient.burden_cells:.3g} cells is less than the "
+                                         f"patches' {n_patches(self) * self.tumour.initial_cells} "
+                                         f"tumour cells; raise it, lower tumour.initial_cells, or "
+                                         f"use coupling.mode = 'direct'")
         if self.fields.solver == "explicit" and self.lattice.shape and len(self.lattice.shape) == 3 \
                 and max(self.lattice.shape) > 256:
             fail("fields.solver", "'explicit' on a 3D lattice larger than 256 per side would need "
