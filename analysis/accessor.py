@@ -167,7 +167,9 @@ class AbmAccessor:
         ``blood_cart_peak_day`` (the expansion peak: records from
         ``cart_peak_after_days`` after infusion on, skipping the infusion
         itself, as the simulator), ``blood_cart_day<d>_per_ul`` (d = 7, 14,
-        28), ``blood_cart_day28_over_peak`` (contraction); ``plasma_<c>_peak_pg_ml`` and ``plasma_<c>_peak_day`` per
+        28), ``blood_cart_day28_over_peak`` (contraction),
+        ``blood_cart_peak_over_nadir`` (expansion over the post-infusion nadir,
+        :func:`analysis.endpoints.fold_over_nadir`); ``plasma_<c>_peak_pg_ml`` and ``plasma_<c>_peak_day`` per
         cytokine; ``tumour_baseline, tumour_eval, response_day,
         tumour_change, response`` (CR/PR/SD/PD); ``<drug>_doses``,
         ``<drug>_total_mg``, ``<drug>_first_day``, ``drugs_used`` (text);
@@ -379,9 +381,11 @@ def _run_endpoints(t, v: dict, kinds, drugs, cytos, merge_gap_h, response_day,
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
         out["blood_cart_day28_over_peak"] = E.over_peak(out["blood_cart_day28_per_ul"],
                                                         out["blood_cart_peak_per_ul"])
+        out["blood_cart_peak_over_nadir"] = E.fold_over_nadir(t, cart,
+                                                              out["blood_cart_peak_day"])[1]
     else:
         out["blood_cart_peak_per_ul"] = out["blood_cart_peak_day"] = math.nan
-        out["blood_cart_day28_over_peak"] = math.nan
+        out["blood_cart_day28_over_peak"] = out["blood_cart_peak_over_nadir"] = math.nan
         for d in CART_DAYS:
             out[f"blood_cart_day{d}_per_ul"] = math.nan
     for c in cytos:

@@ -108,10 +108,8 @@ def run_kinetics(t, cart, *, after_day: float = E.CART_PEAK_AFTER_DAYS,
         return out
     peak, day = E.peak(t[late], c[late])
     out["cart_peak_per_ul"], out["cart_peak_day"] = peak, day
-    pre = (t > 1e-9) & (t <= day + 1e-9) & (c > 0)
-    if pre.any() and peak > 0:
-        nadir = float(c[pre].min())
-        out["cart_nadir_per_ul"], out["cart_fold_expansion"] = nadir, peak / nadir
+    if peak > 0:
+        out["cart_nadir_per_ul"], out["cart_fold_expansion"] = E.fold_over_nadir(t, c, day)
     tail = (t >= day - 1e-9) & (c > 0)
     if t[-1] - day >= min_tail_days - 1e-9 and np.count_nonzero(tail) >= 3:
         out["cart_contraction_per_day"] = -float(np.polyfit(t[tail], np.log(c[tail]), 1)[0])

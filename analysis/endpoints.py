@@ -190,6 +190,22 @@ def over_peak(value: float, peak: float) -> float:
     return value / peak if peak > 0 else math.nan
 
 
+def fold_over_nadir(time, y, peak_day: float) -> tuple[float, float]:
+    """``(nadir, peak / nadir)`` of an expansion peaking on ``peak_day``.
+
+    The nadir is the lowest positive level after infusion (day > 0) up to the
+    peak: the level the expansion starts from once the infused cells have
+    distributed. The fold is 1 when the level only falls; NaNs without data.
+    """
+    t, v = finite_points(time, y)
+    pre = (t > 1e-9) & (t <= peak_day + 1e-9) & (v > 0)
+    if not pre.any() or not math.isfinite(peak_day):
+        return math.nan, math.nan
+    nadir = float(v[pre].min())
+    at_peak = v[pre][np.flatnonzero(t[pre] <= peak_day + 1e-9)[-1]]
+    return nadir, float(at_peak) / nadir
+
+
 def value_at(time, y, day: float) -> float:
     """Value at the last record at or before ``day`` (NaN if the run ends before ``day``
     by more than half a record interval, or starts after it)."""

@@ -60,6 +60,8 @@ SUMMARIES = {s.name: s for s in (
     Summary("cart_tmax", "log_median", "blood_cart_peak_day", "day of the blood CAR-T peak (Tmax)", "day"),
     Summary("cart_contraction", "log_median", "blood_cart_day28_over_peak",
             "blood CAR-T day 28 over the peak (contraction)"),
+    Summary("cart_expansion", "log_median", "blood_cart_peak_over_nadir",
+            "blood CAR-T peak over the post-infusion nadir (expansion)"),
 )}
 
 #: Endpoints a run contributes (columns of a wave's endpoints.csv).
@@ -79,10 +81,12 @@ def contraction_ratio(days: float, alpha: float, fb: float, beta: float) -> floa
 #: Blood CAR-T kinetics (docs/model.md 11): costimulation -> {summary: (value, source)}.
 KINETICS = {
     "CD28": {"cart_day7": (27.5, "Kimmel 2021"), "cart_day14": (9.1, "Kimmel 2021"),
-             "cart_day28": (2.1, "Kimmel 2021")},
+             "cart_day28": (2.1, "Kimmel 2021"),
+             "cart_expansion": (100.0, "at least two logs over the post-infusion nadir")},
     "4-1BB": {"cart_tmax": (9.5, "Stein 2019 (Tmax ~9-10 d)"),
               "cart_contraction": (contraction_ratio(28.0 - 9.5, 0.16, 0.0079, 0.0032),
-                                   "Stein 2019 (alpha 0.16/d, FB 0.79 %, beta 0.0032/d from a day-9.5 peak)")},
+                                   "Stein 2019 (alpha 0.16/d, FB 0.79 %, beta 0.0032/d from a day-9.5 peak)"),
+              "cart_expansion": (100.0, "at least two logs over the post-infusion nadir")},
 }
 
 
@@ -149,6 +153,8 @@ def run_endpoints(path) -> dict:
             out[f"blood_cart_day{d}_per_ul"] = E.value_at(t, cart, d)
         out["blood_cart_day28_over_peak"] = E.over_peak(out["blood_cart_day28_per_ul"],
                                                         out["blood_cart_peak_per_ul"])
+        out["blood_cart_peak_over_nadir"] = E.fold_over_nadir(
+            t, cart, out["blood_cart_peak_day"])[1]
     whole = E.TUMOUR_VAR in v
     tum = v.get(E.TUMOUR_VAR, v.get(E.PATCH_TUMOUR_VAR))
     out["best_response"] = (E.response(t, tum, E.RESPONSE_DAY, whole=whole)["best_response"]

@@ -303,3 +303,14 @@ def test_risk_of_the_synthetic_trials_matches_the_design(trials):
     ep = open_batch(trials[1]).abm.endpoints()
     r = risk_table(ep).set_index("outcome")
     assert (r.loc["CRS any grade", "k"], r.loc["ICANS grade >= 3", "k"]) == (6, 1)
+
+
+def test_fold_over_nadir_is_the_kinetics_fold():
+    from analysis.endpoints import fold_over_nadir
+    t = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 5.0, 9.0, 12.0])
+    c = np.array([0.0, 50.0, 4.0, 2.0, 3.0, 40.0, 200.0, 80.0])
+    assert fold_over_nadir(t, c, 9.0) == (2.0, 100.0)   # day 0 (infusion) is not the nadir
+    assert fold_over_nadir(t, c, 0.5) == (4.0, 1.0)     # falls only: fold 1
+    r = run_kinetics(t, c, after_day=1.0)
+    assert (r["cart_nadir_per_ul"], r["cart_fold_expansion"]) == (2.0, 100.0)
+    assert all(np.isnan(fold_over_nadir(t[:2], c[:2], 0.0)))
