@@ -284,4 +284,4 @@ def test_the_shipped_calibration_config_validates(capsys):
     assert "800 runs + 100 for the check" in out and "16 targets" in out
     assert cli_main(["calibrate", str(ROOT / "configs" / "calibration_41bb.toml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "320 runs + 40 for the check" in out and "8 targets" in out
+    assert "320 runs + 40 for the check" in out and "9 targets" in out
