@@ -231,9 +231,11 @@ def resolved(kernel, args: tuple) -> Callable:
     notices. The entry returned here takes arguments of exactly these types
     only: the caller must resolve again whenever an argument's type may change
     (e.g. when a bundle is rebuilt). With the JIT disabled, or before the
-    kernel was compiled for these types, this is ``kernel`` itself.
+    kernel was compiled for these types, this is ``kernel`` itself, and so it
+    is for a plain function standing in for a kernel (the per-kernel timers of
+    ``benchmarks/bench_patient.py``).
     """
-    if JIT_DISABLED:
+    if JIT_DISABLED or not hasattr(kernel, "typeof_pyval"):
         return kernel
     sig = tuple(kernel.typeof_pyval(a) for a in args)
     cres = kernel.overloads.get(sig)
