@@ -202,8 +202,7 @@ def fold_over_nadir(time, y, peak_day: float) -> tuple[float, float]:
     if not pre.any() or not math.isfinite(peak_day):
         return math.nan, math.nan
     nadir = float(v[pre].min())
-    at_peak = v[pre][np.flatnonzero(t[pre] <= peak_day + 1e-9)[-1]]
-    return nadir, float(at_peak) / nadir
+    return nadir, float(v[pre][-1]) / nadir   # the last record up to the peak is the peak
 
 
 def value_at(time, y, day: float) -> float:
