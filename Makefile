@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench validate trials burden figures figures-patient docs clean-venv
 
+# Installation ends by compiling the kernels (15-25 s, once): the first run loads them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/abm compile configs/default.toml
 	touch $(STAMP)
 
 # Main job: the default virtual patient and its report, then a small mixed

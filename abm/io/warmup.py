@@ -179,5 +179,35 @@ def start(config, seed=None, helpers: int | None = None) -> Warmup | None:
     return Warmup(procs)
 
 
-__all__ = ["Warmup", "start", "cache_is_empty", "default_helpers", "available_cpus",
+def compile_kernels(config, threads: int = 1, helpers: int | None = None) -> dict:
+    """Compile (or load) every kernel a run of ``config`` calls into the on-disk cache.
+
+    What ``abm compile`` does, and ``make`` at installation: a throwaway
+    simulation of ``config`` takes one step and assembles its time-series
+    record before and after it (nothing is written), with :func:`start`'s
+    helpers compiling alongside when the cache is empty. A later run of a
+    config of the same kind (lattice dimension, thread count) then loads its
+    kernels instead of compiling them. Returns the cache misses (compiled
+    here) and hits (already compiled) of this call.
+    """
+    from abm.build import build_simulation
+    from abm.kernels.jit import compile_stats
+
+    set_threads(threads)
+    before = compile_stats()
+    helpers_running = start(config, helpers=helpers)
+    try:
+        sim = build_simulation(config)
+        sim.record_row()     # the record's tallies are kernels of their own
+        sim.step()
+        sim.record_row()
+    finally:
+        if helpers_running is not None:
+            helpers_running.stop()
+    after = compile_stats()
+    return {"compiled": after["cache_misses"] - before["cache_misses"],
+            "loaded": after["cache_hits"] - before["cache_hits"]}
+
+
+__all__ = ["Warmup", "start", "compile_kernels", "cache_is_empty", "default_helpers", "available_cpus",
            "phase_order", "helper_order", "MAX_HELPERS"]

@@ -75,3 +75,22 @@ def test_a_cold_run_with_a_helper_writes_the_same_file(tmp_path):
     spec.loader.exec_module(mod)
     _, diffs = mod.compare_h5(tmp_path / "helped.h5", tmp_path / "plain.h5")
     assert [d for d in diffs if not d.startswith("/@history")] == [], diffs   # history: a date
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="needs the JIT")
+def test_abm_compile_leaves_nothing_for_the_first_run_to_compile(tmp_path):
+    """`abm compile` (what `make` runs at installation) fills an empty cache with every kernel a
+    whole run calls, the time-series records' included: the run after it compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    config = tmp_path / "small.toml"
+    config.write_text('[run]\nname = "small"\nstart_day = 0.0\nend_day = 0.05\nseed = 1\n'
+                      '[lattice]\nshape = [24, 24]\n[tumour]\ninitial_cells = 50\n')
+    res = subprocess.run([sys.executable, "-m", "abm", "compile", str(config)], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "kernels ready" in res.stderr + res.stdout
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run.h5"), "0"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    stats = json.loads(run.stdout.strip().splitlines()[-1])
+    assert stats["numba_cache_misses"] == 0 and stats["numba_cache_hits"] > 0, stats
