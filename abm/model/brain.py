@@ -125,8 +125,8 @@ class BrainParams(Section):
     endothelial_response: bool = param(True, unit="-",
                                        doc="brain endothelium responds to cytokines (false: stays at baseline)")
     # brain endothelial activation
-    il6_ec50_pg_ml: float = param(301.2, unit="pg/mL", gt=0,
-                                  doc="IL-6 signalling above baseline (potency; calibrated, docs/calibration.md 7.11)")
+    il6_ec50_pg_ml: float = param(180.0, unit="pg/mL", gt=0,
+                                  doc="IL-6 signalling above baseline (potency; calibrated, docs/calibration.md 7.7)")
     ifng_ec50_pg_ml: float = param(600.0, unit="pg/mL", gt=0,
                                    doc="IFN-gamma above baseline (potency; calibrated, docs/calibration.md 5)")
     il1_ec50_pg_ml: float = param(40.0, unit="pg/mL", gt=0, doc="IL-1 signalling above baseline (potency)")

@@ -61,13 +61,13 @@ class ProductParams(Section):
                                              "conversion, resistance to exhaustion, persistence); unset: "
                                              "the domain's value (abm/presets/costimulation.toml)")
     # -- homing and egress ---------------------------------------------------
-    homing_per_day: float = param(1.196, unit="1/day", ge=0, le=100,
+    homing_per_day: float = param(0.46, unit="1/day", ge=0, le=100,
                                   doc="fraction of blood CAR-T entering the tumour per day through "
                                       "resting vessels (permeability 1) at the reference burden "
                                       "tumour.homing_reference_burden_cells (it rises with burden, "
                                       "abm.model.tumour.homing_rate_per_day); scaled by local permeability. "
                                       "Blood holds ~2 % of the CAR-T outside the tumour and lymphoma sits "
-                                      "mostly in lymph nodes; calibrated (docs/calibration.md 7.11)")
+                                      "mostly in lymph nodes; calibrated (docs/calibration.md 7.7)")
     egress_per_day: float = param(3.0, unit="1/day", ge=0, le=1000,
                                   doc="rate at which a free cell on a vessel site returns to blood")
     speed_um_per_min: float = param(5.0, unit="um/min", ge=0, le=100,
@@ -82,10 +82,10 @@ class ProductParams(Section):
     division_basal_fraction: float = param(0.4, unit="1", ge=0, le=1,
                                            doc="share of the division rate reached without glycolytic "
                                                "drive (g = 0)")
-    max_divisions: int = param(17, unit="-", ge=0, le=100,
+    max_divisions: int = param(21, unit="-", ge=0, le=100,
                                doc="division potential of a product cell (a population expanding e-fold "
                                    "gains 2 generations on average, so the >= 2-log clinical expansion "
-                                   "needs >= 9; calibrated, docs/calibration.md 7.11)")
+                                   "needs >= 9; calibrated, docs/calibration.md 7.7)")
     division_il7_15_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
                                               doc="IL-7/IL-15 giving half the division boost")
     division_il7_15_boost: float = param(1.0, unit="1", ge=0, le=10,

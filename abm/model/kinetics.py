@@ -154,9 +154,9 @@ class KineticsParams(Section):
     body_to_blood_per_day: float = param(0.5, unit="1/day", ge=0, le=100,
                                          doc="CAR-T return from the rest of the body")
     blood_death_per_day: float = param(0.1, unit="1/day", ge=0, le=10, doc="CAR-T death in blood")
-    lymphoid_death_per_day: float = param(0.7426, unit="1/day", ge=0, le=10,
+    lymphoid_death_per_day: float = param(0.38, unit="1/day", ge=0, le=10,
                                           doc="CAR-T death in lymphoid organs and marrow (contraction; "
-                                              "calibrated, docs/calibration.md 7.11)")
+                                              "calibrated, docs/calibration.md 7.7)")
     body_death_per_day: float = param(0.2, unit="1/day", ge=0, le=10,
                                       doc="CAR-T death in the rest of the body")
     egress_via_lymph_fraction: float = param(1.0, unit="1", ge=0, le=1,

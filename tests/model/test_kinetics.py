@@ -56,11 +56,7 @@ def test_b_cells_relax_to_baseline_and_fall_with_lymphodepletion():
 
 
 def test_b_cell_aplasia_follows_expansion():
-    # with a lymphoid contraction of 0.38/day (the 7.7.2 calibration): at the current 0.74/day the
-    # lymphoid CAR-T stay ~20x fewer and B cells fall to ~30 % by day 10, a miss of the defaults
-    # (docs/calibration.md 8.2), not of the mechanism this tests
-    sim = build_simulation(small({"run": {"end_day": 10.0},
-                                  "kinetics": {"lymphoid_death_per_day": 0.38}}), seed=2)
+    sim = build_simulation(small({"run": {"end_day": 10.0}}), seed=2)
     sim.run(sim.config.run.n_steps)
     s = sim.state.scalars
     b0 = sim.config.kinetics.b_cells_per_kg * sim.config.patient.weight_kg
