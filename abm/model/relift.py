@@ -37,24 +37,30 @@ own spatial structure and noise.
 * **Removed cells** are alive tumour cells chosen uniformly at random. They
   leave the region without lysis: this is re-sampling, not death.
 
-The CAR-T cells are re-lifted the same way, to the whole tumour's CAR-T
-density ``C_T / S_v``. Their early noise is large: the first few entrants and
-their first divisions decide whether a patch holds about the patient's density
-or three times it for the rest of the run (8 seeds of the default patient at
-day 7: 0.82 to 3.0 times), and a patch with too many CAR-T kills its tumour
-too fast. An added CAR-T cell is a copy of a patch CAR-T chosen uniformly
-(phenotype, activation, engagements, division potential, signalling state;
-not engaged) beside it, or a naive-like cell with the blood pool's potential
-on a random free site of the bed when the patches hold none; a removed one is
-chosen uniformly. The density ratio ``rho`` of
+The CAR-T cells are re-lifted the same way, patch by patch: each of the K
+patches to its share of the whole tumour's CAR-T, ``C_T / (K S_v)``. Their
+early noise is large: the first few entrants and their first divisions decide
+whether a patch holds about the patient's density or three times it for the
+rest of the run (8 seeds of the default patient at day 7: 0.82 to 3.0 times),
+and a patch with too many CAR-T kills its tumour too fast. Lifted as a total,
+the CAR-T gathered in the patches their first entrants had cleared while a
+patch none had reached kept its tumour to the end (docs/multiscale.md 2): the
+whole tumour's CAR-T are one well-mixed pool, so every sample of the tumour
+holds its share. An added CAR-T cell is a copy of a CAR-T of its patch chosen
+uniformly (phenotype, activation, engagements, division potential, signalling
+state; not engaged) beside it, or a naive-like cell with the blood pool's
+potential on a random free site of the patch's bed when the patch holds none;
+a removed one is chosen uniformly among the patch's. With one patch this is
+the lift of the total (draws keyed by the patch number, 0). The density ratio ``rho`` of
 :mod:`abm.model.coupling` still corrects what is left inside the interval.
 
 The moving averages' base counts (``patch_prev_tumour``, ``..._pos``,
 ``patch_prev_cart``) move with the lift, so lifted cells never count as
 growth, kills or entries. Random draws come from stream ``TUMOUR_RELIFT``
-keyed by the step (number rounding: draw 0 tumour, 5 CAR-T), by site (random
-sites: 1) and by the new or removed cells' ids (which cells go: 4, 6;
-negative or not: 2; donor: 3 tumour, 7 CAR-T; which free neighbour: 8, 9).
+keyed by the step (number rounding: draw 0 tumour, 5 CAR-T with the patch
+number as id), by site (random sites: 1) and by the new or removed cells' ids
+(which cells go: 4, 6; negative or not: 2; donor: 3 tumour, 7 CAR-T; which
+free neighbour: 8, 9).
 Direct coupling (``coupling.mode = "direct"``), where the patches are the
 whole tumour, never re-lifts.
 """
@@ -118,6 +124,8 @@ class PatchRelift(Process):
         in_bed = np.zeros(lat.n_sites, dtype=bool)
         in_bed[self.bed] = True
         self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel) if self.on else self.bed
+        self.n_patches = lat.n_patches
+        self.patch_of = lat.patch_of
         self.max_div = cfg.product.max_divisions
         s = state.scalars
         for key in self.meta:
@@ -138,25 +146,39 @@ class PatchRelift(Process):
             s["patch_prev_tumour"] -= removed
             s["patch_prev_tumour_pos"] -= positive
             s["tumour_relifted_out_total"] += removed
-        m = self._excess(state, s["patch_prev_cart"], s["tumour_cart_cells"], 5)
-        if m > 0:
-            added = self._add_cart(state, m)
-            s["patch_prev_cart"] += added
-            s["cart_relifted_in_total"] += added
-        elif m < 0:
-            removed = self._remove_cart(state, -m)
-            s["patch_prev_cart"] -= removed
-            s["cart_relifted_out_total"] += removed
+        # CAR-T patch by patch: each patch is a sample of the tumour, at its CAR-T density
+        k_n = self.n_patches
+        if k_n == 1:
+            per_patch = [s["patch_prev_cart"]]
+        else:
+            c = state.cells
+            per_patch = np.bincount(self.patch_of(c.site[c.rows_of(CART)]), minlength=k_n).tolist()
+        for k, n in enumerate(per_patch):
+            m = self._excess(state, n, s["tumour_cart_cells"] / k_n, 5, patch=k)
+            if m > 0:
+                added = self._add_cart(state, m, k)
+                s["patch_prev_cart"] += added
+                s["cart_relifted_in_total"] += added
+            elif m < 0:
+                removed = self._remove_cart(state, -m, k)
+                s["patch_prev_cart"] -= removed
+                s["cart_relifted_out_total"] += removed
 
-    def _excess(self, state, n: float, whole: float, draw: int) -> int:
-        """Cells to add (> 0) or remove (< 0) so that the patches hold ``whole / S_v``; 0 if inside."""
+    def _excess(self, state, n: float, whole: float, draw: int, patch: int = 0) -> int:
+        """Cells to add (> 0) or remove (< 0) so that ``n`` becomes ``whole / S_v``; 0 if inside."""
         target = max(0.0, whole) / self.scale
         if not outside_poisson_interval(n, target, self.alpha):
             return 0
         delta = target - n
         m = math.floor(abs(delta))
-        m += int(rng.uniform(state.seed, streams.TUMOUR_RELIFT, state.step, 0, draw) < abs(delta) - m)
+        m += int(rng.uniform(state.seed, streams.TUMOUR_RELIFT, state.step, patch, draw) < abs(delta) - m)
         return m if delta > 0 else -m
+
+    def _in_patch(self, sites: np.ndarray, patch: int | None) -> np.ndarray:
+        """Those of ``sites`` in patch ``patch`` (all for None or a single patch)."""
+        if patch is None or self.n_patches == 1:
+            return sites
+        return sites[self.patch_of(sites) == patch]
 
     def _pick(self, state, candidates: np.ndarray, m: int, draw: int) -> np.ndarray:
         """``m`` of ``candidates`` (site or id numbers) chosen uniformly: the smallest keys."""
@@ -165,11 +187,13 @@ class PatchRelift(Process):
         keys = rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, candidates, draw)
         return candidates[np.argsort(keys, kind="stable")[:m]]
 
-    def _random_free(self, state, m: int, taken: set) -> list:
-        """``m`` free non-vessel sites not in ``taken``, at random: the tumour bed first, then elsewhere."""
+    def _random_free(self, state, m: int, taken: set, patch: int | None = None) -> list:
+        """``m`` free non-vessel sites not in ``taken``, at random: the tumour bed first, then elsewhere
+        (of patch ``patch`` only, unless None)."""
         occ = state.cells.occ
         out = []
         for pool in (self.bed, self.elsewhere):
+            pool = self._in_patch(pool, patch)
             free = pool[occ[pool] < 0]
             free = free[~np.isin(free, list(taken))] if taken else free
             out.extend(self._pick(state, free, m - len(out), 1).tolist())
@@ -177,7 +201,7 @@ class PatchRelift(Process):
                 break
         return out
 
-    def _beside(self, state, donors: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def _beside(self, state, donors: np.ndarray, u: np.ndarray, patch: int | None = None) -> np.ndarray:
         """A site for each new cell: a free neighbour of its donor's site (``-1``: no donor), chosen
         with ``u``; cells whose donor has no free neighbour get a random free site (:meth:`_random_free`).
         Sites are distinct; fewer than asked when the patches are full."""
@@ -193,7 +217,7 @@ class PatchRelift(Process):
                 sites[i] = free[min(int(u[i] * len(free)), len(free) - 1)]
                 taken.add(int(sites[i]))
         lost = np.flatnonzero(sites < 0)
-        spare = self._random_free(state, len(lost), taken)
+        spare = self._random_free(state, len(lost), taken, patch)
         sites[lost[:len(spare)]] = spare
         return sites
 
@@ -242,13 +266,20 @@ class PatchRelift(Process):
         c.remove(rows)
         return len(rows), positive
 
-    def _add_cart(self, state, m: int) -> int:
-        """Add ``m`` CAR-T cells, copies of patch CAR-T cells beside them; returns the cells added."""
+    def _cart_rows(self, state, patch: int) -> np.ndarray:
+        """Rows of the CAR-T cells in patch ``patch``."""
+        c = state.cells
+        rows = c.rows_of(CART)
+        return rows if self.n_patches == 1 else rows[self.patch_of(c.site[rows]) == patch]
+
+    def _add_cart(self, state, m: int, patch: int = 0) -> int:
+        """Add ``m`` CAR-T cells to patch ``patch``, copies of its CAR-T cells beside them; returns
+        the cells added."""
         c, s = state.cells, state.scalars
-        donors = self._donors(state, c.rows_of(CART), m, 7)
+        donors = self._donors(state, self._cart_rows(state, patch), m, 7)
         ids = c.next_id + np.arange(m, dtype=np.int64)
         sites = self._beside(state, donors, rng.uniform_array(state.seed, streams.TUMOUR_RELIFT,
-                                                              state.step, ids, 9))
+                                                              state.step, ids, 9), patch)
         keep = sites >= 0
         sites, donors = sites[keep], donors[keep]
         if len(sites) == 0:
@@ -264,10 +295,10 @@ class PatchRelift(Process):
             c.divisions_left[rows[~copied]] = int(round(min(self.max_div, max(0.0, pool))))
         return len(rows)
 
-    def _remove_cart(self, state, m: int) -> int:
-        """Remove ``m`` CAR-T cells chosen uniformly; returns the cells removed."""
+    def _remove_cart(self, state, m: int, patch: int = 0) -> int:
+        """Remove ``m`` CAR-T cells of patch ``patch`` chosen uniformly; returns the cells removed."""
         c = state.cells
-        rows = c.rows_of(CART)
+        rows = self._cart_rows(state, patch)
         ids = self._pick(state, c.id[rows], m, 6)
         rows = rows[np.isin(c.id[rows], ids)]
         c.remove(rows)

@@ -106,6 +106,35 @@ def test_cart_cells_are_copied_and_trimmed_to_the_pools_density():
     c.check_invariants(sim.state.lattice)
 
 
+def test_each_patch_is_lifted_to_the_tumours_cart_density():
+    """With K patches each is a sample of the tumour: CAR-T cells crowded into one patch (as its
+    first entrants' offspring) are trimmed there, and a patch none reached gets its share, on
+    free sites of its own (the tumour bed first), naive-like with the blood pool's division potential."""
+    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100}})
+    sim = build_simulation(cfg, seed=7)
+    s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
+    S = bed_scale(cfg)
+    in_first = np.flatnonzero((c.occ < 0) & ~lat.vessel & (lat.patch_of(np.arange(lat.n_sites)) == 0))
+    c.add(CART, in_first[:60], phenotype=1, activation=0.9, divisions_left=3, target=-1)
+    s["patch_prev_cart"] = 60.0
+    s["tumour_cart_cells"] = 60.0 * S             # the right total, all of it in patch 0
+    s["cart_pool_divisions_left"] = 12.0
+    _relift(sim).step(sim.state)
+    rows = c.rows_of(CART)
+    per_patch = np.bincount(lat.patch_of(c.site[rows]), minlength=3)
+    assert per_patch.tolist() == [20, 20, 20]     # 60 vs Poisson(20), 0 vs Poisson(20): all lifted
+    assert s["patch_prev_cart"] == 60.0
+    assert s["cart_relifted_in_total"] == 40 and s["cart_relifted_out_total"] == 40
+    new = rows[lat.patch_of(c.site[rows]) > 0]
+    assert set(c.divisions_left[new].tolist()) == {12} and (c.phenotype[new] == 0).all()
+    assert not lat.vessel[c.site[new]].any()
+    c.check_invariants(lat)                       # distinct sites, occupancy consistent
+    s["tumour_cart_cells"] = 66.0 * S             # within the interval in every patch: no change
+    before = c.site[c.rows_of(CART)].copy()
+    _relift(sim).step(sim.state)
+    np.testing.assert_array_equal(c.site[c.rows_of(CART)], before)
+
+
 def test_direct_coupling_and_alpha_zero_never_relift():
     for extra in ({"coupling": {"mode": "direct"}, "patient": {"tumour_burden_cells": 300.0},
                    "tumour": {"homing_reference_burden_cells": 300.0}},
