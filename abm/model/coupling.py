@@ -49,11 +49,14 @@ and its CAR-T-driven cytokine output act in proportion to the local CAR-T
 density, so they are re-weighted to the patient's density by the ratio
 estimator::
 
-    rho = (C_T / (S_v K) + c0) / (Nbar + c0)
+    rho = (C_T / (S_v K)) / max(Nbar, c0)
 
-with a pseudo-count ``c0 = coupling.pseudo_count_cells`` (one cell) so that
-an empty patch does not divide by zero; ``rho -> 1`` when the patches hold
-exactly the patient's density.
+with a floor ``c0 = coupling.pseudo_count_cells`` (one cell) so that an
+empty patch does not divide by zero; ``rho = 1`` when the patches hold
+exactly the patient's density. When the patient's share per patch is under
+one cell the patches keep one test cell each (:mod:`abm.model.relift`) and
+``rho`` is the share: the test cell's kills and cytokines count for the
+fraction of a cell it stands for, its per-capita rates as they are.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ class CouplingParams(Section):
                             doc="time constant of the moving averages of the patch rates (longer: smoother, "
                                 "but the patient lags the patches while their rates change)")
     pseudo_count_cells: float = param(1.0, unit="cells", gt=0, le=100,
-                                      doc="pseudo-count c0 of the CAR-T density ratio estimator")
+                                      doc="floor c0 of the patch CAR-T per patch that the density ratio divides by")
     relift_alpha: float = param(
         0.003, unit="1", ge=0, lt=1,
         doc="re-lift the patches' tumour (CAR-T) cells to the whole tumour's tumour (CAR-T) density "
@@ -203,4 +206,4 @@ class PatchRates:
 
     def density_ratio(self, s: dict, tumour_cart_cells: float, scale: float) -> float:
         """``rho``: the patient's tumour CAR-T density over the patches' (ratio estimator)."""
-        return (tumour_cart_cells / (scale * self.K) + self.c0) / (self.cart_per_patch(s) + self.c0)
+        return tumour_cart_cells / (scale * self.K) / max(self.cart_per_patch(s), self.c0)

@@ -54,6 +54,19 @@ a removed one is chosen uniformly among the patch's. With one patch this is
 the lift of the total (draws keyed by the patch number, 0). The density ratio ``rho`` of
 :mod:`abm.model.coupling` still corrects what is left inside the interval.
 
+**Test cells.** A large tumour's CAR-T can give each patch less than one cell
+(a 1e12-cell tumour with 1e7 CAR-T: 0.05 per 4464-cell patch). A Poisson
+sample of that holds none most of the time, and a patch without CAR-T
+measures no per-capita rate: the whole tumour's CAR-T then follow a stale
+rate or the prior (death) and never expand, however much antigen the patient
+carries. So while the whole tumour holds at least one CAR-T cell and the
+share per patch is under one, each patch holds at least one (a copy of
+another patch's CAR-T, or naive-like as above when none has any) and more
+than Poisson(1) allows are trimmed back to one. The cell measures the
+per-capita rates of a CAR-T cell in that tumour; ``rho``, then the share
+itself, weighs its kills and cytokines by the fraction of a cell it stands
+for.
+
 The moving averages' base counts (``patch_prev_tumour``, ``..._pos``,
 ``patch_prev_cart``) move with the lift, so lifted cells never count as
 growth, kills or entries. Random draws come from stream ``TUMOUR_RELIFT``
@@ -153,8 +166,15 @@ class PatchRelift(Process):
         else:
             c = state.cells
             per_patch = np.bincount(self.patch_of(c.site[c.rows_of(CART)]), minlength=k_n).tolist()
+        share = max(0.0, s["tumour_cart_cells"]) / (k_n * self.scale)
+        sparse = 1.0 <= s["tumour_cart_cells"] and share < 1.0
         for k, n in enumerate(per_patch):
-            m = self._excess(state, n, s["tumour_cart_cells"] / k_n, 5, patch=k)
+            if sparse:
+                # a test cell: one CAR-T cell measures the per-capita rates of a share under one cell
+                # (rho in abm.model.coupling weighs what it does to the tumour and the plasma by the share)
+                m = 1 if n == 0 else self._excess(state, n, self.scale, 5, patch=k)
+            else:
+                m = self._excess(state, n, s["tumour_cart_cells"] / k_n, 5, patch=k)
             if m > 0:
                 added = self._add_cart(state, m, k)
                 s["patch_prev_cart"] += added
@@ -276,10 +296,14 @@ class PatchRelift(Process):
         """Add ``m`` CAR-T cells to patch ``patch``, copies of its CAR-T cells beside them; returns
         the cells added."""
         c, s = state.cells, state.scalars
-        donors = self._donors(state, self._cart_rows(state, patch), m, 7)
+        own = self._cart_rows(state, patch)
+        # a patch without CAR-T copies those of the others (the whole tumour's CAR-T are one pool)
+        # on free sites of its own
+        donors = self._donors(state, own if len(own) else c.rows_of(CART), m, 7)
         ids = c.next_id + np.arange(m, dtype=np.int64)
-        sites = self._beside(state, donors, rng.uniform_array(state.seed, streams.TUMOUR_RELIFT,
-                                                              state.step, ids, 9), patch)
+        sites = self._beside(state, donors if len(own) else np.full(m, -1, dtype=np.int64),
+                             rng.uniform_array(state.seed, streams.TUMOUR_RELIFT, state.step, ids, 9),
+                             patch)
         keep = sites >= 0
         sites, donors = sites[keep], donors[keep]
         if len(sites) == 0:

@@ -8,7 +8,7 @@ from scipy.stats import poisson
 
 from abm.build import build_simulation
 from abm.cells import CART, TUMOUR, TUMOUR_ALIVE
-from abm.model.coupling import bed_scale
+from abm.model.coupling import PatchRates, bed_scale
 from abm.model.initial import tumour_sites
 from abm.model.relift import PatchRelift, outside_poisson_interval
 from tests.helpers.patients import small
@@ -108,8 +108,8 @@ def test_cart_cells_are_copied_and_trimmed_to_the_pools_density():
 
 def test_each_patch_is_lifted_to_the_tumours_cart_density():
     """With K patches each is a sample of the tumour: CAR-T cells crowded into one patch (as its
-    first entrants' offspring) are trimmed there, and a patch none reached gets its share, on
-    free sites of its own (the tumour bed first), naive-like with the blood pool's division potential."""
+    first entrants' offspring) are trimmed there, and a patch none reached gets its share, copies
+    of the other patches' CAR-T (one pool) on free sites of its own (the tumour bed first)."""
     cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100}})
     sim = build_simulation(cfg, seed=7)
     s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
@@ -126,13 +126,44 @@ def test_each_patch_is_lifted_to_the_tumours_cart_density():
     assert s["patch_prev_cart"] == 60.0
     assert s["cart_relifted_in_total"] == 40 and s["cart_relifted_out_total"] == 40
     new = rows[lat.patch_of(c.site[rows]) > 0]
-    assert set(c.divisions_left[new].tolist()) == {12} and (c.phenotype[new] == 0).all()
+    assert set(c.divisions_left[new].tolist()) == {3} and (c.phenotype[new] == 1).all()
+    np.testing.assert_array_equal(c.activation[new], 0.9)
     assert not lat.vessel[c.site[new]].any()
     c.check_invariants(lat)                       # distinct sites, occupancy consistent
     s["tumour_cart_cells"] = 66.0 * S             # within the interval in every patch: no change
     before = c.site[c.rows_of(CART)].copy()
     _relift(sim).step(sim.state)
     np.testing.assert_array_equal(c.site[c.rows_of(CART)], before)
+
+
+def test_a_share_under_one_cell_keeps_one_test_cell_per_patch():
+    """When the whole tumour's CAR-T give each patch less than one cell, each patch holds one
+    (naive-like, the blood pool's potential, while no patch has any), crowds are trimmed to
+    Poisson(1), and the density ratio weighs the test cell by the share."""
+    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100}})
+    sim = build_simulation(cfg, seed=7)
+    s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
+    S = bed_scale(cfg)
+    s["patch_prev_cart"] = 0.0
+    s["cart_pool_divisions_left"] = 12.0
+    s["tumour_cart_cells"] = 0.5                  # under one cell in the whole tumour: nothing
+    _relift(sim).step(sim.state)
+    assert len(c.rows_of(CART)) == 0
+    s["tumour_cart_cells"] = 0.3 * S              # 0.1 cell per patch
+    _relift(sim).step(sim.state)
+    rows = c.rows_of(CART)
+    assert np.bincount(lat.patch_of(c.site[rows]), minlength=3).tolist() == [1, 1, 1]
+    assert set(c.divisions_left[rows].tolist()) == {12} and s["patch_prev_cart"] == 3.0
+    in_first = np.flatnonzero((c.occ < 0) & ~lat.vessel & (lat.patch_of(np.arange(lat.n_sites)) == 0))
+    c.add(CART, in_first[:9], phenotype=1, activation=0.9, divisions_left=3, target=-1)
+    s["patch_prev_cart"] = 12.0                   # 10 in patch 0: outside Poisson(1), back to 1
+    _relift(sim).step(sim.state)
+    rows = c.rows_of(CART)
+    assert np.bincount(lat.patch_of(c.site[rows]), minlength=3).tolist() == [1, 1, 1]
+    c.check_invariants(lat)
+    rates = PatchRates(cfg)
+    s["patch_ema_cart"] = 3.0                     # one cell per patch
+    assert rates.density_ratio(s, s["tumour_cart_cells"], S) == pytest.approx(0.1)
 
 
 def test_direct_coupling_and_alpha_zero_never_relift():
@@ -148,16 +179,20 @@ def test_direct_coupling_and_alpha_zero_never_relift():
 
 
 def _worst_deviation(cfg, seed):
-    """Largest |patch count - pool / S_v| / sqrt(pool / S_v + 1) over a run, tumour and CAR-T."""
+    """Largest |count - mean| / sqrt(mean + 1) over a run: the patches' tumour cells against
+    pool / S_v, each patch's CAR-T against its share pool / (K S_v), at least one cell (the test
+    cell) once the pool holds one."""
     sim = build_simulation(cfg, seed=seed)
-    S = bed_scale(cfg)
+    c, lat = sim.state.cells, sim.state.lattice
+    S, K = bed_scale(cfg), lat.n_patches
     worst = 0.0
     while sim.state.step < cfg.run.n_steps:
         sim.step()
         s = sim.state.scalars
-        for n, whole in ((s["patch_prev_tumour"], s["tumour_cells"]),
-                         (s["patch_prev_cart"], s["tumour_cart_cells"])):
-            mean = whole / S
+        share = s["tumour_cart_cells"] / (K * S)
+        share = max(share, 1.0 if s["tumour_cart_cells"] >= 1.0 else 0.0)
+        per_patch = np.bincount(lat.patch_of(c.site[c.rows_of(CART)]), minlength=K)
+        for n, mean in [(s["patch_prev_tumour"], s["tumour_cells"] / S)] + [(n, share) for n in per_patch]:
             worst = max(worst, abs(n - mean) / math.sqrt(mean + 1.0))
     return worst, s
 
