@@ -7,6 +7,7 @@ rows costs a few microseconds before it does any work):
 * :func:`patch_counts`: alive tumour cells, alive antigen-positive ones, CAR-T
   cells and exhausted CAR-T cells, in one pass over the table (the coupling
   reads them every step); :func:`kind_counts`: the cells of each kind;
+  :func:`cart_per_patch`: the CAR-T cells of each patch (the re-lift's test);
 * :func:`record_tallies`: every cell count and mean of one time-series record
   in one pass;
 * :func:`advance_pools`: ``x <- max(exp(A dt) x, 0)`` for the whole patient's
@@ -144,6 +145,15 @@ def patch_counts(kind: np.ndarray, phenotype: np.ndarray, antigen: np.ndarray, n
         cart += is_cart
         exh += is_cart & (ph == CART_EXHAUSTED)
     return tum, pos, cart, exh
+
+
+@jit
+def cart_per_patch(kind: np.ndarray, site: np.ndarray, n: int, patch_sites: int, out: np.ndarray) -> None:
+    """``out[k]``: CAR-T cells among rows ``0..n-1`` in patch ``k`` (sites ``k * patch_sites`` on)."""
+    out[:] = 0
+    for i in range(n):
+        if kind[i] == CART:
+            out[site[i] // patch_sites] += 1
 
 
 @jit

@@ -86,6 +86,7 @@ import numpy as np
 
 from abm.cells import CART, CART_NAIVE, TUMOUR, TUMOUR_ALIVE
 from abm.kernels import rng, streams
+from abm.kernels.tallies import cart_per_patch
 from abm.model.coupling import bed_scale
 from abm.model.initial import initial_antigen, tumour_sites
 from abm.process import Process
@@ -139,6 +140,8 @@ class PatchRelift(Process):
         self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel) if self.on else self.bed
         self.n_patches = lat.n_patches
         self.patch_of = lat.patch_of
+        self.patch_sites = lat.patch_sites
+        self.per_patch = np.zeros(lat.n_patches, dtype=np.int64)
         self.max_div = cfg.product.max_divisions
         s = state.scalars
         for key in self.meta:
@@ -165,7 +168,8 @@ class PatchRelift(Process):
             per_patch = [s["patch_prev_cart"]]
         else:
             c = state.cells
-            per_patch = np.bincount(self.patch_of(c.site[c.rows_of(CART)]), minlength=k_n).tolist()
+            cart_per_patch(c.kind, c.site, c.n, self.patch_sites, self.per_patch)
+            per_patch = self.per_patch.tolist()
         share = max(0.0, s["tumour_cart_cells"]) / (k_n * self.scale)
         sparse = 1.0 <= s["tumour_cart_cells"] and share < 1.0
         for k, n in enumerate(per_patch):

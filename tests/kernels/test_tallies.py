@@ -39,6 +39,10 @@ def test_counts_and_record_tallies_match_numpy():
             (cart & (ph == C.CART_EXHAUSTED)).sum())
         assert KY.kind_counts(kind, n) == tuple(int((kind == k).sum()) for k in
                                                 (C.TUMOUR, C.CART, C.MYELOID, C.ENDOTHELIAL))
+        site = rng.integers(0, 3 * 400, n).astype(np.int64)
+        per_patch = np.full(3, 99, dtype=np.int64)
+        KY.cart_per_patch(kind, site, n, 400, per_patch)
+        np.testing.assert_array_equal(per_patch, np.bincount(site[cart] // 400, minlength=3))
         counts = np.zeros(KY.N_TALLIES, dtype=np.int64)
         means = np.zeros(KY.N_MEANS)
         KY.record_tallies(kind, ph, act, target, gly, oxi, store, n, counts, means,
