@@ -49,14 +49,17 @@ and its CAR-T-driven cytokine output act in proportion to the local CAR-T
 density, so they are re-weighted to the patient's density by the ratio
 estimator::
 
-    rho = (C_T / (S_v K)) / max(Nbar, c0)
+    rho = (C_T / (S_v K) + c0) / (Nbar + c0)          (coupling.cart_lift = "total")
+    rho = (C_T / (S_v K)) / max(Nbar, c0)            (coupling.cart_lift = "per_patch")
 
-with a floor ``c0 = coupling.pseudo_count_cells`` (one cell) so that an
-empty patch does not divide by zero; ``rho = 1`` when the patches hold
-exactly the patient's density. When the patient's share per patch is under
-one cell the patches keep one test cell each (:mod:`abm.model.relift`) and
-``rho`` is the share: the test cell's kills and cytokines count for the
-fraction of a cell it stands for, its per-capita rates as they are.
+with ``c0 = coupling.pseudo_count_cells`` (one cell) so that an empty patch
+does not divide by zero; ``rho = 1`` when the patches hold exactly the
+patient's density. With the per-patch lift, when the patient's share per
+patch is under one cell the patches keep one test cell each
+(:mod:`abm.model.relift`) and ``rho`` is the share: the test cell's kills
+and cytokines count for the fraction of a cell it stands for, its per-capita
+rates as they are (the pseudo-count form would weigh it by up to
+``1 / (2 share)`` too much).
 """
 
 from __future__ import annotations
@@ -80,7 +83,13 @@ class CouplingParams(Section):
                             doc="time constant of the moving averages of the patch rates (longer: smoother, "
                                 "but the patient lags the patches while their rates change)")
     pseudo_count_cells: float = param(1.0, unit="cells", gt=0, le=100,
-                                      doc="floor c0 of the patch CAR-T per patch that the density ratio divides by")
+                                      doc="c0 of the CAR-T density ratio: its pseudo-count (cart_lift total) or the floor "
+                                          "of its denominator (per_patch)")
+    cart_lift: str = param(
+        "total", unit="-", choices=("total", "per_patch"),
+        doc="how the re-lift holds the patches' CAR-T at the whole tumour's density: total (all patches "
+            "together; the calibrated defaults) or per_patch (each patch to its share, with a test cell "
+            "per patch when the share is under one cell; docs/multiscale.md section 2)")
     relift_alpha: float = param(
         0.003, unit="1", ge=0, lt=1,
         doc="re-lift the patches' tumour (CAR-T) cells to the whole tumour's tumour (CAR-T) density "
@@ -124,6 +133,7 @@ class PatchRates:
         self.dt_s = config.run.dt_s
         self.alpha = -math.expm1(-self.dt_s / (c.window_h * 3600.0))
         self.c0 = c.pseudo_count_cells
+        self.per_patch = c.cart_lift == "per_patch"
         self.prior_cart_net = -config.product.basal_death_per_day / 86400.0
         self.max_div = float(config.product.max_divisions)
 
@@ -206,4 +216,7 @@ class PatchRates:
 
     def density_ratio(self, s: dict, tumour_cart_cells: float, scale: float) -> float:
         """``rho``: the patient's tumour CAR-T density over the patches' (ratio estimator)."""
-        return tumour_cart_cells / (scale * self.K) / max(self.cart_per_patch(s), self.c0)
+        share = tumour_cart_cells / (scale * self.K)
+        if self.per_patch:
+            return share / max(self.cart_per_patch(s), self.c0)
+        return (share + self.c0) / (self.cart_per_patch(s) + self.c0)

@@ -37,8 +37,11 @@ own spatial structure and noise.
 * **Removed cells** are alive tumour cells chosen uniformly at random. They
   leave the region without lysis: this is re-sampling, not death.
 
-The CAR-T cells are re-lifted the same way, patch by patch: each of the K
-patches to its share of the whole tumour's CAR-T, ``C_T / (K S_v)``. Their
+The CAR-T cells are re-lifted the same way. With ``coupling.cart_lift =
+"total"`` (the default, which the calibrated defaults were fitted with) the
+patches together are lifted to ``C_T / S_v``, as the tumour cells are; with
+``"per_patch"`` each of the K patches is lifted to its share of the whole
+tumour's CAR-T, ``C_T / (K S_v)``, as follows. Their
 early noise is large: the first few entrants and their first divisions decide
 whether a patch holds about the patient's density or three times it for the
 rest of the run (8 seeds of the default patient at day 7: 0.82 to 3.0 times),
@@ -54,7 +57,7 @@ a removed one is chosen uniformly among the patch's. With one patch this is
 the lift of the total (draws keyed by the patch number, 0). The density ratio ``rho`` of
 :mod:`abm.model.coupling` still corrects what is left inside the interval.
 
-**Test cells.** A large tumour's CAR-T can give each patch less than one cell
+**Test cells** (``per_patch`` only). A large tumour's CAR-T can give each patch less than one cell
 (a 1e12-cell tumour with 1e7 CAR-T: 0.05 per 4464-cell patch). A Poisson
 sample of that holds none most of the time, and a patch without CAR-T
 measures no per-capita rate: the whole tumour's CAR-T then follow a stale
@@ -138,7 +141,9 @@ class PatchRelift(Process):
         in_bed = np.zeros(lat.n_sites, dtype=bool)
         in_bed[self.bed] = True
         self.elsewhere = np.flatnonzero(~in_bed & ~lat.vessel) if self.on else self.bed
-        self.n_patches = lat.n_patches
+        self.lift_per_patch = cfg.coupling.cart_lift == "per_patch"
+        # with the total lift the K patches are one group (patch 0 of 1)
+        self.n_patches = lat.n_patches if self.lift_per_patch else 1
         self.patch_of = lat.patch_of
         self.patch_sites = lat.patch_sites
         self.per_patch = np.zeros(lat.n_patches, dtype=np.int64)
@@ -171,7 +176,7 @@ class PatchRelift(Process):
             cart_per_patch(c.kind, c.site, c.n, self.patch_sites, self.per_patch)
             per_patch = self.per_patch.tolist()
         share = max(0.0, s["tumour_cart_cells"]) / (k_n * self.scale)
-        sparse = 1.0 <= s["tumour_cart_cells"] and share < 1.0
+        sparse = self.lift_per_patch and 1.0 <= s["tumour_cart_cells"] and share < 1.0
         for k, n in enumerate(per_patch):
             if sparse:
                 # a test cell: one CAR-T cell measures the per-capita rates of a share under one cell

@@ -110,7 +110,8 @@ def test_each_patch_is_lifted_to_the_tumours_cart_density():
     """With K patches each is a sample of the tumour: CAR-T cells crowded into one patch (as its
     first entrants' offspring) are trimmed there, and a patch none reached gets its share, copies
     of the other patches' CAR-T (one pool) on free sites of its own (the tumour bed first)."""
-    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100}})
+    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100},
+                 "coupling": {"cart_lift": "per_patch"}})
     sim = build_simulation(cfg, seed=7)
     s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
     S = bed_scale(cfg)
@@ -140,7 +141,8 @@ def test_a_share_under_one_cell_keeps_one_test_cell_per_patch():
     """When the whole tumour's CAR-T give each patch less than one cell, each patch holds one
     (naive-like, the blood pool's potential, while no patch has any), crowds are trimmed to
     Poisson(1), and the density ratio weighs the test cell by the share."""
-    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100}})
+    cfg = small({"lattice": {"shape": [24, 24], "patches": 3}, "tumour": {"initial_cells": 100},
+                 "coupling": {"cart_lift": "per_patch"}})
     sim = build_simulation(cfg, seed=7)
     s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
     S = bed_scale(cfg)
@@ -180,31 +182,38 @@ def test_direct_coupling_and_alpha_zero_never_relift():
 
 def _worst_deviation(cfg, seed):
     """Largest |count - mean| / sqrt(mean + 1) over a run: the patches' tumour cells against
-    pool / S_v, each patch's CAR-T against its share pool / (K S_v), at least one cell (the test
-    cell) once the pool holds one."""
+    pool / S_v; the CAR-T of all patches against pool / S_v (total lift) or of each patch against
+    its share pool / (K S_v), at least one cell (the test cell) once the pool holds one (per patch)."""
     sim = build_simulation(cfg, seed=seed)
     c, lat = sim.state.cells, sim.state.lattice
     S, K = bed_scale(cfg), lat.n_patches
+    per_patch_lift = cfg.coupling.cart_lift == "per_patch"
     worst = 0.0
     while sim.state.step < cfg.run.n_steps:
         sim.step()
         s = sim.state.scalars
-        share = s["tumour_cart_cells"] / (K * S)
-        share = max(share, 1.0 if s["tumour_cart_cells"] >= 1.0 else 0.0)
-        per_patch = np.bincount(lat.patch_of(c.site[c.rows_of(CART)]), minlength=K)
-        for n, mean in [(s["patch_prev_tumour"], s["tumour_cells"] / S)] + [(n, share) for n in per_patch]:
+        counts = [(s["patch_prev_tumour"], s["tumour_cells"] / S)]
+        if per_patch_lift:
+            share = s["tumour_cart_cells"] / (K * S)
+            share = max(share, 1.0 if s["tumour_cart_cells"] >= 1.0 else 0.0)
+            counts += [(n, share) for n in np.bincount(lat.patch_of(c.site[c.rows_of(CART)]), minlength=K)]
+        else:
+            counts.append((s["patch_prev_cart"], s["tumour_cart_cells"] / S))
+        for n, mean in counts:
             worst = max(worst, abs(n - mean) / math.sqrt(mean + 1.0))
     return worst, s
 
 
-def test_the_patches_stay_a_poisson_sample_of_the_whole_patient():
+@pytest.mark.parametrize("lift", ["total", "per_patch"])
+def test_the_patches_stay_a_poisson_sample_of_the_whole_patient(lift):
     """Over the expansion, the patches' tumour and CAR-T stay within the interval of the pools;
     without the lift they drift far outside it (the CAR-T's early noise, then the tumour)."""
     from abm.config import load_config
 
     def default(alpha):
         return load_config("configs/default.toml",
-                           overrides={"run": {"end_day": 8.0}, "coupling": {"relift_alpha": alpha},
+                           overrides={"run": {"end_day": 8.0},
+                                      "coupling": {"relift_alpha": alpha, "cart_lift": lift},
                                       "output": {"fields": False, "cells": False}})
     worst, s = _worst_deviation(default(0.003), seed=20261121)
     free, _ = _worst_deviation(default(0.0), seed=20261121)
