@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import h5py
@@ -227,13 +228,19 @@ def kill_mid_run(out_dir: Path, step: int, churn: bool = True) -> Path:
                                    flush=0.0 if churn else 10.0)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    path = output_path(small_config(), 11, out_dir)
     try:
         line = proc.stdout.readline()
         assert line.strip() == "PAUSED", proc.stderr.read()
+        # the writer thread may still be saving the last checkpoint when the simulation pauses
+        # (a kill then loses it, by design): wait for its file, so the kill lands after it
+        last = step // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+        t0 = time.monotonic()
+        while not any(s == last for s, _ in ck.checkpoint_files(path)) and time.monotonic() - t0 < 60:
+            time.sleep(0.01)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    path = output_path(small_config(), 11, out_dir)
     part = path.with_name(path.name + ".part")
     assert part.exists() and not path.exists()
     return path
