@@ -156,7 +156,7 @@ class PatchRelift(Process):
         s = state.scalars
         if not self.on or "patch_prev_tumour" not in s:
             return
-        m = self._excess(state, s["patch_prev_tumour"], s["tumour_cells"], 0)
+        m = self._excess(state, s["patch_prev_tumour"], max(0.0, s["tumour_cells"]) / self.scale, 0)
         if m > 0:
             added, positive = self._add(state, m)
             s["patch_prev_tumour"] += added
@@ -177,13 +177,11 @@ class PatchRelift(Process):
             per_patch = self.per_patch.tolist()
         share = max(0.0, s["tumour_cart_cells"]) / (k_n * self.scale)
         sparse = self.lift_per_patch and 1.0 <= s["tumour_cart_cells"] and share < 1.0
+        # sparse: one test cell per patch measures the per-capita rates of a share under one cell
+        # (rho in abm.model.coupling weighs what it does to the tumour and the plasma by the share)
+        target = 1.0 if sparse else max(0.0, s["tumour_cart_cells"] / k_n) / self.scale
         for k, n in enumerate(per_patch):
-            if sparse:
-                # a test cell: one CAR-T cell measures the per-capita rates of a share under one cell
-                # (rho in abm.model.coupling weighs what it does to the tumour and the plasma by the share)
-                m = 1 if n == 0 else self._excess(state, n, self.scale, 5, patch=k)
-            else:
-                m = self._excess(state, n, s["tumour_cart_cells"] / k_n, 5, patch=k)
+            m = 1 if sparse and n == 0 else self._excess(state, n, target, 5, patch=k)
             if m > 0:
                 added = self._add_cart(state, m, k)
                 s["patch_prev_cart"] += added
@@ -193,9 +191,9 @@ class PatchRelift(Process):
                 s["patch_prev_cart"] -= removed
                 s["cart_relifted_out_total"] += removed
 
-    def _excess(self, state, n: float, whole: float, draw: int, patch: int = 0) -> int:
-        """Cells to add (> 0) or remove (< 0) so that ``n`` becomes ``whole / S_v``; 0 if inside."""
-        target = max(0.0, whole) / self.scale
+    def _excess(self, state, n: float, target: float, draw: int, patch: int = 0) -> int:
+        """Cells to add (> 0) or remove (< 0) so that the count ``n`` becomes ``target``; 0 when ``n``
+        lies inside the Poisson interval around it."""
         if not outside_poisson_interval(n, target, self.alpha):
             return 0
         delta = target - n
