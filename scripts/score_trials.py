@@ -38,11 +38,23 @@ from abm.studies.emulator import MEASURES, implausibility
 
 
 def arm_endpoints(folder: Path) -> list[dict]:
-    """The per-run endpoints of every finished run file in ``folder``."""
-    files = sorted(p for p in folder.glob("*.h5"))
+    """The per-run endpoints of every complete run file in ``folder`` (unreadable ones are left
+    out with a warning, as the calibration leaves out failed runs)."""
+    files = sorted(folder.glob("*.h5"))
     if not files:
         raise AbmError(f"{folder}: no run files (*.h5); give a batch folder such as runs/trial_cd28")
-    return [run_endpoints(p) for p in files]
+    out, bad = [], []
+    for path in files:
+        try:
+            out.append(run_endpoints(path))
+        except AbmError as e:
+            bad.append(f"{path.name}: {e}")
+    if bad:
+        print(f"score_trials: {folder}: {len(bad)} of {len(files)} run files left out (first: {bad[0]})",
+              file=sys.stderr)
+    if not out:
+        raise AbmError(f"{folder}: no complete run file; finish the batch (abm batch ... --resume)")
+    return out
 
 
 def score(cfg, folders: dict[str, Path], seed: int = 0) -> dict:

@@ -62,3 +62,11 @@ def test_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
     mod = _script()
     assert mod.main([str(tmp_path), str(tmp_path), "--config", CAL]) == 2
     assert "no run files" in capsys.readouterr().err
+
+
+def test_a_damaged_run_file_is_left_out_with_a_warning(tmp_path, capsys):
+    mod = _script()
+    (tmp_path / "trial_00000.h5").write_bytes(b"not an HDF5 file")
+    with pytest.raises(mod.AbmError, match="no complete run file"):
+        mod.arm_endpoints(tmp_path)
+    assert "1 of 1 run files left out" in capsys.readouterr().err
