@@ -48,7 +48,10 @@ Normal B cells (marrow and lymphoid organs)::
 
     dB/dt = d_B (B_0 - B) - k_LD(t) B - k_kB C_l H_B
 
-B-cell aplasia follows when CAR-T cells persist.
+B cells fall while the lymphoid effector CAR-T are many (``C_l`` near
+``K_B d_B / k_kB`` or more); memory CAR-T do not kill them, so they recover
+once the effectors contract, although blood CAR-T persist: lasting aplasia is
+not reached (docs/validation.md, check 2's day-90 cohort).
 
 The tumour
 ----------
