@@ -14,8 +14,8 @@ a median for the kinetics), and its implausibility
 
     I = |z - y| / sqrt(V_sim + V_obs + V_disc)
 
-with ``V_sim = m (1 - m) / n`` for a rate over ``n`` patients (``m`` pulled
-from 0 and 1 as the emulator does: ``(n y + 1) / (n + 2)``) and the bootstrap
+with ``V_sim`` the emulator's rate variance over ``n`` patients
+(:func:`abm.studies.emulator.rate_variance`) and the bootstrap
 variance of the log median for the kinetics. The measure is the calibration's
 (``second_max``: the second-largest I); exit status 0 when it is within the
 cut-off, 1 when not.
@@ -34,7 +34,7 @@ import numpy as np
 from abm.errors import AbmError
 from abm.studies.calibrate_config import load_calibration
 from abm.studies.calibrate_targets import run_endpoints, summarise
-from abm.studies.emulator import MEASURES, implausibility
+from abm.studies.emulator import combine, implausibility, rate_variance
 
 
 def arm_endpoints(folder: Path) -> list[dict]:
@@ -67,18 +67,16 @@ def score(cfg, folders: dict[str, Path], seed: int = 0) -> dict:
         y, v, n = summarise(t.summary, vals, rng=rng)
         target = t.target(n)
         if target.rate_n:
-            m = (n * y + 1.0) / (n + 2.0)
-            v = m * (1.0 - m) / n
+            v = rate_variance(y, n)
         i = float(implausibility(y, v, target))
         natural = 100.0 * y if t.summary.kind == "rate" else 10.0 ** y
         observed = 100.0 * t.observed if t.summary.kind == "rate" else t.observed
         rows.append({"target": t.name, "n": int(n), "simulated": natural, "observed": observed,
                      "unit": "%" if t.summary.kind == "rate" else t.summary.unit, "implausibility": i})
     imps = np.array([r["implausibility"] for r in rows])
-    k = MEASURES[cfg.measure]
-    measure = float(np.sort(imps)[-min(k, imps.size)])
+    measure = float(combine(imps[None, :], cfg.measure)[0])
     return {"targets": rows, "measure": measure, "measure_name": cfg.measure, "cutoff": cfg.cutoff,
-            "mean_implausibility": float(imps.mean()), "passes": measure <= cfg.cutoff}
+            "mean_implausibility": float(np.nanmean(imps)), "passes": measure <= cfg.cutoff}
 
 
 def main(argv=None) -> int:

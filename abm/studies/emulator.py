@@ -194,6 +194,13 @@ class Emulator:
 # ----------------------------------------------------------------------------
 
 
+def rate_variance(m, n: int) -> np.ndarray:
+    """Sampling variance of a rate ``m`` over ``n`` patients: ``m~ (1 - m~) / n`` with ``m~``
+    pulled a little from 0 and 1, ``(n m + 1) / (n + 2)`` (so a rate of 0 or 1 keeps some)."""
+    mt = (n * np.clip(m, 0.0, 1.0) + 1.0) / (n + 2.0)
+    return mt * (1.0 - mt) / n
+
+
 def implausibility(mean, em_var, target: Target, pop_var=0.0) -> np.ndarray:
     """``|z - mean| / sqrt(em_var + pop_var + obs_var + disc_var)``, elementwise."""
     total = (np.asarray(em_var, float) + np.asarray(pop_var, float)
@@ -363,8 +370,7 @@ class HistoryMatching:
             return np.full(u.shape[0], np.nan)
         m, var = em.predict(u)
         if t.rate_n:
-            mt = (t.rate_n * np.clip(m, 0.0, 1.0) + 1.0) / (t.rate_n + 2.0)
-            pv = mt * (1.0 - mt) / t.rate_n
+            pv = rate_variance(m, t.rate_n)
         else:
             pv = wave.pop_var[j] if wave.pop_var is not None else 0.0
         return implausibility(m, var, t, pv)
