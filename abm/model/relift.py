@@ -146,7 +146,7 @@ class PatchRelift(Process):
         self.n_patches = lat.n_patches if self.lift_per_patch else 1
         self.patch_of = lat.patch_of
         self.patch_sites = lat.patch_sites
-        self.per_patch = np.zeros(lat.n_patches, dtype=np.int64)
+        self.cart_counts = np.zeros(lat.n_patches, dtype=np.int64)
         self.max_div = cfg.product.max_divisions
         s = state.scalars
         for key in self.meta:
@@ -170,17 +170,17 @@ class PatchRelift(Process):
         # CAR-T patch by patch: each patch is a sample of the tumour, at its CAR-T density
         k_n = self.n_patches
         if k_n == 1:
-            per_patch = [s["patch_prev_cart"]]
+            counts = [s["patch_prev_cart"]]
         else:
             c = state.cells
-            cart_per_patch(c.kind, c.site, c.n, self.patch_sites, self.per_patch)
-            per_patch = self.per_patch.tolist()
+            cart_per_patch(c.kind, c.site, c.n, self.patch_sites, self.cart_counts)
+            counts = self.cart_counts.tolist()
         share = max(0.0, s["tumour_cart_cells"]) / (k_n * self.scale)
         sparse = self.lift_per_patch and 1.0 <= s["tumour_cart_cells"] and share < 1.0
         # sparse: one test cell per patch measures the per-capita rates of a share under one cell
         # (rho in abm.model.coupling weighs what it does to the tumour and the plasma by the share)
         target = 1.0 if sparse else max(0.0, s["tumour_cart_cells"] / k_n) / self.scale
-        for k, n in enumerate(per_patch):
+        for k, n in enumerate(counts):
             m = 1 if sparse and n == 0 else self._excess(state, n, target, 5, patch=k)
             if m > 0:
                 added = self._add_cart(state, m, k)
