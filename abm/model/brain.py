@@ -65,6 +65,12 @@ rising with ``tau_up`` and resolving with ``tau_down``::
 
     x_N = sens_N [ sum_s (C_s - C_s,rest)+ / EC_Ns + W / W_50 ];   N* = h_n(x_N) (1 - Imax_N E_steroid)
 
+With ``neuro_sensitivity_scope = "cytokines"`` the patient's sensitivity
+weighs the CSF cytokine terms only (the glia's response) and oedema acts
+through pressure, the same in every patient:
+``x_N = sens_N sum_s (C_s - C_s,rest)+ / EC_Ns + W / W_50``
+(docs/calibration.md 7.13 and 7.14: it removes ICANS before CRS).
+
 ``C_s,rest`` is the steady CSF level that the resting barrier gives with the
 patient's baseline plasma level (``baseline_<s>``), so a patient at rest has
 ``N = 0``, ICE 10, no seizure hazard and ICANS grade 0.
@@ -183,6 +189,10 @@ class BrainParams(Section):
     neuro_sensitivity_sd: float = param(1.0, unit="1", ge=0, le=3,
                                         doc="log-scale SD of neuro sensitivity (calibrated: few mild, more severe "
                                             "ICANS; docs/calibration.md 5)")
+    neuro_sensitivity_scope: str = param(
+        "all", unit="-", choices=("all", "cytokines"),
+        doc="what the neuro sensitivity weighs: all (CSF cytokines and oedema; the calibrated defaults) or "
+            "cytokines (CSF cytokines only, oedema the same in every patient; docs/calibration.md 7.14)")
     # ward neurological assessment
     ice_interval_h: float = param(8.0, unit="h", gt=0, le=24, doc="ICE / consciousness assessment interval")
     ice_close_interval_h: float = param(4.0, unit="h", gt=0, le=24,
@@ -352,6 +362,7 @@ class Brain:
         self.ang_rest_factor = 1.0 + cfg.blood.ang2_activation_gain * self.e0
         self.endo_sens = math.exp(p.endothelial_sensitivity_sd * z["brain_endothelial_sensitivity"])
         self.neuro_sens = math.exp(p.neuro_sensitivity_sd * z["neuro_sensitivity"])
+        self.sens_on_cytokines_only = p.neuro_sensitivity_scope == "cytokines"
         self.dt_h = cfg.run.dt_min / 60.0
         self.dt_day = cfg.run.dt_min / 1440.0
         self.k_csf = LN2 / p.csf_cytokine_half_life_h
@@ -466,9 +477,12 @@ class Brain:
         rest = self._csf_rest
         x = sum(max(0.0, s[csf] - rest(s, csf_rest, baseline)) / ec50
                 for _, _, csf, csf_rest, baseline, ec50 in self._csf)
-        x += s["brain_water_excess_ml"] / p.neuro_oedema_ec50_ml
+        oedema = s["brain_water_excess_ml"] / p.neuro_oedema_ec50_ml
         damp = 1.0 - p.neuro_steroid_imax * s.get("steroid_effect", 0.0)
-        return hill(self.neuro_sens * x, 1.0, p.neuro_hill) * damp
+        if self.sens_on_cytokines_only:
+            # oedema acts through pressure, not through the glia's cytokine response
+            return hill(self.neuro_sens * x + oedema, 1.0, p.neuro_hill) * damp
+        return hill(self.neuro_sens * (x + oedema), 1.0, p.neuro_hill) * damp
 
     def _barrier_and_csf(self, s: dict) -> None:
         p, dt = self.p, self.dt_h

@@ -138,6 +138,40 @@ def test_local_il6_loop_does_not_sustain_itself(sensitivity):
     assert s["neuroinflammation"] < 0.01 and s["csf_il6"] < 1.0
 
 
+@pytest.mark.parametrize("scope", ["all", "cytokines"])
+def test_neuro_sensitivity_scope_decides_whether_oedema_is_amplified(scope):
+    """The patient's neuro sensitivity weighs CSF cytokines and oedema (scope all, the default) or
+    the cytokines only (scope cytokines: oedema acts through pressure, the same in every patient).
+    A slight water excess through a barrier barely open (the first hours of a mild inflammation):
+    with scope cytokines it moves N* the same in a 20-fold sensitive patient as in anyone, while CSF
+    IL-6 above the resting level moves it 20-fold more either way."""
+    sim = build_simulation(config(brain={"neuro_sensitivity_scope": scope}), processes=[BrainProcess])
+    brain = sim.processes[0].model
+    s = sim.state.scalars
+    p = brain.p
+    rest = brain.csf_rest(s, "il6")
+
+    def target(sens, water_ml, csf_il6):
+        brain.neuro_sens = sens
+        s["brain_water_excess_ml"], s["csf_il6"] = water_ml, rest + csf_il6
+        return brain.neuro_target(s)
+
+    def h(x):
+        return x ** p.neuro_hill / (1.0 + x ** p.neuro_hill)
+
+    w = 0.6                                    # mL: what A ~ 0.03 builds in two days
+    amplified = 20.0 if scope == "all" else 1.0
+    assert target(20.0, w, 0.0) == pytest.approx(h(amplified * w / p.neuro_oedema_ec50_ml))
+    assert target(1.0, w, 0.0) == pytest.approx(h(w / p.neuro_oedema_ec50_ml))
+    if scope == "cytokines":
+        assert target(20.0, w, 0.0) < 0.01    # no ICE item fails (lowest N50 0.30)
+    else:
+        assert target(20.0, w, 0.0) > 0.30    # the amplified oedema alone fails ICE items (N = 0.5)
+    d = 0.1                                    # pg/mL of CSF IL-6 above the resting level
+    assert target(20.0, 0.0, d) == pytest.approx(h(20.0 * d / p.neuro_il6_ec50_pg_ml))
+    assert target(20.0, 0.0, d) > 10.0 * target(1.0, 0.0, d)
+
+
 def test_ice_is_10_without_inflammation_and_noisy_item_by_item():
     sim, rows = run(config(), t_on=99, t_off=99)
     assert all(r["ice_score"] == 10 and r["consciousness_level"] == 0 for r in rows)
