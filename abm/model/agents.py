@@ -247,7 +247,7 @@ class Extravasation(Process):
         self.k_mono = cfg.myeloid.recruit_per_vessel_per_day / 86400.0
         self.mono_basal = cfg.myeloid.recruit_basal_activation
         self.mono_default = cfg.myeloid.blood_monocytes_per_ul
-        self.max_div = cfg.product.max_divisions
+        self.max_div = cart.patient_division_potential(cfg, sim.seed)
         self._out = np.zeros(len(self.vsites), dtype=np.int8)
         self._erows = EndothelialRows()
         self._e_at = np.zeros(lat.n_sites, dtype=np.float64)

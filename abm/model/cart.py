@@ -30,6 +30,7 @@ from abm.presets import load_presets
 from abm.schema import Section, param
 from abm.kernels import cells_cart as K
 from abm.kernels.cells_common import event_prob
+from abm.model.effects import patient_effects
 
 _PRESETS = load_presets("product")
 #: Costimulatory domain -> signalling gains (``glycolytic_gain``, ``oxidative_gain``).
@@ -86,6 +87,11 @@ class ProductParams(Section):
                                doc="division potential of a product cell (a population expanding e-fold "
                                    "gains 2 generations on average, so the >= 2-log clinical expansion "
                                    "needs >= 9; calibrated, docs/calibration.md 7.7)")
+    division_potential_sd: float = param(0.0, unit="1", ge=0, le=2,
+                                         doc="log-scale SD across patients of the product's division "
+                                             "potential (products differ in memory-like, less "
+                                             "differentiated T cells: Fraietta 2018, Deng 2020); "
+                                             "0: every product has max_divisions")
     division_il7_15_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
                                               doc="IL-7/IL-15 giving half the division boost")
     division_il7_15_boost: float = param(1.0, unit="1", ge=0, le=10,
@@ -171,6 +177,20 @@ class ProductParams(Section):
     steroid_max_suppression: float = param(0.3, unit="1", ge=0, le=1,
                                            doc="maximal steroid suppression of division, killing, secretion")
 
+
+
+def patient_division_potential(config, seed: int) -> int:
+    """Division potential of this patient's product: ``round(max_divisions exp(sd z))``.
+
+    ``z`` is the patient's ``product_fitness`` random effect, so the value is
+    a pure function of the run seed; within ``[0, 100]``. With
+    ``division_potential_sd = 0`` (or random effects off) it is ``max_divisions``.
+    """
+    p = config.product
+    if p.division_potential_sd == 0.0:
+        return p.max_divisions
+    z = patient_effects(seed, config.patient.random_effects)["product_fitness"]
+    return int(min(100, max(0, round(p.max_divisions * math.exp(p.division_potential_sd * z)))))
 
 
 def domain_gains(costimulation: str) -> tuple[float, float]:

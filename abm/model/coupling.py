@@ -135,7 +135,6 @@ class PatchRates:
         self.c0 = c.pseudo_count_cells
         self.per_patch = c.cart_lift == "per_patch"
         self.prior_cart_net = -config.product.basal_death_per_day / 86400.0
-        self.max_div = float(config.product.max_divisions)
 
     def init_state(self, s: dict, cells) -> None:
         if "patch_prev_tumour" in s:

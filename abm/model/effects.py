@@ -41,6 +41,7 @@ EFFECTS: tuple[str, ...] = (
     "vwf_baseline",             # 19 blood: log-normal on VWF
     "brain_endothelial_sensitivity",  # 20 brain: log-normal on brain endothelial potency
     "neuro_sensitivity",        # 21 brain: log-normal on neuro-inflammation potency
+    "product_fitness",          # 22 product: log-normal on the division potential
 )
 INDEX = {name: i for i, name in enumerate(EFFECTS)}
 

@@ -100,7 +100,7 @@ import numpy as np
 
 from abm.kernels.tallies import advance_pools
 from abm.model import tumour as tumour_model
-from abm.model.cart import effective_rates
+from abm.model.cart import effective_rates, patient_division_potential
 from abm.model.coupling import PatchRates, bed_scale
 from abm.schema import Section, param
 
@@ -251,7 +251,7 @@ class WholePatient:
         self.dt_day = cfg.run.dt_min / 1440.0
         self.dose = cfg.product.dose_cells
         self.infusion_day = cfg.blood.infusion_day
-        self.max_div = float(cfg.product.max_divisions)
+        self.max_div = float(patient_division_potential(cfg, sim.seed))
         self.g_div = division_rate_per_day(cfg.product)
         rates = effective_rates(cfg.product)
         # engagement rate at saturating antigen and activation decay (1/day): the patch rule's

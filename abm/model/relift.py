@@ -90,6 +90,7 @@ import numpy as np
 from abm.cells import CART, CART_NAIVE, TUMOUR, TUMOUR_ALIVE
 from abm.kernels import rng, streams
 from abm.kernels.tallies import cart_per_patch
+from abm.model.cart import patient_division_potential
 from abm.model.coupling import bed_scale
 from abm.model.initial import initial_antigen, tumour_sites
 from abm.process import Process
@@ -147,7 +148,7 @@ class PatchRelift(Process):
         self.patch_of = lat.patch_of
         self.patch_sites = lat.patch_sites
         self.cart_counts = np.zeros(lat.n_patches, dtype=np.int64)
-        self.max_div = cfg.product.max_divisions
+        self.max_div = patient_division_potential(cfg, state.seed)
         s = state.scalars
         for key in self.meta:
             s.setdefault(key, 0)

@@ -366,3 +366,37 @@ def test_entering_cart_carry_the_pool_potential_on_average():
     assert np.all(proc._entry_potential(sim.state, sites[:10]) == 10)
     del sim.state.scalars["cart_pool_divisions_left"]      # before infusion: the product's potential
     assert np.all(proc._entry_potential(sim.state, sites[:10]) == 10)
+
+
+def test_product_division_potential_varies_between_patients_as_a_log_normal():
+    """``max_divisions exp(sd z)``, rounded, with z the patient's ``product_fitness`` effect."""
+    from abm.model.cart import patient_division_potential
+    from abm.model.effects import patient_effects
+
+    def cfg(sd, effects=True):
+        return config_from_dict({"product": {"max_divisions": 12, "division_potential_sd": sd},
+                                 "patient": {"random_effects": effects}})
+    assert {patient_division_potential(cfg(0.0), s) for s in range(50)} == {12}
+    assert {patient_division_potential(cfg(0.4, effects=False), s) for s in range(50)} == {12}
+    seeds = range(600)
+    got = np.array([patient_division_potential(cfg(0.4), s) for s in seeds])
+    z = np.array([patient_effects(s)["product_fitness"] for s in seeds])
+    np.testing.assert_array_equal(got, np.clip(np.round(12 * np.exp(0.4 * z)), 0, 100))
+    log_ratio = np.log(got / 12.0)
+    assert abs(np.median(log_ratio)) < 0.05                     # median 12 (z symmetric)
+    assert 0.35 < np.std(log_ratio) < 0.45                      # SD 0.4 up to rounding and sampling
+    assert np.corrcoef(z, [patient_effects(s)["neuro_sensitivity"] for s in seeds])[0, 1] ** 2 < 0.02
+
+
+def test_the_patient_pool_and_the_patch_entrants_start_from_the_patients_potential():
+    from abm.model.agents import Extravasation
+    from abm.model.cart import patient_division_potential
+    extra = {"product": {"max_divisions": 12, "division_potential_sd": 0.5},
+             "patient": {"random_effects": True}, "run": {"seed": 3}}
+    sim = make(extra, processes=(WholePatientProcess, Extravasation))
+    m = patient_division_potential(sim.config, sim.seed)
+    assert m != 12                                              # seed 3 draws a product unlike the median
+    assert sim.state.scalars["cart_pool_divisions_left"] == m
+    entry = next(p for p in sim.processes if isinstance(p, Extravasation))
+    del sim.state.scalars["cart_pool_divisions_left"]
+    assert np.all(entry._entry_potential(sim.state, np.arange(10)) == m)
