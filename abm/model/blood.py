@@ -147,7 +147,7 @@ class BloodParams(Section):
     vwf_iu_per_store: float = param(1e-9, unit="IU/cell", ge=0,
                                     doc="VWF released by one patient endothelial cell emptying its store")
     # systemic myeloid pool
-    myeloid_pool_cells: float = param(3.1e9, unit="cells", ge=0,
+    myeloid_pool_cells: float = param(2.5e9, unit="cells", ge=0,
                                       doc="macrophages of spleen, liver and marrow that can be activated "
                                           "(calibrated, docs/calibration.md 7.7)")
     myeloid_pool_sd: float = param(0.4, unit="1", ge=0, le=3, doc="log-scale SD of the pool size")

@@ -131,7 +131,7 @@ class BrainParams(Section):
     endothelial_response: bool = param(True, unit="-",
                                        doc="brain endothelium responds to cytokines (false: stays at baseline)")
     # brain endothelial activation
-    il6_ec50_pg_ml: float = param(180.0, unit="pg/mL", gt=0,
+    il6_ec50_pg_ml: float = param(520.0, unit="pg/mL", gt=0,
                                   doc="IL-6 signalling above baseline (potency; calibrated, docs/calibration.md 7.7)")
     ifng_ec50_pg_ml: float = param(600.0, unit="pg/mL", gt=0,
                                    doc="IFN-gamma above baseline (potency; calibrated, docs/calibration.md 5)")
@@ -181,18 +181,19 @@ class BrainParams(Section):
     neuro_il1_ec50_pg_ml: float = param(10.0, unit="pg/mL", gt=0, doc="CSF IL-1 potency")
     neuro_ifng_ec50_pg_ml: float = param(30.0, unit="pg/mL", gt=0, doc="CSF IFN-gamma potency")
     neuro_gmcsf_ec50_pg_ml: float = param(10.0, unit="pg/mL", gt=0, doc="CSF GM-CSF potency")
-    neuro_oedema_ec50_ml: float = param(12.0, unit="mL", gt=0, doc="brain water excess potency W_50")
+    neuro_oedema_ec50_ml: float = param(27.0, unit="mL", gt=0, doc="brain water excess potency W_50")
     neuro_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of neuro-inflammation")
     neuro_rise_time_constant_h: float = param(12.0, unit="h", gt=0, doc="tau_up of neuro-inflammation")
     neuro_fall_time_constant_h: float = param(36.0, unit="h", gt=0, doc="tau_down of neuro-inflammation")
     neuro_steroid_imax: float = param(0.8, unit="1", ge=0, le=1, doc="maximal steroid damping of N*")
-    neuro_sensitivity_sd: float = param(1.0, unit="1", ge=0, le=3,
-                                        doc="log-scale SD of neuro sensitivity (calibrated: few mild, more severe "
-                                            "ICANS; docs/calibration.md 5)")
+    neuro_sensitivity_sd: float = param(0.49, unit="1", ge=0, le=3,
+                                        doc="log-scale SD of neuro sensitivity (calibrated: docs/calibration.md "
+                                            "7.14)")
     neuro_sensitivity_scope: str = param(
-        "all", unit="-", choices=("all", "cytokines"),
-        doc="what the neuro sensitivity weighs: all (CSF cytokines and oedema; the calibrated defaults) or "
-            "cytokines (CSF cytokines only, oedema the same in every patient; docs/calibration.md 7.14)")
+        "cytokines", unit="-", choices=("all", "cytokines"),
+        doc="what the neuro sensitivity weighs: all (CSF cytokines and oedema) or cytokines (CSF "
+            "cytokines only, oedema the same in every patient; the calibrated defaults, docs/calibration.md "
+            "7.14-7.15)")
     # ward neurological assessment
     ice_interval_h: float = param(8.0, unit="h", gt=0, le=24, doc="ICE / consciousness assessment interval")
     ice_close_interval_h: float = param(4.0, unit="h", gt=0, le=24,

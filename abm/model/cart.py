@@ -62,7 +62,7 @@ class ProductParams(Section):
                                              "conversion, resistance to exhaustion, persistence); unset: "
                                              "the domain's value (abm/presets/costimulation.toml)")
     # -- homing and egress ---------------------------------------------------
-    homing_per_day: float = param(0.46, unit="1/day", ge=0, le=100,
+    homing_per_day: float = param(2.8, unit="1/day", ge=0, le=100,
                                   doc="fraction of blood CAR-T entering the tumour per day through "
                                       "resting vessels (permeability 1) at the reference burden "
                                       "tumour.homing_reference_burden_cells (it rises with burden, "
@@ -83,11 +83,11 @@ class ProductParams(Section):
     division_basal_fraction: float = param(0.4, unit="1", ge=0, le=1,
                                            doc="share of the division rate reached without glycolytic "
                                                "drive (g = 0)")
-    max_divisions: int = param(21, unit="-", ge=0, le=100,
+    max_divisions: int = param(11, unit="-", ge=0, le=100,
                                doc="division potential of a product cell (a population expanding e-fold "
                                    "gains 2 generations on average, so the >= 2-log clinical expansion "
                                    "needs >= 9; calibrated, docs/calibration.md 7.7)")
-    division_potential_sd: float = param(0.0, unit="1", ge=0, le=2,
+    division_potential_sd: float = param(0.3, unit="1", ge=0, le=2,
                                          doc="log-scale SD across patients of the product's division "
                                              "potential (products differ in memory-like, less "
                                              "differentiated T cells: Fraietta 2018, Deng 2020); "

@@ -86,10 +86,10 @@ class CouplingParams(Section):
                                       doc="c0 of the CAR-T density ratio: its pseudo-count (cart_lift total) or the floor "
                                           "of its denominator (per_patch)")
     cart_lift: str = param(
-        "total", unit="-", choices=("total", "per_patch"),
+        "per_patch", unit="-", choices=("total", "per_patch"),
         doc="how the re-lift holds the patches' CAR-T at the whole tumour's density: total (all patches "
-            "together; the calibrated defaults) or per_patch (each patch to its share, with a test cell "
-            "per patch when the share is under one cell; docs/multiscale.md section 2)")
+            "together) or per_patch (each patch to its share, with a test cell per patch when the share "
+            "is under one cell; the calibrated defaults, docs/multiscale.md section 2)")
     relift_alpha: float = param(
         0.003, unit="1", ge=0, lt=1,
         doc="re-lift the patches' tumour (CAR-T) cells to the whole tumour's tumour (CAR-T) density "

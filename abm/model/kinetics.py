@@ -157,7 +157,7 @@ class KineticsParams(Section):
     body_to_blood_per_day: float = param(0.5, unit="1/day", ge=0, le=100,
                                          doc="CAR-T return from the rest of the body")
     blood_death_per_day: float = param(0.1, unit="1/day", ge=0, le=10, doc="CAR-T death in blood")
-    lymphoid_death_per_day: float = param(0.38, unit="1/day", ge=0, le=10,
+    lymphoid_death_per_day: float = param(0.20, unit="1/day", ge=0, le=10,
                                           doc="CAR-T death in lymphoid organs and marrow (contraction; "
                                               "calibrated, docs/calibration.md 7.7)")
     body_death_per_day: float = param(0.2, unit="1/day", ge=0, le=10,

@@ -57,7 +57,7 @@ class TumourParams(Section):
     damage_release_fg: float = param(5.0, unit="fg/cell", ge=0,
                                      doc="damage signal released into the voxel on lysis")
     bystander_kill_per_day: float = param(
-        3.2, unit="1/day", ge=0, le=100,
+        2.1, unit="1/day", ge=0, le=100,
         doc="maximal antigen-independent (bystander) kill hazard of a tumour cell, antigen-positive "
             "or negative, at saturating IFN-gamma (Fas/FasL and IFN-gamma near activated CAR-T, "
             "Upadhyay 2021; 0 turns it off; calibrated, docs/calibration.md 7.7)")

@@ -107,7 +107,7 @@ def test_csf_il6_entry_does_not_depend_on_tocilizumab_occupancy():
         sim.run()
     a, b = (sim.state.scalars for sim in sims)
     assert a["csf_il6_peak"] == pytest.approx(b["csf_il6_peak"])
-    assert a["csf_il6_peak"] > 10.0
+    assert a["csf_il6_peak"] > 5.0                  # the held barrier lets plasma IL-6 into the CSF
 
 
 def test_steroids_damp_neuroinflammation():
@@ -145,7 +145,9 @@ def test_neuro_sensitivity_scope_decides_whether_oedema_is_amplified(scope):
     A slight water excess through a barrier barely open (the first hours of a mild inflammation):
     with scope cytokines it moves N* the same in a 20-fold sensitive patient as in anyone, while CSF
     IL-6 above the resting level moves it 20-fold more either way."""
-    sim = build_simulation(config(brain={"neuro_sensitivity_scope": scope}), processes=[BrainProcess])
+    # oedema potency W_50 = 12 mL (the value at which the "all" scope put ICANS before CRS)
+    sim = build_simulation(config(brain={"neuro_sensitivity_scope": scope, "neuro_oedema_ec50_ml": 12.0}),
+                           processes=[BrainProcess])
     brain = sim.processes[0].model
     s = sim.state.scalars
     p = brain.p

@@ -12,7 +12,7 @@ from abm.build import build_simulation
 from helpers.brain import config, run
 
 AT_REST = dict(t_on=99.0, t_off=99.0)               # plasma stays at the patient's baseline
-MILD = dict(il6=100.0, il1=2.0, ifng=25.0)          # a mild surge, days 0.5-3.5 (0.4 x the IL-6 / IFN-g potencies)
+MILD = dict(il6=400.0, il1=2.0, ifng=25.0)          # a mild surge, days 0.5-3.5 (0.8 x the brain IL-6 potency)
 
 
 def rest_q_alb(p):

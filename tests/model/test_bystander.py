@@ -105,7 +105,11 @@ def test_bystander_off_is_bit_identical_to_main():
     before_calibration = {"tumour": {"bystander_kill_per_day": 0.0},
                           "product": {"max_divisions": 16, "homing_per_day": 1.0},
                           "kinetics": {"lymphoid_death_per_day": 0.2},
-                          "blood": {"myeloid_pool_cells": 3e9}, "brain": {"il6_ec50_pg_ml": 250.0}}
+                          "blood": {"myeloid_pool_cells": 3e9},
+                          "brain": {"il6_ec50_pg_ml": 250.0, "neuro_sensitivity_scope": "all",
+                                    "neuro_sensitivity_sd": 1.0, "neuro_oedema_ec50_ml": 12.0},
+                          "coupling": {"cart_lift": "total"}}
+    before_calibration["product"]["division_potential_sd"] = 0.0
     out = mixed_scenario(threads=1, extra=before_calibration)
     scalars = dict(zip(out.pop("scalar_names").tolist(), out.pop("scalars").tolist()))
     got = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in out.items()}
@@ -125,8 +129,9 @@ class _Cells:
 
 
 def _patient(extra=None):
+    """The small patient with the total lift, whose density ratio is 1 when no CAR-T are set."""
     from abm.build import build_simulation
-    cfg = small(extra)
+    cfg = small({"coupling": {"cart_lift": "total"}, **(extra or {})})
     sim = build_simulation(cfg, seed=5)
     wp = next(p.model for p in sim.processes if isinstance(getattr(p, "model", None), WholePatient))
     return sim, wp

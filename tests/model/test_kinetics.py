@@ -60,7 +60,9 @@ def test_b_cell_aplasia_follows_expansion():
     sim.run(sim.config.run.n_steps)
     s = sim.state.scalars
     b0 = sim.config.kinetics.b_cells_per_kg * sim.config.patient.weight_kg
-    assert s["b_cells"] < 0.05 * b0
+    # lymphodepletion leaves ~25 % of B_0 at infusion; the expansion takes them under 10 % by day 10
+    # (they recover afterwards: lasting aplasia is a documented miss, docs/calibration.md 7.15)
+    assert s["b_cells"] < 0.1 * b0
     assert s["lymphoid_cart_cells"] > 10 * 0.0 + 1.0
 
 
@@ -91,7 +93,7 @@ class _Cells:
 
 def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
     from abm.cells import CART, CART_EFFECTOR, TUMOUR, TUMOUR_ALIVE
-    cfg = small()
+    cfg = small({"coupling": {"cart_lift": "total"}})
     rates = PatchRates(cfg)
     cells = _Cells([TUMOUR] * 100 + [CART] * 10, [TUMOUR_ALIVE] * 100 + [CART_EFFECTOR] * 10)
     s = {}
@@ -113,7 +115,10 @@ def test_patch_rates_converge_to_the_windowed_ratio_and_start_from_priors():
     # the patient holds exactly the patch density: rho = 1
     S = bed_scale(cfg)
     assert rates.density_ratio(s, 10 * S, S) == pytest.approx(1.0, rel=1e-9)
-    assert rates.density_ratio(s, 21 * S, S) == pytest.approx(2.0, rel=1e-9)
+    assert rates.density_ratio(s, 21 * S, S) == pytest.approx(2.0, rel=1e-9)   # (21 + 1) / (10 + 1)
+    # per patch: the share over the patches' mean, without the pseudo-count while Nbar >= c0
+    per_patch = PatchRates(small({"coupling": {"cart_lift": "per_patch"}}))
+    assert per_patch.density_ratio(s, 21 * S, S) == pytest.approx(2.1, rel=1e-9)
 
 
 def test_cart_rates_are_per_cell_the_agent_phase_acted_on():
@@ -190,7 +195,9 @@ def test_kill_hazard_counts_only_antigen_positive_targets():
 
 
 def test_antigen_negative_cells_of_the_whole_tumour_are_never_killed():
-    cfg = small({"tumour": {"antigen_negative_fraction": 0.25}, "run": {"end_day": 8.0}})
+    # bystander killing (which does reach antigen-negative cells) off: its own tests are in test_bystander
+    cfg = small({"tumour": {"antigen_negative_fraction": 0.25, "bystander_kill_per_day": 0.0},
+                 "run": {"end_day": 8.0}})
     sim = build_simulation(cfg, seed=4)
     s = sim.state.scalars
     assert s["tumour_antigen_negative_cells"] == pytest.approx(0.25 * cfg.patient.burden_cells)

@@ -147,7 +147,7 @@ def test_a_share_under_one_cell_keeps_one_test_cell_per_patch():
     s, c, lat = sim.state.scalars, sim.state.cells, sim.state.lattice
     S = bed_scale(cfg)
     s["patch_prev_cart"] = 0.0
-    s["cart_pool_divisions_left"] = 12.0
+    s["cart_pool_divisions_left"] = 9.0           # under the product's potential: the pool's
     s["tumour_cart_cells"] = 0.5                  # under one cell in the whole tumour: nothing
     _relift(sim).step(sim.state)
     assert len(c.rows_of(CART)) == 0
@@ -155,7 +155,7 @@ def test_a_share_under_one_cell_keeps_one_test_cell_per_patch():
     _relift(sim).step(sim.state)
     rows = c.rows_of(CART)
     assert np.bincount(lat.patch_of(c.site[rows]), minlength=3).tolist() == [1, 1, 1]
-    assert set(c.divisions_left[rows].tolist()) == {12} and s["patch_prev_cart"] == 3.0
+    assert set(c.divisions_left[rows].tolist()) == {9} and s["patch_prev_cart"] == 3.0
     in_first = np.flatnonzero((c.occ < 0) & ~lat.vessel & (lat.patch_of(np.arange(lat.n_sites)) == 0))
     c.add(CART, in_first[:9], phenotype=1, activation=0.9, divisions_left=3, target=-1)
     s["patch_prev_cart"] = 12.0                   # 10 in patch 0: outside Poisson(1), back to 1
@@ -219,5 +219,5 @@ def test_the_patches_stay_a_poisson_sample_of_the_whole_patient(lift):
     free, _ = _worst_deviation(default(0.0), seed=20261121)
     # one step of the agents may move a count a little past the interval before the next lift
     assert worst < 4.5
-    assert free > 2 * worst
+    assert free > 4.5 and free > 1.5 * worst     # outside the band the lift keeps
     assert s["cart_relifted_in_total"] + s["cart_relifted_out_total"] > 0
