@@ -149,7 +149,7 @@ class BloodParams(Section):
     # systemic myeloid pool
     myeloid_pool_cells: float = param(2.5e9, unit="cells", ge=0,
                                       doc="macrophages of spleen, liver and marrow that can be activated "
-                                          "(calibrated, docs/calibration.md 7.7)")
+                                          "(calibrated, docs/calibration.md 7.14)")
     myeloid_pool_sd: float = param(0.4, unit="1", ge=0, le=3, doc="log-scale SD of the pool size")
     myeloid_il6_fg_per_h: float = param(0.31, unit="fg/cell/h", ge=0,
                                         doc="IL-6 secretion of a fully activated macrophage (nlisim)")

@@ -68,7 +68,7 @@ class ProductParams(Section):
                                       "tumour.homing_reference_burden_cells (it rises with burden, "
                                       "abm.model.tumour.homing_rate_per_day); scaled by local permeability. "
                                       "Blood holds ~2 % of the CAR-T outside the tumour and lymphoma sits "
-                                      "mostly in lymph nodes; calibrated (docs/calibration.md 7.7)")
+                                      "mostly in lymph nodes; calibrated (docs/calibration.md 7.14)")
     egress_per_day: float = param(3.0, unit="1/day", ge=0, le=1000,
                                   doc="rate at which a free cell on a vessel site returns to blood")
     speed_um_per_min: float = param(5.0, unit="um/min", ge=0, le=100,
@@ -86,12 +86,12 @@ class ProductParams(Section):
     max_divisions: int = param(11, unit="-", ge=0, le=100,
                                doc="division potential of a product cell (a population expanding e-fold "
                                    "gains 2 generations on average, so the >= 2-log clinical expansion "
-                                   "needs >= 9; calibrated, docs/calibration.md 7.7)")
+                                   "needs >= 9; calibrated, docs/calibration.md 7.14)")
     division_potential_sd: float = param(0.3, unit="1", ge=0, le=2,
                                          doc="log-scale SD across patients of the product's division "
                                              "potential (products differ in memory-like, less "
                                              "differentiated T cells: Fraietta 2018, Deng 2020); "
-                                             "0: every product has max_divisions")
+                                             "0: every product has max_divisions; 0.3 [A], docs/calibration.md 7.15)")
     division_il7_15_ec50_pg_ml: float = param(20.0, unit="pg/mL", gt=0,
                                               doc="IL-7/IL-15 giving half the division boost")
     division_il7_15_boost: float = param(1.0, unit="1", ge=0, le=10,

@@ -159,7 +159,7 @@ class KineticsParams(Section):
     blood_death_per_day: float = param(0.1, unit="1/day", ge=0, le=10, doc="CAR-T death in blood")
     lymphoid_death_per_day: float = param(0.20, unit="1/day", ge=0, le=10,
                                           doc="CAR-T death in lymphoid organs and marrow (contraction; "
-                                              "calibrated, docs/calibration.md 7.7)")
+                                              "calibrated, docs/calibration.md 7.14)")
     body_death_per_day: float = param(0.2, unit="1/day", ge=0, le=10,
                                       doc="CAR-T death in the rest of the body")
     egress_via_lymph_fraction: float = param(1.0, unit="1", ge=0, le=1,

@@ -60,7 +60,7 @@ class TumourParams(Section):
         2.1, unit="1/day", ge=0, le=100,
         doc="maximal antigen-independent (bystander) kill hazard of a tumour cell, antigen-positive "
             "or negative, at saturating IFN-gamma (Fas/FasL and IFN-gamma near activated CAR-T, "
-            "Upadhyay 2021; 0 turns it off; calibrated, docs/calibration.md 7.7)")
+            "Upadhyay 2021; 0 turns it off; calibrated, docs/calibration.md 7.14)")
     bystander_ifng_ec50_pg_ml: float = param(
         4000.0, unit="pg/mL", gt=0,
         doc="IFN-gamma of half-maximal bystander hazard in the 2D patch (100-1000 pg/mL acting on "
