@@ -181,7 +181,8 @@ class BrainParams(Section):
     neuro_il1_ec50_pg_ml: float = param(10.0, unit="pg/mL", gt=0, doc="CSF IL-1 potency")
     neuro_ifng_ec50_pg_ml: float = param(30.0, unit="pg/mL", gt=0, doc="CSF IFN-gamma potency")
     neuro_gmcsf_ec50_pg_ml: float = param(10.0, unit="pg/mL", gt=0, doc="CSF GM-CSF potency")
-    neuro_oedema_ec50_ml: float = param(27.0, unit="mL", gt=0, doc="brain water excess potency W_50 (calibrated, docs/calibration.md 7.14)")
+    neuro_oedema_ec50_ml: float = param(27.0, unit="mL", gt=0,
+                                        doc="brain water excess potency W_50 (calibrated, docs/calibration.md 7.14)")
     neuro_hill: float = param(2.0, unit="1", gt=0, le=10, doc="Hill coefficient of neuro-inflammation")
     neuro_rise_time_constant_h: float = param(12.0, unit="h", gt=0, doc="tau_up of neuro-inflammation")
     neuro_fall_time_constant_h: float = param(36.0, unit="h", gt=0, doc="tau_down of neuro-inflammation")
