@@ -103,13 +103,12 @@ def test_bystander_off_is_bit_identical_to_main():
     """
     ref = json.loads((ROOT / "tests" / "data" / "bystander_off_main.json").read_text())
     before_calibration = {"tumour": {"bystander_kill_per_day": 0.0},
-                          "product": {"max_divisions": 16, "homing_per_day": 1.0},
+                          "product": {"max_divisions": 16, "homing_per_day": 1.0, "division_potential_sd": 0.0},
                           "kinetics": {"lymphoid_death_per_day": 0.2},
                           "blood": {"myeloid_pool_cells": 3e9},
                           "brain": {"il6_ec50_pg_ml": 250.0, "neuro_sensitivity_scope": "all",
                                     "neuro_sensitivity_sd": 1.0, "neuro_oedema_ec50_ml": 12.0},
                           "coupling": {"cart_lift": "total"}}
-    before_calibration["product"]["division_potential_sd"] = 0.0
     out = mixed_scenario(threads=1, extra=before_calibration)
     scalars = dict(zip(out.pop("scalar_names").tolist(), out.pop("scalars").tolist()))
     got = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in out.items()}
